@@ -1,0 +1,80 @@
+"""``whitespace-etl``: the sandbox, a headless sync, and the demo (sandbox plus sync)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from sandbox import BUCKET, SINGLE_REFRESH_TOKEN, SUMO_REFRESH_TOKEN, SUMO_USER_NAME, Faults, SandboxServer
+
+    faults = Faults(latency_ms=args.latency_ms, legacy_refresh_errors=args.legacy_refresh_errors)
+    server = SandboxServer(args.host, args.port, seed=args.seed, scale=args.scale, token_lifetime=args.token_lifetime,
+                           faults=faults)
+    print(f"Whitespace sandbox on {server.url} (seed {args.seed}, scale {args.scale})")
+    print(f"  WHITESPACE_SYNC_URL={server.sync_url}")
+    print(f"  WHITESPACE_BUCKET={BUCKET}")
+    print(f"  WHITESPACE_API_URL={server.api_url}")
+    print(f"  WHITESPACE_REFRESH_TOKEN={SUMO_REFRESH_TOKEN}   (SUMO login; WHITESPACE_USER_NAME='{SUMO_USER_NAME}')")
+    print(f"  or WHITESPACE_REFRESH_TOKEN={SINGLE_REFRESH_TOKEN}   (single-organisation login)")
+    print("  admin: POST /_sandbox/faults, /_sandbox/advance, /_sandbox/revoke, /_sandbox/reset; GET /_sandbox/stats")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from pipelines.run import run_sync
+
+    return run_sync(demo=False, scale=args.scale)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pipelines.run import run_sync
+
+    return run_sync(demo=True, scale=args.scale)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="whitespace-etl", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log HTTP requests and more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sb = sub.add_parser("sandbox", help="serve the local Whitespace sandbox (Sync Gateway and API)")
+    sb.add_argument("--host", default="127.0.0.1")
+    sb.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    sb.add_argument("--seed", type=int, default=1, help="the same seed gives the same data")
+    sb.add_argument("--scale", type=float, default=1.0, help="1.0: about 1,500 / 450 / 200 risks per organisation")
+    sb.add_argument("--token-lifetime", type=float, default=3600.0, help="id_token lifetime in seconds")
+    sb.add_argument("--latency-ms", type=float, default=0.0, help="added to every request")
+    sb.add_argument("--legacy-refresh-errors", action="store_true",
+                    help="answer a rejected refresh token with 401 (Sync Gateway 2.7) instead of 500")
+    sb.set_defaults(func=_sandbox)
+
+    sy = sub.add_parser("sync", help="discover organisations and materialise every asset (WHITESPACE_* settings)")
+    sy.add_argument("--scale", type=float, default=1.0, help="sandbox scale when no WHITESPACE_* setting is present")
+    sy.set_defaults(func=_sync)
+
+    de = sub.add_parser("demo", help="start the sandbox and sync it into the warehouse, no configuration needed")
+    de.add_argument("--scale", type=float, default=1.0, help="sandbox scale")
+    de.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

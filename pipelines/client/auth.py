@@ -1,0 +1,159 @@
+"""The token lifecycle: renewable token -> Sync Gateway ``_oidc_refresh`` -> bearer id_token.
+
+One ``TokenManager`` per login is shared by every thread: a lock makes concurrent callers that
+find the token expired wait for one refresh instead of starting their own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections.abc import Generator
+
+import httpx
+
+from pipelines.client import retry
+from pipelines.client.errors import ApiError, RefreshTokenRejected, TransportError
+from pipelines.client.redact import Secret, secret_url
+
+log = logging.getLogger("whitespace.auth")
+
+MAX_MARGIN = 60.0
+"""Refresh at most this many seconds before ``exp``..."""
+MARGIN_FRACTION = 0.1
+"""...and never earlier than this fraction of the token's lifetime (short-lived tokens)."""
+
+
+def jwt_claims(token: str) -> dict:
+    """The JWT payload, read without verifying the signature (we are not its audience's verifier)."""
+    try:
+        payload = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+
+
+class TokenManager:
+    """Holds the current id_token and renews it before ``exp``, after a 401, or when asked."""
+
+    def __init__(
+        self,
+        sync_url: str,
+        bucket: str,
+        refresh_token: str | Secret,
+        timeout: float = 30.0,
+        policy: retry.RetryPolicy | None = None,
+    ) -> None:
+        self._refresh_token = refresh_token if isinstance(refresh_token, Secret) else Secret(refresh_token)
+        self._base = f"{sync_url.rstrip('/')}/{bucket}/_oidc_refresh"
+        self._timeout = timeout
+        self._policy = policy or retry.RetryPolicy()
+        self._lock = threading.Lock()
+        self._token: Secret | None = None
+        self._expires_at = 0.0
+        self._refresh_at = 0.0
+        self.generation = 0
+        """How many tokens this manager has obtained; a 401 on generation g refreshes only once."""
+        self.refresh_count = 0
+
+    def __repr__(self) -> str:
+        return f"TokenManager({self._base!r}, token={'set' if self._token else 'none'}, generation={self.generation})"
+
+    def current(self) -> tuple[str, int]:
+        """A token that is valid for at least the margin, and its generation."""
+        if self._token is None or time.time() >= self._refresh_at:
+            with self._lock:
+                if self._token is None or time.time() >= self._refresh_at:
+                    self._refresh_locked()
+        assert self._token is not None
+        return self._token.reveal(), self.generation
+
+    def invalidate(self, generation: int) -> None:
+        """The API refused token ``generation``: the next ``current`` refreshes (only once)."""
+        with self._lock:
+            if generation == self.generation:
+                self._refresh_at = 0.0
+
+    def _refresh_locked(self) -> None:
+        url, shown = secret_url(self._base, refresh_token=self._refresh_token)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._send(url)
+            except httpx.TransportError as exc:
+                if not self._policy.should_retry(attempt):
+                    raise TransportError(f"Sync Gateway unreachable: {type(exc).__name__}", None, shown) from None
+                retry.sleep(self._policy.delay(attempt))
+                continue
+            body = response.content
+            try:
+                data = json.loads(body)
+            except ValueError:
+                data = None
+            reason = data.get("reason", "") if isinstance(data, dict) else ""
+            if response.status_code in (401, 500) and "Unable to refresh token" in reason:
+                raise RefreshTokenRejected(response.status_code, reason)
+            if response.status_code == 400:
+                raise ApiError(f"Sync Gateway refused the refresh: {reason or 'bad request'}", 400, shown)
+            if response.status_code == 200 and isinstance(data, dict) and data.get("id_token"):
+                break
+            transient = response.status_code in retry.RETRY_STATUSES or response.status_code == 200
+            if not transient or not self._policy.should_retry(attempt):
+                excerpt = body[:120].decode("utf-8", "replace")
+                raise ApiError(f"Sync Gateway answered without an id_token: {reason}", response.status_code, shown,
+                               excerpt, transient)
+            retry.sleep(self._policy.delay(attempt, response.headers.get("Retry-After")))
+        token = data["id_token"]
+        claims = jwt_claims(token)
+        now = time.time()
+        exp = float(claims.get("exp") or now + 300)  # unknown lifetime: assume five minutes
+        iat = float(claims.get("iat") or now)
+        margin = min(MAX_MARGIN, max(0.0, (exp - iat) * MARGIN_FRACTION))
+        self._token = Secret(token)
+        self._expires_at = exp
+        self._refresh_at = exp - margin
+        self.generation += 1
+        self.refresh_count += 1
+        log.info("Obtained an id_token from %s (valid for %.0f s; renewing %.0f s early)", shown, exp - now, margin)
+
+    def _send(self, url: str) -> httpx.Response:
+        # Through the transport directly: httpx's client would log the URL, token included.
+        with httpx.HTTPTransport(retries=0) as transport:
+            request = httpx.Request("GET", url, extensions={"timeout": httpx.Timeout(self._timeout).as_dict()})
+            response = transport.handle_request(request)
+            try:
+                response.read()
+            finally:
+                response.close()
+            return response
+
+
+class BearerAuth(httpx.Auth):
+    """Adds the bearer token; on ``401 Invalid WSAUTH`` renews it once and repeats the request once."""
+
+    # Bodies are read only for 401s, so large answers can still be streamed to disk.
+    def __init__(self, tokens: TokenManager) -> None:
+        self.tokens = tokens
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token, generation = self.tokens.current()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401 and is_token_401(response.read()):
+            self.tokens.invalidate(generation)
+            token, _ = self.tokens.current()
+            request.headers["Authorization"] = f"Bearer {token}"
+            yield request
+
+
+def is_token_401(body: bytes) -> bool:
+    """A 401 that a new token can cure: ``Invalid WSAUTH``, but not its SUMO ``UserID`` variant."""
+    try:
+        reason = str(json.loads(body).get("reason", ""))
+    except (ValueError, AttributeError):
+        return True
+    return "UserID" not in reason

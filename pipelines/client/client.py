@@ -1,0 +1,253 @@
+"""The Whitespace API client: plain Python over httpx, usable without Dagster."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pipelines.client import retry
+from pipelines.client.auth import BearerAuth, TokenManager
+from pipelines.client.errors import ApiError, ConfigError, InvalidUserId, NotAuthorised, TransportError
+from pipelines.client.jsonscan import scan_json_array
+from pipelines.client.settings import Settings
+
+log = logging.getLogger("whitespace.client")
+
+EXCERPT = 120
+
+
+@dataclasses.dataclass(frozen=True)
+class Download:
+    """A response body landed on disk exactly as received."""
+
+    path: Path
+    sha256: str
+    size: int
+    items: int
+    """Elements of the JSON array (or 1 for an object)."""
+    fetched_at: dt.datetime
+    url: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Organisation:
+    """An organisation the login acts for: its MU id is the partition key."""
+
+    user_id: str
+    company_id: str = ""
+    company_name: str = ""
+
+
+class WhitespaceClient:
+    """One login. ``for_user(mu)`` gives a view bound to one organisation sharing token and pool."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        policy: retry.RetryPolicy | None = None,
+        _shared: tuple[httpx.Client, TokenManager] | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy or retry.RetryPolicy()
+        if _shared is None:
+            tokens = TokenManager(settings.sync_url, settings.bucket, settings.refresh_token, settings.timeout,
+                                  self.policy)
+            limits = httpx.Limits(max_connections=settings.max_concurrency * 2, max_keepalive_connections=settings.max_concurrency)
+            http = httpx.Client(auth=BearerAuth(tokens), timeout=settings.timeout, limits=limits,
+                                headers={"Accept": "application/json", "User-Agent": "whitespace-etl/0.1"})
+            _shared = (http, tokens)
+        self._http, self.tokens = _shared
+        self.user_id = user_id
+
+    def __repr__(self) -> str:
+        return f"WhitespaceClient(api_url={self.settings.api_url!r}, user_id={self.user_id!r})"
+
+    def for_user(self, user_id: str | None) -> WhitespaceClient:
+        return WhitespaceClient(self.settings, self.policy, (self._http, self.tokens), user_id)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> WhitespaceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the endpoints ----------------------------------------------------------------------------
+    def version(self) -> dict:
+        return self.get_json("/version")
+
+    def corporate(self) -> list[dict]:
+        return self.get_json("/shared/corporate", send_user_id=False)
+
+    def my_details(self) -> dict:
+        return self.get_json("/user/myDetails")
+
+    def risks(self) -> list[dict]:
+        """``GET /api/risks`` parsed in memory (small lists); use ``download_risks`` for large ones."""
+        return self.get_json("/risks")
+
+    def download_risks(self, dest: Path) -> Download:
+        return self.download("/risks", dest)
+
+    def summary_page(self, last: str | None = None, since: str | None = None) -> list[dict]:
+        params = {k: v for k, v in (("last", last), ("from", since)) if v}
+        return self.get_json("/summary", params=params)
+
+    def risk(self, risk_id: str) -> dict:
+        return self.get_json(f"/risks/{risk_id}")
+
+    def root_instances(self, root_id: str) -> list[dict]:
+        return self.get_json(f"/risks/root/{root_id}")
+
+    def combined_sets(self, root_id: str) -> list[dict]:
+        return self.get_json(f"/lines/{root_id}/combinedSets")
+
+    def fan_out(self, fn: Callable[[str], Any], keys: Iterable[str]) -> Iterator[tuple[str, Any, Exception | None]]:
+        """``fn(key)`` for every key, ``max_concurrency`` at a time, sharing one token; in key order."""
+        with ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="whitespace") as pool:
+            keys = list(keys)
+            futures = [pool.submit(fn, k) for k in keys]
+            for key, future in zip(keys, futures, strict=True):
+                exc = future.exception()
+                yield key, (None if exc else future.result()), exc
+
+    # -- organisations (SUMO) -----------------------------------------------------------------
+    def discover_organisations(self) -> list[Organisation]:
+        """The organisations this login acts for: configured, ``myDetails``, or the corporate list."""
+        if self.settings.user_ids:
+            return [Organisation(mu) for mu in self.settings.user_ids]
+        try:
+            me = self.for_user(None).my_details()
+            return [Organisation(me["uniqueID"], me.get("companyId", ""), me.get("companyName", ""))]
+        except InvalidUserId:
+            pass  # a SUMO login: look its memberships up by name
+        name = (self.settings.user_name or "").strip()
+        if not name:
+            raise InvalidUserId(None, self._shown("/user/myDetails"))
+        found = [
+            Organisation(member["uniqueID"], company.get("companyId", ""), company.get("name", ""))
+            for company in self.corporate()
+            for member in company.get("members") or []
+            if str(member.get("name", "")).strip().casefold() == name.casefold() and member.get("uniqueID")
+        ]
+        if not found:
+            raise ConfigError(
+                f"No member named {name!r} in /api/shared/corporate: check WHITESPACE_USER_NAME (as Whitespace "
+                "spells it) or set WHITESPACE_USER_IDS to your MU ids."
+            )
+        return found
+
+    # -- transport ----------------------------------------------------------------------------
+    def _shown(self, path: str) -> str:
+        return f"{self.settings.api_url.rstrip('/')}{path}"
+
+    def get_json(self, path: str, params: dict | None = None, send_user_id: bool = True) -> Any:
+        return self._request(path, params, None, send_user_id)
+
+    def download(self, path: str, dest: Path, params: dict | None = None) -> Download:
+        """Streams a JSON answer to ``dest`` as received (atomically), checking it is whole JSON."""
+        return self._request(path, params, Path(dest), True)
+
+    def _request(self, path: str, params: dict | None, dest: Path | None, send_user_id: bool) -> Any:
+        url = self._shown(path)
+        headers = {"UserID": self.user_id} if (self.user_id and send_user_id) else {}
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._once(url, params, headers, dest)
+            except ApiError as exc:
+                if not exc.transient or not self.policy.should_retry(attempt):
+                    raise
+                wait = self.policy.delay(attempt, getattr(exc, "retry_after", None))
+                log.warning("%s; try %d of %d in %.1f s", exc, attempt + 1, self.policy.max_attempts, wait)
+                retry.sleep(wait)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
+                if not self.policy.should_retry(attempt):
+                    raise TransportError(f"Request {kind} ({type(exc).__name__}) after {attempt} tries", None, url,
+                                         transient=True) from None
+                wait = self.policy.delay(attempt)
+                log.warning("GET %s %s (%s); try %d of %d in %.1f s", url, kind, type(exc).__name__, attempt + 1,
+                            self.policy.max_attempts, wait)
+                retry.sleep(wait)
+
+    def _once(self, url: str, params: dict | None, headers: dict, dest: Path | None) -> Any:
+        with self._http.stream("GET", url, params=params, headers=headers) as response:
+            status = response.status_code
+            if status != 200:
+                body = response.read()
+                raise self._error(status, url, body, response.headers.get("Retry-After"))
+            if dest is None:
+                body = response.read()
+                try:
+                    return json.loads(body)
+                except ValueError:
+                    raise ApiError("The answer is not valid JSON", status, url, _excerpt(body), transient=True) from None
+            return self._land(response, url, dest)
+
+    def _land(self, response: httpx.Response, url: str, dest: Path) -> Download:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-", suffix=".json")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in response.iter_bytes():
+                    digest.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+            try:
+                items = _count_items(Path(tmp))
+            except ValueError as exc:
+                with open(tmp, "rb") as f:
+                    head = f.read(EXCERPT)
+                raise ApiError(f"The answer is not whole JSON ({exc})", 200, url, _excerpt(head), transient=True) from None
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return Download(dest, digest.hexdigest(), size, items, dt.datetime.now(dt.UTC), url)
+
+    def _error(self, status: int, url: str, body: bytes, retry_after: str | None) -> ApiError:
+        try:
+            reason = str(json.loads(body).get("reason", ""))
+        except (ValueError, AttributeError):
+            reason = ""
+        if status == 401 and "UserID" in reason:
+            return InvalidUserId(self.user_id, url)
+        if status == 401:
+            return NotAuthorised("The API refused a freshly renewed token (Invalid WSAUTH)", status, url, _excerpt(body))
+        transient = status in retry.RETRY_STATUSES
+        message = f"The API answered {status}" + (f": {reason}" if reason else "")
+        error = ApiError(message, status, url, _excerpt(body), transient=transient)
+        error.retry_after = retry_after  # type: ignore[attr-defined]
+        return error
+
+
+def _count_items(path: Path) -> int:
+    """Elements of a JSON array (checked one at a time), or 1 for any other JSON value."""
+    with open(path, "rb") as f:
+        is_array = f.read(4096).lstrip()[:1] == b"["
+    if is_array:
+        return scan_json_array(path)
+    with open(path, "rb") as f:
+        json.load(f)
+    return 1
+
+
+def _excerpt(body: bytes) -> str:
+    return " ".join(body[:EXCERPT].decode("utf-8", "replace").split())

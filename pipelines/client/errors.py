@@ -1,0 +1,62 @@
+"""Typed errors of the Whitespace client. Messages carry redacted URLs only, never a token."""
+
+from __future__ import annotations
+
+
+class WhitespaceError(Exception):
+    """Base class of every error the client raises."""
+
+
+class ConfigError(WhitespaceError):
+    """A setting is missing or wrong; the message names the setting to change."""
+
+
+class RefreshTokenRejected(WhitespaceError):
+    """Sync Gateway refused the renewable token (expired, revoked or cleared by a later login)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(
+            f"Sync Gateway rejected the renewable token (HTTP {status}: {reason!r}). It has expired or was "
+            "cleared by a later login: open Whitespace, go to the User Profile panel, click 'Copy' next to "
+            "the refresh token and set it as WHITESPACE_REFRESH_TOKEN."
+        )
+        self.status = status
+        self.reason = reason
+
+
+class InvalidUserId(WhitespaceError):
+    """The API refused the ``UserID`` header (SUMO): missing for a SUMO login, or not this login's."""
+
+    def __init__(self, user_id: str | None, url: str) -> None:
+        if user_id:
+            text = (
+                f"The API refused UserID {user_id} for this login ({url}): it is not one of the MU ids this "
+                "login acts for. Check WHITESPACE_USER_IDS, or unset it to discover them."
+            )
+        else:
+            text = (
+                f"The API needs a UserID for this login ({url}): it acts for several organisations (SUMO). "
+                "Set WHITESPACE_USER_NAME (your name as Whitespace shows it) or WHITESPACE_USER_IDS (MU ids)."
+            )
+        super().__init__(text)
+        self.user_id = user_id
+
+
+class ApiError(WhitespaceError):
+    """An HTTP error answer, or a body that is not the JSON it should be."""
+
+    def __init__(self, message: str, status: int | None, url: str, excerpt: str = "", transient: bool = False):
+        detail = f" Body starts: {excerpt!r}" if excerpt else ""
+        super().__init__(f"{message} (HTTP {status if status is not None else '-'} from {url}).{detail}")
+        self.status = status
+        self.url = url
+        self.excerpt = excerpt
+        self.transient = transient
+
+
+class NotAuthorised(ApiError):
+    """``401 Invalid WSAUTH`` that a fresh token did not cure."""
+
+
+class TransportError(ApiError):
+    """The connection failed, was dropped or timed out, after every retry."""

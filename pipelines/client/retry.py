@@ -1,0 +1,55 @@
+"""The one retry policy: which failures are retried, how long to wait, how many tries."""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import random
+import time
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+"""Transient answers. 500 is included because the platform reports passing faults as bare 500s;
+Sync Gateway's 500 for a rejected refresh token is recognised by its reason and never retried."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    """Tries in all, the first included."""
+    backoff_base: float = 0.5
+    """Seconds before the second try; doubles each time (with full jitter)."""
+    backoff_cap: float = 20.0
+    retry_after_cap: float = 60.0
+    """A ``Retry-After`` longer than this is cut down to it."""
+
+    def delay(self, attempt: int, retry_after: str | None = None, now: float | None = None) -> float:
+        """Seconds to wait after failed try number ``attempt`` (1-based)."""
+        hinted = parse_retry_after(retry_after, now)
+        if hinted is not None:
+            return min(hinted, self.retry_after_cap)
+        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def should_retry(self, attempt: int) -> bool:
+        return attempt < self.max_attempts
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def sleep(seconds: float) -> None:
+    """Indirection so tests can patch the waiting out."""
+    time.sleep(seconds)

@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: schema upkeep, raw landing and the bulk loaders."""

@@ -1,0 +1,162 @@
+"""Opening the DuckDB warehouse and keeping its schema in step with ``models``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import duckdb_engine
+import sqlalchemy as sa
+
+from models import CHILD_TABLE_COLUMNS, metadata
+
+log = logging.getLogger("whitespace.warehouse")
+
+LOCK_WAIT_SECONDS = 300.0
+"""How long a writer waits for another process (a sync, a BI tool) to let go of the file."""
+
+_DIALECT = duckdb_engine.Dialect()
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+MACROS = (
+    # Both platform timestamp forms, ISO 8601 with a zone, and epoch seconds, as UTC TIMESTAMP.
+    """CREATE OR REPLACE MACRO ws_ts(s) AS CASE
+         WHEN s IS NULL OR trim(s) = '' THEN NULL
+         WHEN regexp_full_match(trim(s), '[0-9]+(\\.[0-9]+)?') THEN make_timestamp(CAST(CAST(trim(s) AS DOUBLE) * 1000000 AS BIGINT))
+         ELSE coalesce(try_strptime(trim(s), '%Y-%m-%d %H:%M:%S'),
+                       CAST(timezone('UTC', TRY_CAST(trim(s) AS TIMESTAMPTZ)) AS TIMESTAMP))
+       END""",
+    """CREATE OR REPLACE MACRO ws_bool(s) AS CASE lower(trim(CAST(s AS VARCHAR)))
+         WHEN 'true' THEN TRUE WHEN 'false' THEN FALSE WHEN '1' THEN TRUE WHEN '0' THEN FALSE
+         WHEN 'yes' THEN TRUE WHEN 'no' THEN FALSE WHEN 'y' THEN TRUE WHEN 'n' THEN FALSE ELSE NULL END""",
+)
+
+
+def ident(name: str) -> str:
+    """A table or column name made from data, checked to be plain before it enters SQL."""
+    if not _IDENT.match(name):
+        raise ValueError(f"unsafe identifier {name!r}")
+    return f'"{name}"'
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc)
+    return "Could not set lock" in text or "Conflicting lock" in text or "database is locked" in text
+
+
+def connect(path: str | Path, read_only: bool = False, wait: float = LOCK_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; if another process holds it, wait (with a clear log line) up to ``wait`` s."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait
+    delay = 0.05
+    warned = False
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if not _is_lock_error(exc) or time.monotonic() >= deadline:
+                if _is_lock_error(exc):
+                    raise RuntimeError(
+                        f"The warehouse {path} stayed locked by another process for {wait:.0f} s (another sync, "
+                        "or a tool holding it open for writing). Close it or wait, then run again."
+                    ) from exc
+                raise
+            if not warned:
+                log.warning("Warehouse %s is in use by another process; waiting up to %.0f s", path, wait)
+                warned = True
+            time.sleep(delay + random.uniform(0, delay))
+            delay = min(delay * 2, 2.0)
+
+
+@contextlib.contextmanager
+def session(path: str | Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    conn = connect(path, read_only=read_only)
+    try:
+        if not read_only:
+            ensure_schema(conn)
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def existing_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ? "
+        "ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _type_sql(column: sa.Column) -> str:
+    return column.type.compile(dialect=_DIALECT)
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def ensure_table(conn: duckdb.DuckDBPyConnection, table: sa.Table) -> list[str]:
+    """Create ``table`` or add the columns it lacks (never drops anything); returns columns added."""
+    have = existing_columns(conn, table.name)
+    added: list[str] = []
+    if not have:
+        conn.execute(str(sa.schema.CreateTable(table).compile(dialect=_DIALECT)))
+        if table.comment:
+            conn.execute(f"COMMENT ON TABLE {ident(table.name)} IS {_quote_literal(table.comment)}")
+        added = [c.name for c in table.columns]
+    else:
+        for column in table.columns:
+            if column.name not in have:
+                conn.execute(f"ALTER TABLE {ident(table.name)} ADD COLUMN {ident(column.name)} {_type_sql(column)}")
+                added.append(column.name)
+    for column in table.columns:
+        if column.name in added and column.comment:
+            conn.execute(
+                f"COMMENT ON COLUMN {ident(table.name)}.{ident(column.name)} IS {_quote_literal(column.comment)}"
+            )
+    return added
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    for table in metadata.sorted_tables:
+        ensure_table(conn, table)
+    for macro in MACROS:
+        conn.execute(macro)
+
+
+def child_table(parent: str, field: str) -> sa.Table:
+    """The ``<parent>__<field>`` table for a list-valued field the schema does not declare."""
+    name = f"{parent}__{snake(field)}"
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        *[sa.Column(n, t, comment=c, primary_key=n in ("parent_id", "position")) for n, t, c in CHILD_TABLE_COLUMNS],
+        comment=f"Elements of the '{field}' list of {parent} (created when the field first appeared).",
+    )
+
+
+def snake(name: str) -> str:
+    """``placingBrokerChannel`` -> ``placing_broker_channel``; anything else becomes ``_``."""
+    name = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    name = re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+    return name if name and not name[0].isdigit() else f"f_{name}"

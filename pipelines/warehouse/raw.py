@@ -1,0 +1,100 @@
+"""The raw landing: every API answer kept on disk exactly as received, with a manifest beside it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pipelines.client import Download
+
+
+@dataclasses.dataclass(frozen=True)
+class Landed:
+    """One landed answer: the body file and what is known about it."""
+
+    path: Path
+    user_id: str
+    endpoint: str
+    fetched_at: dt.datetime
+    sha256: str
+    bytes: int
+    items: int
+    company_id: str = ""
+
+    def manifest(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["path"] = self.path.name
+        d["fetched_at"] = self.fetched_at.isoformat()
+        return d
+
+    def relative_to(self, root: Path) -> str:
+        return self.path.relative_to(root).as_posix()
+
+
+def _slug(endpoint: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", endpoint).strip("_") or "root"
+
+
+def landing_path(raw_dir: Path, user_id: str, endpoint: str, fetched_at: dt.datetime, tag: str = "") -> Path:
+    stamp = fetched_at.strftime("%Y%m%dT%H%M%S%fZ")
+    return Path(raw_dir) / (user_id or "_") / _slug(endpoint) / f"{stamp}{'-' + tag if tag else ''}.json"
+
+
+def record(download: Download, raw_dir: Path, user_id: str, endpoint: str, company_id: str = "") -> Landed:
+    """Writes the manifest of a body the client already streamed to its landing path."""
+    landed = Landed(download.path, user_id, endpoint, download.fetched_at, download.sha256, download.size,
+                    download.items, company_id)
+    _write_manifest(landed)
+    return landed
+
+
+def land_json(raw_dir: Path, user_id: str, endpoint: str, payload: Any, company_id: str = "") -> Landed:
+    """Lands an answer the caller already holds parsed (small reference answers)."""
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    fetched_at = dt.datetime.now(dt.UTC)
+    path = landing_path(raw_dir, user_id, endpoint, fetched_at)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    tmp.write_bytes(body)
+    os.replace(tmp, path)
+    items = len(payload) if isinstance(payload, list) else 1
+    landed = Landed(path, user_id, endpoint, fetched_at, hashlib.sha256(body).hexdigest(), len(body), items, company_id)
+    _write_manifest(landed)
+    return landed
+
+
+def _write_manifest(landed: Landed) -> None:
+    meta = landed.path.with_suffix(".meta.json")
+    tmp = meta.with_suffix(".part")
+    tmp.write_text(json.dumps(landed.manifest(), indent=1))
+    os.replace(tmp, meta)
+
+
+def read_manifest(meta: Path) -> Landed:
+    d = json.loads(meta.read_text())
+    return Landed(
+        path=meta.with_name(d["path"]),
+        user_id=d["user_id"],
+        endpoint=d["endpoint"],
+        fetched_at=dt.datetime.fromisoformat(d["fetched_at"]),
+        sha256=d["sha256"],
+        bytes=d["bytes"],
+        items=d["items"],
+        company_id=d.get("company_id", ""),
+    )
+
+
+def latest(raw_dir: Path, endpoint: str) -> dict[str, Landed]:
+    """The newest landed answer of ``endpoint`` per MU id (what a rebuild from raw loads)."""
+    out: dict[str, Landed] = {}
+    for meta in sorted(Path(raw_dir).glob(f"*/{_slug(endpoint)}/*.meta.json")):
+        landed = read_manifest(meta)
+        if landed.path.exists():
+            out[landed.user_id] = landed  # sorted by time stamp: the last one wins
+    return out

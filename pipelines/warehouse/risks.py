@@ -1,0 +1,246 @@
+"""Normalise one organisation's landed ``/api/risks`` answer into the warehouse, in one transaction.
+
+DuckDB parses the landed file itself (``read_json_objects``), so no risk becomes a Python object:
+the load is one bulk ``INSERT ... SELECT`` per table. Keys are matched case-insensitively by
+looking at the keys actually present in the file first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import duckdb
+
+from pipelines.warehouse import db
+from pipelines.warehouse.raw import Landed
+
+ENDPOINT = "/risks"
+
+# warehouse column -> (API field, JSON types the field is expected to have)
+FIELDS: dict[str, tuple[str, frozenset[str]]] = {
+    "risk_id": ("id", frozenset({"VARCHAR"})),
+    "rev": ("rev", frozenset({"VARCHAR"})),
+    "doc_type": ("type", frozenset({"VARCHAR"})),
+    "umr": ("umr", frozenset({"VARCHAR"})),
+    "insured_name": ("InsuredName", frozenset({"VARCHAR"})),
+    "status": ("Status", frozenset({"VARCHAR"})),
+    "contract_type": ("ContractType", frozenset({"VARCHAR"})),
+    "is_facility": ("IsFacility", frozenset({"BOOLEAN"})),
+    "placing_broker_channel": ("placingBrokerChannel", frozenset({"VARCHAR"})),
+    "created_at": ("createdAt", frozenset({"VARCHAR", "UBIGINT", "BIGINT", "DOUBLE"})),
+    "updated_at": ("updatedAt", frozenset({"VARCHAR", "UBIGINT", "BIGINT", "DOUBLE"})),
+    "channels": ("channels", frozenset({"ARRAY"})),
+}
+KNOWN_KEYS = {api.lower(): column for column, (api, _) in FIELDS.items()}
+
+
+@dataclasses.dataclass
+class RiskLoad:
+    user_id: str
+    api_items: int
+    distinct_risks: int
+    duplicates: int
+    skipped_without_id: int
+    added: int
+    changed: int
+    gone: int
+    unchanged: int
+    channels: int
+    removed_from_warehouse: int
+    drift: list[dict[str, Any]]
+    child_tables: list[str]
+    preview: list[dict[str, Any]]
+
+
+def _pointer(key: str) -> str:
+    return "/" + key.replace("~", "~0").replace("/", "~1")
+
+
+def inspect_keys(conn: duckdb.DuckDBPyConnection, path: str) -> dict[str, set[str]]:
+    """Every key in the file with the JSON types its values take."""
+    rows = conn.execute(
+        """SELECT k, list(DISTINCT json_type(json, '/' || replace(replace(k, '~', '~0'), '/', '~1')))
+           FROM (SELECT json, unnest(json_keys(json)) AS k FROM read_json_objects(?, format = 'array'))
+           GROUP BY k""",
+        [path],
+    ).fetchall()
+    return {k: {t for t in types if t} for k, types in rows}
+
+
+def _drift(keys: dict[str, set[str]]) -> list[dict[str, Any]]:
+    out = []
+    for key, types in sorted(keys.items()):
+        column = KNOWN_KEYS.get(key.lower())
+        if column is None:
+            out.append({"field": key, "kind": "new_field", "json_types": sorted(types)})
+        elif types - FIELDS[column][1] - {"NULL"}:
+            out.append({"field": key, "kind": "type_change", "json_types": sorted(types)})
+    return out
+
+
+def stage(conn: duckdb.DuckDBPyConnection, path: str, keys: dict[str, set[str]]) -> tuple[int, int]:
+    """``stage_risks``: one row per distinct risk id (the highest generation, then the last seen).
+
+    Returns (elements without an id, elements with one); their difference from the distinct count
+    is the duplicates the answer carried."""
+    paths: list[str] = []
+    exprs: dict[str, str] = {}
+    for column, (api, _) in FIELDS.items():
+        variants = [k for k in keys if k.lower() == api.lower()]
+        refs = []
+        for key in variants:
+            paths.append(_pointer(key))
+            refs.append(f"v[{len(paths)}]")
+        exprs[column] = f"coalesce({', '.join(refs)})" if len(refs) > 1 else (refs[0] if refs else "NULL::VARCHAR")
+    if not paths:
+        paths.append("/id")
+    e = exprs
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE stage_all AS
+          SELECT {e['risk_id']} AS risk_id,
+                 split_part({e['risk_id']}, '::', 1) AS root_id,
+                 {e['rev']} AS rev,
+                 TRY_CAST(split_part({e['rev']}, '-', 1) AS INTEGER) AS rev_generation,
+                 {e['doc_type']} AS doc_type,
+                 trim({e['umr']}) AS umr,
+                 trim({e['insured_name']}) AS insured_name,
+                 {e['status']} AS status,
+                 {e['contract_type']} AS contract_type,
+                 ws_bool({e['is_facility']}) AS is_facility,
+                 {e['placing_broker_channel']} AS placing_broker_channel,
+                 ws_ts({e['created_at']}) AS created_at,
+                 ws_ts({e['updated_at']}) AS updated_at,
+                 coalesce(TRY_CAST({e['channels']} AS VARCHAR[]), []) AS channels,
+                 json AS raw, ord
+          FROM (SELECT json, json_extract_string(json, ?::VARCHAR[]) AS v, row_number() OVER () AS ord
+                FROM read_json_objects(?, format = 'array'))""",  # noqa: S608 - only column positions are formatted in
+        [paths, path],
+    )
+    conn.execute(
+        """CREATE OR REPLACE TEMP TABLE stage_risks AS SELECT * FROM stage_all
+           WHERE risk_id IS NOT NULL AND risk_id <> ''
+           QUALIFY row_number() OVER (PARTITION BY risk_id ORDER BY rev_generation DESC NULLS LAST, ord DESC) = 1"""
+    )
+    without_id, with_id = conn.execute(
+        "SELECT count(*) FILTER (WHERE coalesce(risk_id, '') = ''), count(*) FILTER (WHERE risk_id <> '') FROM stage_all"
+    ).fetchone()
+    conn.execute("DROP TABLE stage_all")
+    return without_id, with_id
+
+
+RISK_COLUMNS = [c for c in FIELDS if c != "channels"] + ["root_id", "rev_generation", "raw"]
+
+
+def load(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str, now: dt.datetime | None = None) -> RiskLoad:
+    """Replace exactly this organisation's view of the risks, in one transaction."""
+    now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
+    path, user = str(landed.path), landed.user_id
+    keys = inspect_keys(conn, path) if landed.items else {}
+    drift = _drift(keys)
+    without_id, with_id = stage(conn, path, keys)
+    distinct = conn.execute("SELECT count(*) FROM stage_risks").fetchone()[0]
+    diff = conn.execute(
+        """SELECT count(*) FILTER (WHERE p.risk_id IS NULL),
+                  count(*) FILTER (WHERE p.risk_id IS NOT NULL AND p.rev IS DISTINCT FROM s.rev),
+                  count(*) FILTER (WHERE p.risk_id IS NOT NULL AND p.rev IS NOT DISTINCT FROM s.rev)
+           FROM stage_risks s LEFT JOIN (SELECT r.risk_id, r.rev FROM risk_visibility v JOIN risks r USING (risk_id)
+                                         WHERE v.user_id = ?) p USING (risk_id)""",
+        [user],
+    ).fetchone()
+    gone = conn.execute(
+        "SELECT count(*) FROM risk_visibility WHERE user_id = ? AND risk_id NOT IN (SELECT risk_id FROM stage_risks)",
+        [user],
+    ).fetchone()[0]
+    cols = ", ".join(RISK_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in RISK_COLUMNS if c != "risk_id")
+    children: list[str] = []
+    with db.transaction(conn):
+        conn.execute(
+            f"""INSERT INTO risks ({cols}, loaded_at) SELECT {cols}, ? FROM stage_risks
+                ON CONFLICT (risk_id) DO UPDATE SET {updates}, loaded_at = excluded.loaded_at""",  # noqa: S608
+            [now],
+        )
+        conn.execute("DELETE FROM risk_channels WHERE risk_id IN (SELECT risk_id FROM stage_risks)")
+        conn.execute(
+            """INSERT INTO risk_channels (risk_id, position, channel, company_id, team_id)
+               SELECT risk_id, pos - 1, ch, upper(split_part(ch, '_', 1)),
+                      CASE WHEN strpos(ch, '_') > 0 THEN substr(ch, strpos(ch, '_') + 1) END
+               FROM (SELECT risk_id, unnest(channels) AS ch, unnest(range(1, len(channels) + 1)) AS pos
+                     FROM stage_risks)"""
+        )
+        conn.execute("DELETE FROM risk_visibility WHERE user_id = ?", [user])
+        conn.execute("INSERT INTO risk_visibility SELECT risk_id, ?, ? FROM stage_risks", [user, now])
+        for item in drift:
+            if item["kind"] == "new_field" and "ARRAY" in item["json_types"]:
+                children.append(_load_child(conn, item["field"]))
+                item["child_table"] = children[-1]
+        removed = _remove_invisible(conn, children)
+        _record(conn, landed, raw_rel_path, distinct, drift, now)
+    channels = conn.execute("SELECT coalesce(sum(len(channels)), 0) FROM stage_risks").fetchone()[0]
+    preview = conn.execute(
+        "SELECT risk_id, umr, insured_name, status, updated_at FROM stage_risks ORDER BY updated_at DESC LIMIT 5"
+    ).fetchall()
+    conn.execute("DROP TABLE IF EXISTS stage_risks")
+    return RiskLoad(
+        user_id=user, api_items=landed.items, distinct_risks=distinct, duplicates=with_id - distinct,
+        skipped_without_id=without_id, added=diff[0], changed=diff[1], gone=gone,
+        unchanged=diff[2], channels=int(channels),
+        removed_from_warehouse=removed, drift=drift, child_tables=children,
+        preview=[dict(zip(("risk_id", "umr", "insured_name", "status", "updated_at"), r, strict=True)) for r in preview],
+    )
+
+
+def _load_child(conn: duckdb.DuckDBPyConnection, field: str) -> str:
+    table = db.child_table("risks", field)
+    db.ensure_table(conn, table)
+    name = db.ident(table.name)
+    conn.execute(f"DELETE FROM {name} WHERE parent_id IN (SELECT risk_id FROM stage_risks)")  # noqa: S608
+    conn.execute(
+        f"""INSERT INTO {name} (parent_id, position, value)
+            SELECT risk_id, pos - 1, item FROM (
+              SELECT risk_id, unnest(arr) AS item, unnest(range(1, len(arr) + 1)) AS pos
+              FROM (SELECT risk_id, TRY_CAST(json_extract(raw, ?) AS JSON[]) AS arr FROM stage_risks)
+              WHERE arr IS NOT NULL)""",  # noqa: S608
+        [_pointer(field)],
+    )
+    return table.name
+
+
+def _remove_invisible(conn: duckdb.DuckDBPyConnection, children: list[str]) -> int:
+    """Risks no synced organisation sees any more leave the tables (the raw landing keeps them)."""
+    orphan = "SELECT risk_id FROM risks WHERE risk_id NOT IN (SELECT risk_id FROM risk_visibility)"
+    count = conn.execute(f"SELECT count(*) FROM ({orphan})").fetchone()[0]  # noqa: S608
+    if count:
+        tables = ["risk_channels"] + [t for t in db_child_tables(conn) if t not in children] + children
+        for t in dict.fromkeys(tables):
+            conn.execute(f"DELETE FROM {db.ident(t)} WHERE {'risk_id' if t == 'risk_channels' else 'parent_id'} "  # noqa: S608
+                         f"IN ({orphan})")
+        conn.execute(f"DELETE FROM risks WHERE risk_id IN ({orphan})")  # noqa: S608
+    return count
+
+
+def db_child_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_name LIKE 'risks\\_\\_%' ESCAPE '\\'"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _record(conn, landed: Landed, raw_rel_path: str, distinct: int, drift: list[dict], now: dt.datetime) -> None:
+    fetched = landed.fetched_at.astimezone(dt.UTC).replace(tzinfo=None)
+    conn.execute(
+        "INSERT OR REPLACE INTO raw_responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [landed.user_id, ENDPOINT, fetched, landed.sha256, landed.bytes, landed.items, raw_rel_path],
+    )
+    conn.execute(
+        "INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?, ?, ?, ?)",
+        [landed.user_id, landed.company_id, now, landed.items, distinct, landed.sha256],
+    )
+    for item in drift:
+        conn.execute(
+            """INSERT INTO schema_drift VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT DO UPDATE SET json_types = excluded.json_types, last_seen_at = excluded.last_seen_at""",
+            [ENDPOINT, item["field"], item["kind"], ",".join(item["json_types"]), now, now, item.get("child_table")],
+        )

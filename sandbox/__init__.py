@@ -1,0 +1,101 @@
+"""A faithful local stand-in for the Whitespace platform: Sync Gateway and the API on one root.
+
+``SandboxServer`` runs it in-process on a free loopback port (tests, the demo, benchmarks);
+``whitespace-etl sandbox`` runs it in the foreground.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+import httpx
+
+from sandbox.faults import Faults
+from sandbox.server import Handler, Sandbox
+from sandbox.world import USERS
+
+BUCKET = "sandboxbucket"
+"""The bucket name Whitespace's own sample code uses."""
+SUMO_REFRESH_TOKEN = USERS[0].refresh_token
+SINGLE_REFRESH_TOKEN = USERS[1].refresh_token
+SUMO_USER_NAME = USERS[0].name
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+class SandboxServer:
+    """The sandbox on ``host:port`` (port 0: a free one), serving from a background thread."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 1,
+        scale: float = 1.0,
+        token_lifetime: float = 3600.0,
+        faults: Faults | None = None,
+    ) -> None:
+        self.sandbox = Sandbox(seed=seed, scale=scale, token_lifetime=token_lifetime, faults=faults)
+        handler = type("BoundHandler", (Handler,), {"sandbox": self.sandbox})
+        self.httpd = _Server((host, port), handler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def sync_url(self) -> str:
+        return f"{self.url}/sync"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api"
+
+    @property
+    def world(self):
+        return self.sandbox.world
+
+    def start(self) -> SandboxServer:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="whitespace-sandbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- admin shortcuts (the same calls a person makes with curl) -----------------------------
+    def admin(self, call: str, **body: Any) -> dict[str, Any]:
+        method = "GET" if call == "stats" else "POST"
+        response = httpx.request(method, f"{self.url}/_sandbox/{call}", json=body or None, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def set_faults(self, **faults: Any) -> dict[str, Any]:
+        return self.admin("faults", **faults)
+
+    def advance(self, **changes: Any) -> dict[str, Any]:
+        return self.admin("advance", **changes)
+
+    def stats(self) -> dict[str, Any]:
+        return self.admin("stats")
+
+
+__all__ = ["BUCKET", "SINGLE_REFRESH_TOKEN", "SUMO_REFRESH_TOKEN", "SUMO_USER_NAME", "Faults", "SandboxServer"]

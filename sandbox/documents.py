@@ -1,0 +1,359 @@
+"""The sandbox's JSON documents, shaped as the platform writes them (see the OpenAPI spec)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sandbox.world import (
+    CARRIER_TEAM,
+    MEMBERSHIP_BY_MU,
+    ORG_BY_ID,
+    ORGANISATIONS,
+    RISK_CODES,
+    USERS,
+    Root,
+    World,
+    stamp,
+)
+
+WRITTEN_SHARES = ("10", "12.5", "15", "20", "25", "33.3333", "40", "44.0272", "50", "60")
+STATUS_BY_SUFFIX_STAGE = {"QR1": "QuotationRequest", "QR2": "QuotationRequest"}
+
+
+def _instance_status(root: Root, suffix: str) -> str:
+    """Quote requests keep the status they had when the firm order was made from them."""
+    if suffix.startswith("QR") and "FO" in root.suffixes():
+        return "QuotedByUnderwriter"
+    return root.status
+
+
+def risk_row(root: Root, suffix: str, drift: str = "") -> dict[str, Any]:
+    """One row of ``GET /api/risks``: the real mixed casing (Pascal and camel case)."""
+    doc_id = f"{root.root_id}::{suffix}"
+    row: dict[str, Any] = {
+        "ContractType": root.contract_type,
+        "InsuredName": root.insured_name,
+        "IsFacility": root.is_facility,
+        "Status": _instance_status(root, suffix),
+        "channels": root.channels,
+        "createdAt": stamp(root.created_at),
+        "id": doc_id,
+        "placingBrokerChannel": root.placing_broker_channel,
+        "rev": root.rev(doc_id),
+        "type": "RWPlacing",
+        "umr": root.umr,
+        # Some payloads carry ISO 8601, most the space-separated form: both occur.
+        "updatedAt": stamp(root.updated_at, iso=root.index % 4 == 0),
+    }
+    if drift == "added":
+        row["RiskRegion"] = ("EMEA", "APAC", "AMER")[root.index % 3]
+        row["labels"] = [f"label-{root.index % 5}", "renewal"][: 1 + root.index % 2]
+    elif drift == "changed_type":
+        row["IsFacility"] = "true" if root.is_facility else "false"
+    return row
+
+
+def risk_rows(world: World, company_id: str, drift: str = ""):
+    for i in world.root_indexes(company_id):
+        root = world.root(i)
+        for suffix in root.suffixes():
+            yield risk_row(root, suffix, drift)
+
+
+def _placeholder(name: str, tags: list[str], value: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "originalValue": value,
+        "phType": "DefinedData",
+        "tags": tags,
+        "value": value,
+    }
+
+
+def _line_item(index: int, section: str, heading: str, original: str, text: str, placeholders=()) -> dict:
+    return {
+        "elements": [{"index": 0, "text": text}],
+        "fragments": [],
+        "index": index,
+        "locked": False,
+        "mrcHeading": heading,
+        "mrcSection": section,
+        "nameVariation": heading,
+        "originalHeading": original,
+        "originalSection": "",
+        "placeholders": list(placeholders),
+        "subItems": [],
+    }
+
+
+def placing(root: Root, suffix: str) -> dict[str, Any]:
+    """``GET /api/risks/{riskID}``: an ``RWPlacing`` with ``control`` and ``MRCContract``."""
+    doc_id = f"{root.root_id}::{suffix}"
+    rng = random.Random(f"{root.seed}:{doc_id}")
+    page = lambda: f"Page:{rng.getrandbits(32):08X}-5AEC-4259-8E8C-2AF144361591"  # noqa: E731
+    expiry = root.inception.replace(year=root.inception.year + 1) - dt.timedelta(days=1)
+    broker = ORG_BY_ID[root.broker]
+    lead = ORG_BY_ID[root.lead] if root.lead and root.stage >= 1 else None
+    items = [
+        _line_item(0, "RiskDetails", "NonMRCHeading", "RISK DETAILS ", ""),
+        _line_item(
+            1, "RiskDetails", "UMR", "UNIQUE MARKET REFERENCE", " [[DefinedData0]]",
+            [_placeholder("DefinedData0", [page(), "Broker_Reference"], root.umr.strip())],
+        ),
+        _line_item(2, "RiskDetails", "Insured", "INSURED", root.insured_name),
+        _line_item(
+            3, "RiskDetails", "Period", "PERIOD", "From: [[DefinedData0]] To: [[DefinedData1]]",
+            [
+                _placeholder("DefinedData0", [page(), "Inception_Date"], root.inception.strftime("%d %b %Y")),
+                _placeholder("DefinedData1", [page(), "Expiry_Date"], expiry.strftime("%d %b %Y")),
+                _placeholder("DefinedData2", [page(), "Expiry_Time", "Inception_Time"], "12.01 a.m."),
+            ],
+        ),
+        _line_item(
+            4, "RiskDetails", "ContractType", "TYPE", " [[DefinedData0]]",
+            [_placeholder("DefinedData0", [page(), "Class_Of_Business"], root.contract_type)],
+        ),
+        _line_item(
+            5, "RiskDetails", "LimitOfLiability", "LIMITS OF LIABILITY", "[[DefinedData0]] any one occurrence",
+            [_placeholder("DefinedData0", [page(), "Coverage_Amount"], root.limit)],
+        ),
+        _line_item(6, "RiskDetails", "Situation", "TERRITORY", "Worldwide"),
+        _line_item(
+            7, "RiskDetails", "Premium", "PREMIUM", " [[DefinedData0]]",
+            [_placeholder("DefinedData0", [page(), "Premium_Amount"], f"USD {rng.randrange(50, 900) * 1000:,}")],
+        ),
+        _line_item(8, "SecurityDetails", "NonMRCHeading", "SECURITY DETAILS ", ""),
+        _line_item(
+            9, "SecurityDetails", "OrderHereon", "ORDER HEREON", " [[DefinedData0]]",
+            [_placeholder("DefinedData0", [page(), "Order"], "100% of 100%")],
+        ),
+    ]
+    control: dict[str, Any] = {
+        "contractType": root.contract_type,
+        "createdInVersion": 21100,
+        "insuranceType": "Insurance" if root.index % 5 else "ReInsurance",
+        "insuredName": root.insured_name,
+        "isFacility": root.is_facility,
+        "limitSummary": root.limit,
+        "originalDocID": "",
+        "placementType": "FullContract",
+        "placingBroker": f"{broker.name} {broker.teams[0].name}",
+        "placingBrokerChannel": root.placing_broker_channel,
+        "shownToUnderwriter": "",
+        "status": _instance_status(root, suffix),
+        "umr": root.umr,
+    }
+    if lead:
+        control["leadUnderwriterChannel"] = f"{lead.company_id.lower()}_{CARRIER_TEAM[lead.company_id]}"
+        control["leadUnderwriter"] = f"{lead.name} {lead.teams[0].name}"
+    if root.facility_root:
+        control["associatedFacilityIDs"] = [root.facility_root]
+    return {
+        "MRCContract": {"lineItems": items},
+        "_id": doc_id,
+        "_rev": root.rev(doc_id),
+        "channels": root.channels,
+        "control": control,
+        "createdAt": stamp(root.created_at),
+        "provenance": {"system": "LavAPI", "version": "2025-05-29@10:00:00", "writtenAt": stamp(root.updated_at)},
+        "type": "RWPlacing",
+        "updatedAt": stamp(root.updated_at),
+    }
+
+
+def root_instances(root: Root) -> list[dict[str, Any]]:
+    """``GET /api/risks/root/{rootID}``."""
+    return [{"id": i, "type": "RWPlacing", "channels": root.channels} for i in root.instance_ids()]
+
+
+def shares(root: Root) -> list[tuple[str, Decimal, Decimal]]:
+    """(carrier, written %, signed %) per carrier: the sandbox's truth for the market lines.
+
+    Signed lines are written lines signed down so that they total exactly 100% when the risk is
+    over-placed; the lead absorbs the rounding remainder.
+    """
+    if not root.has_lines() or not root.carriers:
+        return []
+    q = Decimal("0.0001")
+    written = [
+        (c, Decimal(WRITTEN_SHARES[int(hashlib.md5(f"{root.root_id}{c}".encode()).hexdigest(), 16) % 10]))
+        for c in root.carriers
+    ]
+    total = sum(w for _, w in written)
+    if total <= 100:
+        return [(c, w, w) for c, w in written]
+    signed = [(w * 100 / total).quantize(q, rounding=ROUND_HALF_UP) for _, w in written]
+    signed[0] += Decimal(100) - sum(signed)
+    return [(c, w, s) for (c, w), s in zip(written, signed, strict=True)]
+
+
+def _line(root: Root, carrier: str, written: Decimal, signed: Decimal | None, role: str) -> dict[str, Any]:
+    org = ORG_BY_ID[carrier]
+    stamp_doc = {
+        "bureauMarket": org.market,
+        "bureauMarketCode": org.syndicate,
+        "businessUnit": f"Lloyd's Syndicate No.{org.syndicate}" if org.market == "Lloyd's" else org.name,
+        "stampType": "lloyds" if org.market == "Lloyd's" else "other",
+        "uniqueID": f"ST{hashlib.md5(carrier.encode()).hexdigest()[:8].upper()}-1F69-435D-84E9-187BB3DD0F23",
+    }
+    impression: dict[str, Any] = {
+        "riskCodes": [{"code": RISK_CODES[root.index % len(RISK_CODES)], "index": "0"}],
+        "writtenLinePercentageString": f"{written.normalize():f}",
+        "uwRefs": [f"{org.pseudonym or 'REF'}{root.index:07d}"],
+        "yearOfAccount": str(root.inception.year),
+        "stamp": stamp_doc,
+        "stampIdentifiers": [
+            {
+                "category": "LloydsSyndicate" if org.market == "Lloyd's" else "CompanyMarket",
+                "categoryNumber": org.syndicate,
+                "categoryExtra": org.pseudonym,
+            }
+        ],
+    }
+    if signed is not None:
+        impression["signedLinePercentageString"] = f"{signed.normalize():f}"
+    return {
+        "businessUnit": stamp_doc["businessUnit"],
+        "impressions": [impression],
+        "role": role,
+        "sectionIdentifiers": [],
+        "stampedAt": stamp(root.updated_at),
+        "stamperChannel": f"{carrier.lower()}_{CARRIER_TEAM[carrier]}",
+        "stamperName": f"Underwriter at {org.name}",
+        "version": 1,
+    }
+
+
+def combined_sets(root: Root) -> list[dict[str, Any]]:
+    """``GET /api/lines/{rootID}/combinedSets``: one written set per carrier, signed when signed."""
+    out: list[dict[str, Any]] = []
+    signed_now = root.is_signed()
+    for carrier, written, signed in shares(root):
+        parent = f"{root.root_id}::FO::{carrier}::{CARRIER_TEAM[carrier]}"
+        role = "leader" if carrier == root.lead else "doesNotApply"
+        kinds = [("WRLS", "RWWrittenLineSet", None)] + ([("SILS", "RWSignedLineSet", signed)] if signed_now else [])
+        for tag, doc_type, signed_pct in kinds:
+            doc_id = f"{parent}::{tag}"
+            out.append(
+                {
+                    "_id": doc_id,
+                    "_rev": root.rev(doc_id),
+                    "channels": [root.placing_broker_channel, f"{carrier.lower()}_{CARRIER_TEAM[carrier]}"],
+                    "contents": [_line(root, carrier, written, signed_pct, role)],
+                    "createdAt": stamp(root.updated_at),
+                    "isOffline": False,
+                    "parentDocID": parent,
+                    "provenance": {"system": "LavAPI", "writtenAt": stamp(root.updated_at)},
+                    "type": doc_type,
+                    "updatedAt": stamp(root.updated_at),
+                }
+            )
+    return out
+
+
+def summary(root: Root, channel: str) -> dict[str, Any]:
+    """One ``RWRiskSummary`` item of ``GET /api/summary`` for the caller's team channel."""
+    docs = []
+    for suffix in root.suffixes():
+        doc_id = f"{root.root_id}::{suffix}"
+        docs.append(
+            {
+                "channels": root.channels,
+                "createdAt": stamp(root.created_at),
+                "createdInVersion": 21100,
+                "id": doc_id,
+                "inceptionDate": int(dt.datetime.combine(root.inception, dt.time(), dt.UTC).timestamp()),
+                "insuredName": root.insured_name,
+                "isFacility": root.is_facility,
+                "leadUnderwriterChannel": "",
+                "limitSummary": root.limit,
+                "placementType": "FullContract",
+                "placingBrokerChannel": root.placing_broker_channel,
+                "rev": root.rev(doc_id),
+                "status": _instance_status(root, suffix),
+                "type": "RWPlacing",
+                "umr": root.umr,
+                "updatedAt": stamp(root.updated_at),
+            }
+        )
+    sid = f"RWRiskSummary::{root.root_id}::{channel}"
+    return {
+        "_id": sid,
+        "_rev": root.rev(sid),
+        "channels": [channel],
+        "docs": docs,
+        "filters": [f"status:{root.status}", f"umr:{root.umr.strip().lower()}", "ptype:FullContract"],
+        "rootID": root.root_id,
+        "updatedAt": stamp(root.updated_at, iso=True),
+    }
+
+
+def corporate() -> list[dict[str, Any]]:
+    """``GET /api/shared/corporate``: every company, its teams and members (no emails)."""
+    out = []
+    for org in ORGANISATIONS:
+        members = []
+        for user in USERS:
+            for m in user.memberships:
+                if m.company_id == org.company_id:
+                    members.append(
+                        {"name": user.name, "uniqueID": m.user_id, "currentState": "Live", "teams": list(m.teams)}
+                    )
+        stamps = []
+        if org.market:
+            stamps.append(
+                {
+                    "bureauMarket": org.market,
+                    "bureauMarketCode": org.syndicate,
+                    "businessUnit": org.name,
+                    "stampType": "lloyds" if org.market == "Lloyd's" else "other",
+                }
+            )
+        out.append(
+            {
+                "_id": f"Corporate-{org.company_id}",
+                "_rev": f"3-{hashlib.md5(org.company_id.encode()).hexdigest()}",
+                "channels": ["shared"],
+                "companyId": org.company_id,
+                "createdAt": "2020-02-24 15:32:50",
+                "isOffline": False,
+                "isTestOnly": False,
+                "members": members,
+                "name": org.name,
+                "role": org.role,
+                "stamps": stamps,
+                "teams": [
+                    {"teamId": t.team_id, "name": t.name, "channel": org.channel(t.team_id), "isInactive": False}
+                    for t in org.teams
+                ],
+                "updatedAt": "2024-02-24T15:32:50.000Z",
+            }
+        )
+    return out
+
+
+def my_details(user_id: str) -> dict[str, Any]:
+    """``GET /api/user/myDetails`` for one membership (MU id)."""
+    user, m = MEMBERSHIP_BY_MU[user_id]
+    org = ORG_BY_ID[m.company_id]
+    teams = [{"teamId": t.team_id, "name": t.name, "channel": org.channel(t.team_id)} for t in org.teams]
+    return {
+        "companyId": org.company_id,
+        "companyName": org.name,
+        "role": org.role,
+        "teams": [t for t in teams if t["channel"] in m.teams],
+        "uniqueID": m.user_id,
+        "username": user.name,
+    }
+
+
+VERSION = {
+    "revapiCommit": "0000000000000000000000000000000000000000",
+    "buildDate": "2025-05-29@10:00:00",
+    "revapiCommitMessage": "whitespace-etl sandbox",
+    "riskLibraryCommit": "0000000000000000000000000000000000000000",
+}

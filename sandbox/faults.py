@@ -1,0 +1,87 @@
+"""Faults the sandbox injects on demand, set by flags or by ``POST /_sandbox/faults``."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+
+@dataclasses.dataclass
+class Faults:
+    """Counters say how many of the next matching requests get the fault (0: none)."""
+
+    latency_ms: float = 0.0
+    """Added to every request (API and Sync Gateway)."""
+    rate_limit: int = 0
+    """Answer 429 with ``Retry-After: retry_after``."""
+    retry_after: str = "1"
+    """Seconds, or an HTTP date."""
+    error_burst: int = 0
+    """Answer ``error_status`` (500, 502 or 503) with a Sync-Gateway-like JSON body."""
+    error_status: int = 503
+    drop: int = 0
+    """Close the connection without an answer."""
+    truncate: int = 0
+    """Send only the first half of the JSON body (a complete HTTP message, cut JSON)."""
+    html: int = 0
+    """Answer with an HTML error page (status ``html_status``)."""
+    html_status: int = 502
+    hang: int = 0
+    """Wait ``hang_seconds`` before answering (for client timeouts)."""
+    hang_seconds: float = 5.0
+    empty: int = 0
+    """Answer 200 with an empty body."""
+    token_dies_after: int = 0
+    """Tokens issued from now on die after this many API requests, whatever their ``exp``."""
+    drift: str = ""
+    """Schema drift on ``/api/risks`` rows: ``added`` (new fields) or ``changed_type``."""
+    duplicate_rows: int = 0
+    """Repeat this many rows of every ``/api/risks`` answer (duplicate ids in one payload)."""
+    empty_list_for: str = ""
+    """A company id whose ``/api/risks`` is an empty list."""
+    legacy_refresh_errors: bool = False
+    """Sync Gateway 2.7 and earlier: a rejected refresh token is a 401, not a 500."""
+    only: str = ""
+    """Apply the counted faults only to paths starting with this prefix (``/api/risks``, ...)."""
+
+    COUNTED = ("rate_limit", "error_burst", "drop", "truncate", "html", "hang", "empty")
+
+    def update(self, values: dict[str, Any]) -> None:
+        names = {f.name: f for f in dataclasses.fields(self)}
+        for key, value in values.items():
+            if key not in names:
+                raise ValueError(f"unknown fault {key!r}; known: {', '.join(sorted(names))}")
+            current = getattr(self, key)
+            setattr(self, key, type(current)(value) if not isinstance(current, bool) else bool(value))
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class FaultState:
+    """Thread-safe fault switches: ``take`` consumes the first counted fault that applies."""
+
+    def __init__(self, faults: Faults | None = None) -> None:
+        self.faults = faults or Faults()
+        self._lock = threading.Lock()
+
+    def set(self, values: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.faults.update(values)
+            return self.faults.as_dict()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.faults = Faults()
+
+    def take(self, path: str) -> str | None:
+        with self._lock:
+            f = self.faults
+            if f.only and not path.startswith(f.only):
+                return None
+            for name in Faults.COUNTED:
+                if getattr(f, name) > 0:
+                    setattr(f, name, getattr(f, name) - 1)
+                    return name
+            return None

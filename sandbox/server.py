@@ -1,0 +1,284 @@
+"""The sandbox HTTP server: Sync Gateway under ``/sync``, the API under ``/api``, one root.
+
+Admin calls (not part of the platform) live under ``/_sandbox``: ``POST /_sandbox/faults``,
+``POST /_sandbox/advance``, ``POST /_sandbox/revoke``, ``POST /_sandbox/reset`` and
+``GET /_sandbox/stats``.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from sandbox import documents
+from sandbox.faults import Faults, FaultState
+from sandbox.tokens import TokenIssuer
+from sandbox.world import MEMBERSHIP_BY_MU, USERS, World
+
+log = logging.getLogger(__name__)
+
+INVALID_WSAUTH = {"error": True, "reason": "Invalid WSAUTH"}
+INVALID_USERID = {"reason": "Invalid WSAUTH: Valid UserID must be supplied", "error": True}
+HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
+    b"<body><h1>Bad Gateway</h1><p>The proxy server received an invalid response.</p></body></html>\n"
+)
+SUMMARY_PAGE = 60
+STREAM_BATCH = 500
+
+
+class Sandbox:
+    """Everything the handlers share: the world, the token issuer, faults and counters."""
+
+    def __init__(self, seed: int = 1, scale: float = 1.0, token_lifetime: float = 3600.0, faults: Faults | None = None):
+        self.world = World(seed=seed, scale=scale)
+        self.tokens = TokenIssuer(issuer="whitespace-sandbox", lifetime=token_lifetime)
+        self.faults = FaultState(faults)
+        self.lock = threading.Lock()  # one world change at a time; readers keep the world they took
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._stats_lock = threading.Lock()
+
+    def count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] += 1
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        with self._stats_lock:
+            out: dict[str, Any] = dict(self.stats)
+        out["refreshes"] = self.tokens.refreshes
+        out["tick"] = self.world.tick
+        return out
+
+
+def endpoint_of(path: str) -> str:
+    """A stable name per endpoint for the request counters (ids replaced by placeholders)."""
+    path = re.sub(r"IC[0-9A-F-]{36}(::[^/]*)?", "{id}", path)
+    return re.sub(r"^/sync/[^/]+/", "/sync/{bucket}/", path)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "WhitespaceSandbox/1.0"
+    sandbox: Sandbox  # set on the subclass made per server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        # The default logs the request line, query string (and so the refresh token) included.
+        log.debug("%s %s", self.command, urlsplit(self.path).path)
+
+    # -- plumbing -------------------------------------------------------------------------
+    def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        self.send_body(status, body, "application/json; charset=utf-8", headers)
+
+    def send_body(self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+        if self._fault == "truncate" and status == 200:
+            body = body[: len(body) // 2]
+        if self._fault == "empty" and status == 200:
+            body = b""
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_stream(self, chunks) -> None:
+        """A JSON array written as it is generated, with chunked transfer encoding."""
+        if self._fault in ("truncate", "empty"):  # faults need the whole body: build it
+            return self.send_body(200, b"".join(chunks), "application/json; charset=utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for chunk in chunks:
+            if chunk:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        sb = self.sandbox
+        url = urlsplit(self.path)
+        path = unquote(url.path)
+        self._fault = None
+        if not path.startswith("/_sandbox"):
+            sb.count(f"{self.command} {endpoint_of(path)}")
+            f = sb.faults.faults
+            if f.latency_ms:
+                time.sleep(f.latency_ms / 1000.0)
+            self._fault = sb.faults.take(path)
+        fault = self._fault
+        if fault == "drop":
+            self.close_connection = True
+            return
+        if fault == "hang":
+            time.sleep(sb.faults.faults.hang_seconds)
+        if fault == "rate_limit":
+            return self.send_json(429, {"error": "Too Many Requests", "reason": "rate limited"},
+                                  {"Retry-After": sb.faults.faults.retry_after})
+        if fault == "error_burst":
+            status = sb.faults.faults.error_status
+            return self.send_json(status, {"error": "Service Unavailable" if status == 503 else "Server Error",
+                                           "reason": "temporary failure"})
+        if fault == "html":
+            return self.send_body(sb.faults.faults.html_status, HTML_PAGE, "text/html")
+        try:
+            if path.startswith("/_sandbox/"):
+                return self._admin(path)
+            if path.startswith("/sync/"):
+                return self._sync(path, parse_qs(url.query))
+            if path.startswith("/api/"):
+                return self._api(path[4:], parse_qs(url.query))
+            self.send_json(404, {"error": "not_found", "reason": "no such path"})
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    # -- Sync Gateway -------------------------------------------------------------------------
+    def _sync(self, path: str, query: dict[str, list[str]]) -> None:
+        parts = path.strip("/").split("/")
+        if len(parts) != 3 or parts[2] != "_oidc_refresh":
+            return self.send_json(404, {"error": "not_found", "reason": "missing"})
+        token = (query.get("refresh_token") or [""])[0]
+        if not token:
+            return self.send_json(400, {"error": "Bad Request", "reason": "Refresh token must be present for oidc refresh"})
+        user = self.sandbox.tokens.user_for_refresh(token)
+        if user is None:
+            if self.sandbox.faults.faults.legacy_refresh_errors:
+                return self.send_json(401, {"error": "Unauthorized", "reason": "Unable to refresh token."})
+            return self.send_json(500, {"error": "Internal Server Error", "reason": "Unable to refresh token."})
+        self.send_json(200, self.sandbox.tokens.issue(user, self.sandbox.faults.faults.token_dies_after))
+
+    # -- API ------------------------------------------------------------------------------------
+    def _caller(self, needs_user_id: bool = True):
+        """(user, membership) of the request, or None after answering 401."""
+        auth = self.headers.get("Authorization", "")
+        name = self.sandbox.tokens.check(auth[7:].strip()) if auth.startswith("Bearer ") else None
+        user = next((u for u in USERS if u.name == name), None)
+        if user is None:
+            self.send_json(401, INVALID_WSAUTH)
+            return None
+        if not needs_user_id:
+            return user, None
+        mu = (self.headers.get("UserID") or "").strip()
+        membership = next((m for m in user.memberships if m.user_id == mu), None)
+        if membership is None and (mu or user.is_sumo):
+            self.send_json(401, INVALID_USERID)
+            return None
+        return user, membership or user.memberships[0]
+
+    def _api(self, path: str, query: dict[str, list[str]]) -> None:
+        if path == "/version":
+            return self.send_json(200, documents.VERSION)
+        caller = self._caller(needs_user_id=path != "/shared/corporate")
+        if caller is None:
+            return None
+        _user, m = caller
+        world = self.sandbox.world
+        if path == "/shared/corporate":
+            return self.send_json(200, documents.corporate())
+        if path == "/user/myDetails":
+            return self.send_json(200, documents.my_details(m.user_id))
+        if path == "/risks":
+            return self._risks(m.company_id)
+        if path == "/summary":
+            return self._summary(m, query)
+        match = re.fullmatch(r"/risks/root/(IC[^/:]+)", path) or re.fullmatch(r"/lines/(IC[^/:]+)/combinedSets", path)
+        if match:
+            root = world.find_root(match.group(1))
+            if root is None or not world.visible_to(root.index, m.company_id):
+                return self.send_json(400, {"error": True, "reason": "Risk not found"})
+            body = documents.root_instances(root) if path.startswith("/risks/") else documents.combined_sets(root)
+            return self.send_json(200, body)
+        match = re.fullmatch(r"/risks/(IC[^/]+)", path)
+        if match:
+            root_id, _, suffix = match.group(1).partition("::")
+            root = world.find_root(root_id)
+            if root is None or not world.visible_to(root.index, m.company_id) or suffix not in root.suffixes():
+                return self.send_json(400, {"error": True, "reason": "Risk not found"})
+            return self.send_json(200, documents.placing(root, suffix))
+        self.send_json(404, {"error": True, "reason": "Unknown API path"})
+
+    def _risks(self, company_id: str) -> None:
+        faults = self.sandbox.faults.faults
+        if faults.empty_list_for == company_id:
+            return self.send_json(200, [])
+        drift, dupes = faults.drift, faults.duplicate_rows
+
+        def chunks():
+            first, batch, repeated = True, [], []
+            for row in documents.risk_rows(self.sandbox.world, company_id, drift):
+                if len(repeated) < dupes:
+                    repeated.append(row)
+                batch.append(json.dumps(row, separators=(",", ":")))
+                if len(batch) >= STREAM_BATCH:
+                    yield (b"[" if first else b",") + ",".join(batch).encode()
+                    first, batch = False, []
+            batch.extend(json.dumps(r, separators=(",", ":")) for r in repeated)
+            tail = ",".join(batch).encode()
+            yield (b"[" if first else (b"," if tail else b"")) + tail + b"]"
+
+        self.send_stream(chunks())
+
+    def _summary(self, m, query: dict[str, list[str]]) -> None:
+        last = (query.get("last") or [""])[0]
+        since = (query.get("from") or [""])[0]
+        world = self.sandbox.world
+        roots = [world.root(i) for i in world.root_indexes(m.company_id)]
+        roots.sort(key=lambda r: (r.updated_at, r.root_id), reverse=True)
+        start = 0
+        if last:
+            start = next((k + 1 for k, r in enumerate(roots) if r.root_id == last), len(roots))
+        elif since:
+            since_key = since.replace("T", " ")[:19]
+            start = next((k for k, r in enumerate(roots) if documents.stamp(r.updated_at) < since_key), len(roots))
+        channel = m.teams[0]
+        self.send_json(200, [documents.summary(r, channel) for r in roots[start : start + SUMMARY_PAGE]])
+
+    # -- admin ------------------------------------------------------------------------------
+    def _admin(self, path: str) -> None:
+        sb = self.sandbox
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+        if path == "/_sandbox/stats":
+            return self.send_json(200, sb.stats_snapshot())
+        if path == "/_sandbox/faults":
+            try:
+                return self.send_json(200, sb.faults.set(body))
+            except (ValueError, TypeError) as exc:
+                return self.send_json(400, {"error": True, "reason": str(exc)})
+        if path == "/_sandbox/advance":
+            with sb.lock:
+                sb.world = sb.world.advanced(
+                    int(body.get("ticks", 1)),
+                    changed_fraction=float(body.get("changed_fraction", 0.05)),
+                    new_roots=int(body.get("new_roots", 10)),
+                    removed_fraction=float(body.get("removed_fraction", 0.0)),
+                )
+            return self.send_json(200, {"tick": sb.world.tick, "now": documents.stamp(sb.world.now)})
+        if path == "/_sandbox/revoke":
+            sb.tokens.revoke(body.get("refresh_token", ""))
+            return self.send_json(200, {"revoked": True})
+        if path == "/_sandbox/reset":
+            sb.faults.reset()
+            sb.tokens.unrevoke_all()
+            with sb._stats_lock:
+                sb.stats.clear()
+            return self.send_json(200, {"reset": True})
+        self.send_json(404, {"error": True, "reason": "unknown admin call"})
+
+
+def membership_company(user_id: str) -> str:
+    return MEMBERSHIP_BY_MU[user_id][1].company_id
