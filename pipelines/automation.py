@@ -1,0 +1,46 @@
+"""Jobs, the organisation-discovery sensor and the daily schedule."""
+
+import dagster as dg
+
+from pipelines.assets.reference import raw_corporate, reference_tables
+from pipelines.assets.risks import organisations_partitions, raw_risks, risk_tables
+from pipelines.resources import WhitespaceResource
+
+sync_organisation = dg.define_asset_job(
+    "sync_organisation",
+    selection=dg.AssetSelection.assets(raw_risks, risk_tables),
+    partitions_def=organisations_partitions,
+    description="Extract and load one organisation's risks (one partition = one MU id).",
+)
+reference_data = dg.define_asset_job(
+    "reference_data",
+    selection=dg.AssetSelection.assets(raw_corporate, reference_tables),
+    description="Refresh organisations, teams and users from the corporate list.",
+)
+
+
+@dg.sensor(job=sync_organisation, minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.STOPPED)
+def organisations_sensor(context: dg.SensorEvaluationContext, whitespace: WhitespaceResource) -> dg.SensorResult:
+    """Discovers the organisations the login acts for, adds a partition for each new one and
+    requests its first sync."""
+    with whitespace.client() as client:
+        found = [org.user_id for org in client.discover_organisations()]
+    known = set(context.instance.get_dynamic_partitions(organisations_partitions.name))
+    new = [mu for mu in found if mu not in known]
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=mu, run_key=f"first-sync-{mu}") for mu in new],
+        dynamic_partitions_requests=[organisations_partitions.build_add_request(new)] if new else [],
+    )
+
+
+@dg.schedule(job=sync_organisation, cron_schedule="0 6 * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
+def daily_sync(context: dg.ScheduleEvaluationContext):
+    """Every morning at 06:00, a sync run for every known organisation."""
+    for mu in context.instance.get_dynamic_partitions(organisations_partitions.name):
+        yield dg.RunRequest(partition_key=mu, run_key=f"{context.scheduled_execution_time:%Y-%m-%d}-{mu}")
+
+
+daily_reference = dg.ScheduleDefinition(
+    job=reference_data, cron_schedule="30 5 * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Every morning at 05:30, refresh the reference tables.",
+)

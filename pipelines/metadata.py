@@ -1,0 +1,40 @@
+"""What the Dagster UI shows about a table: its documented schema, counts and a small preview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+
+from models import metadata as models_metadata
+
+
+def column_schema(table: str) -> dg.TableSchema:
+    """The table's columns with their types and comments, straight from ``models``."""
+    t = models_metadata.tables[table]
+    return dg.TableSchema(
+        columns=[dg.TableColumn(c.name, str(c.type.compile(dialect=_dialect())), description=c.comment) for c in t.columns]
+    )
+
+
+def _dialect() -> sa.engine.Dialect:
+    import duckdb_engine
+
+    return duckdb_engine.Dialect()
+
+
+def table_description(table: str) -> str:
+    return models_metadata.tables[table].comment or ""
+
+
+def preview(rows: list[dict[str, Any]]) -> dg.MetadataValue:
+    """A markdown table of a few rows (values shortened)."""
+    if not rows:
+        return dg.MetadataValue.md("_no rows_")
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = [str(r[c]).replace("|", "\\|")[:60] for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return dg.MetadataValue.md("\n".join(lines))

@@ -1,0 +1,141 @@
+"""Headless sync: discover organisations, register partitions, materialise everything through Dagster."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.client import WhitespaceError
+from pipelines.resources import WarehouseResource, WhitespaceResource
+from pipelines.warehouse import db
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+SUMMARY_TABLES = ("risks", "risk_channels", "risk_visibility", "organisations", "teams", "users")
+
+
+def dagster_home() -> Path:
+    """``$DAGSTER_HOME``, or ``.dagster/`` in the working directory with the project's instance settings."""
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists() and Path("dagster.yaml").exists():
+        shutil.copy("dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+@contextlib.contextmanager
+def _sandbox_env(scale: float) -> Iterator[None]:
+    """Points the ``WHITESPACE_*`` variables at an in-process sandbox for the duration."""
+    from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SUMO_USER_NAME, SandboxServer
+
+    names = ("WHITESPACE_SYNC_URL", "WHITESPACE_BUCKET", "WHITESPACE_API_URL", "WHITESPACE_REFRESH_TOKEN",
+             "WHITESPACE_USER_IDS", "WHITESPACE_USER_NAME")
+    saved = {n: os.environ.get(n) for n in names}
+    with SandboxServer(scale=scale) as server:
+        os.environ.update({
+            "WHITESPACE_SYNC_URL": server.sync_url, "WHITESPACE_BUCKET": BUCKET,
+            "WHITESPACE_API_URL": server.api_url, "WHITESPACE_REFRESH_TOKEN": SUMO_REFRESH_TOKEN,
+            "WHITESPACE_USER_NAME": SUMO_USER_NAME, "WHITESPACE_USER_IDS": "",
+        })
+        print(f"Sandbox of the Whitespace API on {server.url} (seed 1, scale {scale})")
+        try:
+            yield
+        finally:
+            for n, v in saved.items():
+                if v is None:
+                    os.environ.pop(n, None)
+                else:
+                    os.environ[n] = v
+
+
+def _failure(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data:
+            err = event.step_failure_data.error
+            while err is not None and err.cause is not None and "dagster" in err.cls_name.lower():
+                err = err.cause
+            return f"{err.cls_name}: {err.message.strip()}" if err else "step failed"
+    return "run failed"
+
+
+def sync(instance: dg.DagsterInstance, defs: dg.Definitions, log=print) -> list[tuple[str, str, bool, str]]:
+    """Runs the reference job, then one partition run per organisation. Returns (mu, company, ok, note)."""
+    from pipelines.assets.risks import organisations_partitions
+
+    whitespace = WhitespaceResource()
+    with whitespace.client() as client:
+        organisations = client.discover_organisations()
+    keys = [o.user_id for o in organisations]
+    known = set(instance.get_dynamic_partitions(organisations_partitions.name))
+    new = [k for k in keys if k not in known]
+    if new:
+        instance.add_dynamic_partitions(organisations_partitions.name, new)
+    log(f"Organisations: {len(keys)} ({len(new)} new partition{'s' if len(new) != 1 else ''})")
+    outcomes = []
+    started = time.perf_counter()
+    result = defs.resolve_job_def("reference_data").execute_in_process(instance=instance, raise_on_error=False,
+                                                                     run_config=QUIET)
+    log(f"[ref] reference data {'ok' if result.success else 'FAILED: ' + _failure(result)} "
+        f"({time.perf_counter() - started:.1f} s)")
+    outcomes.append(("", "reference data", result.success, "" if result.success else _failure(result)))
+    job = defs.resolve_job_def("sync_organisation")
+    for n, org in enumerate(organisations, start=1):
+        started = time.perf_counter()
+        result = job.execute_in_process(instance=instance, partition_key=org.user_id, raise_on_error=False,
+                                        run_config=QUIET)
+        note = "" if result.success else _failure(result)
+        label = org.company_id or org.user_id
+        log(f"[{n}/{len(organisations)}] {label:<14} {org.user_id} "
+            f"{'ok' if result.success else 'FAILED: ' + note} ({time.perf_counter() - started:.1f} s)")
+        outcomes.append((org.user_id, label, result.success, note))
+    return outcomes
+
+
+def summary(path: Path) -> str:
+    with db.session(path, read_only=True) as conn:
+        lines = ["", f"Warehouse {path}:"]
+        for t in SUMMARY_TABLES:
+            lines.append(f"  {t:<16} {conn.execute(f'SELECT count(*) FROM {db.ident(t)}').fetchone()[0]:>8,} rows")  # noqa: S608
+        lines.append("  risks per organisation:")
+        rows = conn.execute(
+            """SELECT v.user_id, coalesce(s.company_id, ''), count(*) FROM risk_visibility v
+               LEFT JOIN sync_state s USING (user_id) GROUP BY ALL ORDER BY 3 DESC"""
+        ).fetchall()
+        for user_id, company, count in rows:
+            lines.append(f"    {company:<14} {user_id}  {count:>8,}")
+    return "\n".join(lines)
+
+
+def run_sync(demo: bool, scale: float = 1.0) -> int:
+    from pipelines.definitions import defs
+
+    home = dagster_home()
+    warehouse = WarehouseResource().db_path()
+    configured = WhitespaceResource().settings() is not None
+    try:
+        with contextlib.ExitStack() as stack:
+            if demo or not configured:
+                stack.enter_context(_sandbox_env(scale))
+            instance = stack.enter_context(dg.DagsterInstance.get())
+            print(f"Dagster home {home}; warehouse {warehouse}")
+            outcomes = sync(instance, defs)
+    except WhitespaceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed = [o for o in outcomes if not o[2]]
+    if warehouse.exists():
+        print(summary(warehouse))
+    if failed:
+        print(f"\nerror: {len(failed)} of {len(outcomes)} runs failed:", file=sys.stderr)
+        for _mu, label, _ok, note in failed:
+            print(f"  {label}: {note}", file=sys.stderr)
+        return 1
+    print(f"\nDone. Browse the runs: DAGSTER_HOME={home} dagster dev   (from this directory)")
+    return 0
