@@ -258,7 +258,7 @@ class World:
         self.seed = seed
         self.base_roots = max(1, int(round(ROOTS_AT_SCALE_1 * scale)))
         self.ticks: list[Tick] = []
-        self._root = lru_cache(maxsize=20_000)(self._make_root)
+        self._root = lru_cache(maxsize=4096)(self._make_root)
         self._ids: dict[str, int] = {}
         self._ids_for = -1
 
@@ -333,7 +333,7 @@ class World:
         return self._root(index)
 
     def _make_root(self, index: int) -> Root:
-        rng = random.Random(f"{self.seed}:{index}")
+        rng = random.Random(self.seed * 1_000_003 + index)
         root_id = "IC" + str(uuid.UUID(int=rng.getrandbits(128), version=4)).upper()
         broker = self.broker_of(index)
         org = ORG_BY_ID[broker]
@@ -394,14 +394,14 @@ class World:
     def _facility_for(self, index: int) -> str | None:
         """The root id of an earlier facility (a declaration's associated facility), if any."""
         for j in range(index - 1, max(-1, index - 200), -1):
-            rng = random.Random(f"{self.seed}:{j}")
+            rng = random.Random(self.seed * 1_000_003 + j)
             rng.getrandbits(128)
             if rng.choice(CONTRACT_TYPES) == "Non-Bulking Line Slip":
                 return self.root_id_of(j)
         return None
 
     def root_id_of(self, index: int) -> str:
-        return "IC" + str(uuid.UUID(int=random.Random(f"{self.seed}:{index}").getrandbits(128), version=4)).upper()
+        return "IC" + str(uuid.UUID(int=random.Random(self.seed * 1_000_003 + index).getrandbits(128), version=4)).upper()
 
     def find_root(self, root_id: str) -> Root | None:
         """Look a live root up by its id (the id index is built once per size of the world)."""

@@ -1,0 +1,62 @@
+"""Shared fixtures: a sandbox on loopback, isolated settings, retries without waiting."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from pipelines.client import Settings, WhitespaceClient, retry
+from sandbox import BUCKET, SINGLE_REFRESH_TOKEN, SUMO_REFRESH_TOKEN, SUMO_USER_NAME, SandboxServer
+
+WHITESPACE_ENV = ("WHITESPACE_SYNC_URL", "WHITESPACE_BUCKET", "WHITESPACE_API_URL", "WHITESPACE_REFRESH_TOKEN",
+                  "WHITESPACE_USER_IDS", "WHITESPACE_USER_NAME", "WHITESPACE_WAREHOUSE")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """No test sees the developer's WHITESPACE_* settings or writes into the working directory."""
+    for name in WHITESPACE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    os.makedirs(tmp_path / "dagster_home", exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    with SandboxServer(seed=7) as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> Iterator[SandboxServer]:
+    """The shared sandbox with its faults, revocations and counters reset for each test."""
+    sandbox_server.admin("reset")
+    yield sandbox_server
+    sandbox_server.admin("reset")
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Retries run at once; the waits they asked for are recorded here."""
+    recorded: list[float] = []
+    monkeypatch.setattr(retry, "sleep", recorded.append)
+    return recorded
+
+
+def settings_for(server: SandboxServer, token: str = SUMO_REFRESH_TOKEN, **kw) -> Settings:
+    kw.setdefault("user_name", SUMO_USER_NAME if token == SUMO_REFRESH_TOKEN else None)
+    return Settings.from_values(server.sync_url, BUCKET, server.api_url, token, **kw)
+
+
+@pytest.fixture
+def sumo_client(sandbox: SandboxServer, waits) -> Iterator[WhitespaceClient]:
+    with WhitespaceClient(settings_for(sandbox)) as client:
+        yield client
+
+
+@pytest.fixture
+def single_client(sandbox: SandboxServer, waits) -> Iterator[WhitespaceClient]:
+    with WhitespaceClient(settings_for(sandbox, SINGLE_REFRESH_TOKEN)) as client:
+        yield client
