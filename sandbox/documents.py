@@ -95,7 +95,7 @@ def placing(root: Root, suffix: str) -> dict[str, Any]:
     doc_id = f"{root.root_id}::{suffix}"
     rng = random.Random(f"{root.seed}:{doc_id}")
     page = lambda: f"Page:{rng.getrandbits(32):08X}-5AEC-4259-8E8C-2AF144361591"  # noqa: E731
-    expiry = root.inception.replace(year=root.inception.year + 1) - dt.timedelta(days=1)
+    expiry = root.inception + dt.timedelta(days=364)
     broker = ORG_BY_ID[root.broker]
     lead = ORG_BY_ID[root.lead] if root.lead and root.stage >= 1 else None
     items = [

@@ -145,6 +145,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(404, {"error": "not_found", "reason": "no such path"})
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception as exc:  # a sandbox bug must not look like a network fault
+            log.exception("sandbox error on %s", path)
+            self.send_json(500, {"error": True, "reason": f"sandbox error: {type(exc).__name__}"})
 
     # -- Sync Gateway -------------------------------------------------------------------------
     def _sync(self, path: str, query: dict[str, list[str]]) -> None:

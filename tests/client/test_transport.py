@@ -1,0 +1,100 @@
+"""Retries and clear errors for every fault the sandbox can inject."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines.client import ApiError, RetryPolicy, TransportError, WhitespaceClient
+from sandbox import SINGLE_REFRESH_TOKEN, SandboxServer
+from tests.conftest import settings_for
+
+RECOVERABLE = [
+    ({"rate_limit": 2, "retry_after": "4"}, 2),
+    ({"error_burst": 3, "error_status": 502}, 3),
+    ({"error_burst": 3, "error_status": 503}, 3),
+    ({"error_burst": 3, "error_status": 504}, 3),
+    ({"drop": 2}, 2),
+    ({"truncate": 2}, 2),
+    ({"html": 2, "html_status": 502}, 2),
+    ({"html": 1, "html_status": 200}, 1),
+    ({"empty": 1}, 1),
+]
+
+
+@pytest.mark.parametrize(("faults", "failures"), RECOVERABLE, ids=[next(iter(f)) + str(f.get("error_status", f.get("html_status", ""))) for f, _ in RECOVERABLE])
+def test_transient_faults_are_retried_until_success(sandbox, single_client, waits, tmp_path, faults, failures) -> None:
+    expected = single_client.risks()
+    sandbox.set_faults(**faults)
+    download = single_client.download_risks(tmp_path / "risks.json")
+    assert download.items == len(expected)
+    assert json.loads(download.path.read_bytes()) == expected
+    assert len(waits) == failures
+    if "retry_after" in faults:
+        assert waits == [4.0, 4.0]
+
+
+def test_parsed_answers_are_retried_too(sandbox, single_client, waits) -> None:
+    sandbox.set_faults(truncate=1, only="/api/user/myDetails")
+    assert single_client.my_details()["companyId"] == "ATLASBKR"
+    assert len(waits) == 1
+
+
+def test_timeouts_are_retried(sandbox: SandboxServer, waits) -> None:
+    settings = settings_for(sandbox, SINGLE_REFRESH_TOKEN, timeout=0.5)
+    sandbox.set_faults(hang=1, hang_seconds=1.5, only="/api/")
+    with WhitespaceClient(settings) as c:
+        assert c.my_details()["companyId"] == "ATLASBKR"
+    assert len(waits) == 1
+
+
+def test_persistent_failure_ends_with_a_clear_error(sandbox, waits) -> None:
+    sandbox.set_faults(error_burst=100, error_status=503, only="/api/risks")
+    with WhitespaceClient(settings_for(sandbox, SINGLE_REFRESH_TOKEN), RetryPolicy(max_attempts=3)) as c:
+        with pytest.raises(ApiError) as info:
+            c.risks()
+    err = info.value
+    assert err.status == 503 and err.transient and len(waits) == 2
+    assert f"{sandbox.api_url}/risks" in str(err) and "temporary failure" in str(err)
+
+
+def test_persistent_drops_end_with_a_transport_error(sandbox, waits) -> None:
+    sandbox.set_faults(drop=100, only="/api/risks")
+    with WhitespaceClient(settings_for(sandbox, SINGLE_REFRESH_TOKEN), RetryPolicy(max_attempts=2)) as c:
+        with pytest.raises(TransportError, match="connection failed"):
+            c.risks()
+
+
+def test_html_page_error_names_status_url_and_excerpt(sandbox, waits) -> None:
+    sandbox.set_faults(html=100, html_status=502, only="/api/risks")
+    with WhitespaceClient(settings_for(sandbox, SINGLE_REFRESH_TOKEN), RetryPolicy(max_attempts=2)) as c:
+        with pytest.raises(ApiError) as info:
+            c.risks()
+    text = str(info.value)
+    assert "HTTP 502" in text and "/api/risks" in text and "Bad Gateway" in text
+
+
+def test_fatal_errors_are_not_retried(sandbox, single_client, waits) -> None:
+    with pytest.raises(ApiError) as info:
+        single_client.risk("ICFFFFFFFF-0000-4000-8000-000000000000::FO")
+    assert info.value.status == 400 and not info.value.transient and waits == []
+    assert "Risk not found" in str(info.value)
+
+
+def test_downloads_are_atomic(sandbox, single_client, waits, tmp_path) -> None:
+    dest = tmp_path / "landing" / "risks.json"
+    sandbox.set_faults(truncate=100, only="/api/risks")
+    single_client.policy = RetryPolicy(max_attempts=2)
+    with pytest.raises(ApiError):
+        single_client.download_risks(dest)
+    assert list(dest.parent.iterdir()) == [], "nothing half-written is left behind"
+
+
+def test_fan_out_shares_one_token(sandbox, sumo_client) -> None:
+    mu = sumo_client.discover_organisations()[0].user_id
+    bound = sumo_client.for_user(mu)
+    ids = [r["id"] for r in bound.risks()[:40]]
+    results = list(bound.fan_out(bound.risk, ids))
+    assert [k for k, _, _ in results] == ids and all(e is None and v["_id"] == k for k, v, e in results)
+    assert sumo_client.tokens.refresh_count == 1
