@@ -41,6 +41,7 @@ def daily_sync(context: dg.ScheduleEvaluationContext):
 
 
 daily_reference = dg.ScheduleDefinition(
+    name="daily_reference",
     job=reference_data, cron_schedule="30 5 * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Every morning at 05:30, refresh the reference tables.",
 )

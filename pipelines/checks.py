@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import duckdb
 import dagster as dg
+import duckdb
 
 CHANNEL_PATTERN = "^[a-z0-9]+_[A-Za-z0-9]+$"
 

@@ -41,6 +41,34 @@ def _demo(args: argparse.Namespace) -> int:
     return run_sync(demo=True, scale=args.scale)
 
 
+def _rebuild(args: argparse.Namespace) -> int:
+    from pipelines.run import run_rebuild
+
+    return run_rebuild()
+
+
+def _sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from pipelines.resources import WarehouseResource
+    from pipelines.warehouse import db
+
+    path = WarehouseResource().db_path()
+    if not path.exists():
+        print(f"error: no warehouse at {path}: run 'whitespace-etl demo' or 'whitespace-etl sync' first",
+              file=sys.stderr)
+        return 2
+    with db.session(path, read_only=True) as conn:
+        try:
+            relation = conn.sql(args.query)
+        except duckdb.Error as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if relation is not None:
+            relation.show(max_width=160, max_rows=args.max_rows)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whitespace-etl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log HTTP requests and more")
@@ -64,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser("demo", help="start the sandbox and sync it into the warehouse, no configuration needed")
     de.add_argument("--scale", type=float, default=1.0, help="sandbox scale")
     de.set_defaults(func=_demo)
+    sq = sub.add_parser("sql", help="run a SQL query on the warehouse (read-only) and print the result")
+    sq.add_argument("query")
+    sq.add_argument("--max-rows", type=int, default=40)
+    sq.set_defaults(func=_sql)
+
+    rb = sub.add_parser("rebuild", help="rebuild the warehouse tables from the raw landing, without the API")
+    rb.set_defaults(func=_rebuild)
     return parser
 
 

@@ -3,8 +3,8 @@
 import dagster as dg
 
 from pipelines import checks
-from pipelines.metadata import column_schema, table_description
 from pipelines.assets.risks import WAREHOUSE_POOL
+from pipelines.metadata import column_schema, table_description
 from pipelines.resources import WarehouseResource, WhitespaceResource
 from pipelines.warehouse import db, raw
 from pipelines.warehouse import reference as reference_loader

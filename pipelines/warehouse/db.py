@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import re
 import time
@@ -19,7 +20,8 @@ from models import CHILD_TABLE_COLUMNS, metadata
 log = logging.getLogger("whitespace.warehouse")
 
 LOCK_WAIT_SECONDS = 300.0
-"""How long a writer waits for another process (a sync, a BI tool) to let go of the file."""
+"""How long a writer waits for another process (a sync, a BI tool) to let go of the file;
+``WHITESPACE_LOCK_WAIT_SECONDS`` overrides it."""
 
 _DIALECT = duckdb_engine.Dialect()
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -50,8 +52,10 @@ def _is_lock_error(exc: Exception) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text or "database is locked" in text
 
 
-def connect(path: str | Path, read_only: bool = False, wait: float = LOCK_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
+def connect(path: str | Path, read_only: bool = False, wait: float | None = None) -> duckdb.DuckDBPyConnection:
     """Open the warehouse; if another process holds it, wait (with a clear log line) up to ``wait`` s."""
+    if wait is None:
+        wait = float(os.environ.get("WHITESPACE_LOCK_WAIT_SECONDS", LOCK_WAIT_SECONDS))
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)

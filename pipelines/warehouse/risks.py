@@ -130,6 +130,7 @@ def stage(conn: duckdb.DuckDBPyConnection, path: str, keys: dict[str, set[str]])
     return without_id, with_id
 
 
+RAW_COLUMNS = "user_id, endpoint, fetched_at, sha256, bytes, items, path"
 RISK_COLUMNS = [c for c in FIELDS if c != "channels"] + ["root_id", "rev_generation", "raw"]
 
 
@@ -171,7 +172,8 @@ def load(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str, now
                      FROM stage_risks)"""
         )
         conn.execute("DELETE FROM risk_visibility WHERE user_id = ?", [user])
-        conn.execute("INSERT INTO risk_visibility SELECT risk_id, ?, ? FROM stage_risks", [user, now])
+        conn.execute("INSERT INTO risk_visibility (risk_id, user_id, synced_at) SELECT risk_id, ?, ? FROM stage_risks",
+                     [user, now])
         for item in drift:
             if item["kind"] == "new_field" and "ARRAY" in item["json_types"]:
                 children.append(_load_child(conn, item["field"]))
@@ -231,16 +233,18 @@ def db_child_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
 def _record(conn, landed: Landed, raw_rel_path: str, distinct: int, drift: list[dict], now: dt.datetime) -> None:
     fetched = landed.fetched_at.astimezone(dt.UTC).replace(tzinfo=None)
     conn.execute(
-        "INSERT OR REPLACE INTO raw_responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO raw_responses ({RAW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
         [landed.user_id, ENDPOINT, fetched, landed.sha256, landed.bytes, landed.items, raw_rel_path],
     )
     conn.execute(
-        "INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO sync_state (user_id, company_id, synced_at, api_items, distinct_risks, sha256) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
         [landed.user_id, landed.company_id, now, landed.items, distinct, landed.sha256],
     )
     for item in drift:
         conn.execute(
-            """INSERT INTO schema_drift VALUES (?, ?, ?, ?, ?, ?, ?)
+            """INSERT INTO schema_drift (endpoint, field, kind, json_types, first_seen_at, last_seen_at, child_table)
+               VALUES (?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT DO UPDATE SET json_types = excluded.json_types, last_seen_at = excluded.last_seen_at""",
             [ENDPOINT, item["field"], item["kind"], ",".join(item["json_types"]), now, now, item.get("child_table")],
         )

@@ -1,0 +1,165 @@
+"""The warehouse contract, table by table, through the definitions' own jobs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines.warehouse import risks as risk_loader
+from tests.pipeline.conftest import SUMO_IDS, check_results, materializations
+
+CONTRACT = {
+    "risks": ["risk_id", "root_id", "rev", "doc_type", "umr", "insured_name", "status", "contract_type", "is_facility",
+              "placing_broker_channel", "created_at", "updated_at", "raw"],
+    "risk_channels": ["risk_id", "channel", "company_id", "team_id", "position"],
+    "risk_visibility": ["risk_id", "user_id", "synced_at"],
+    "organisations": ["company_id", "name", "role"],
+    "teams": ["channel", "company_id", "team_id", "name"],
+    "users": ["user_id", "name", "company_id"],
+}
+
+
+def test_contract_columns_types_and_documentation(pipeline) -> None:
+    results = pipeline.sync_all()
+    assert all(r.success for r in results)
+    for table, columns in CONTRACT.items():
+        have = {name: (dtype, comment) for name, dtype, comment in pipeline.query(
+            "SELECT column_name, data_type, comment FROM duckdb_columns() WHERE table_name = ?", [table])}
+        assert set(columns) <= set(have), table
+        assert all(comment for _, comment in have.values()), f"every column of {table} is documented"
+    types = dict(pipeline.query("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'risks'"))
+    assert types["created_at"] == types["updated_at"] == "TIMESTAMP"
+    assert types["is_facility"] == "BOOLEAN" and types["raw"] == "JSON"
+
+
+def test_values_match_the_api(pipeline) -> None:
+    pipeline.sync_all()
+    from pipelines.client import WhitespaceClient
+    from tests.conftest import settings_for
+
+    with WhitespaceClient(settings_for(pipeline.server)) as c:
+        api_rows = {r["id"]: r for r in c.for_user(SUMO_IDS[0]).risks()}
+    rows = pipeline.query("SELECT risk_id, umr, insured_name, status, is_facility, updated_at, raw FROM risks "
+                          "WHERE risk_id IN (SELECT risk_id FROM risk_visibility WHERE user_id = ?)", [SUMO_IDS[0]])
+    assert len(rows) == len(api_rows)
+    for risk_id, umr, name, status, is_facility, updated_at, raw in rows:
+        api = api_rows[risk_id]
+        assert umr == api["umr"].strip() and name == api["InsuredName"].strip()
+        assert status == api["Status"] and is_facility == api["IsFacility"]
+        assert updated_at.strftime("%Y-%m-%d %H:%M:%S") == api["updatedAt"].replace("T", " ")[:19]
+        assert json.loads(raw) == api, "raw keeps the object exactly"
+    assert any(api["umr"] != api["umr"].strip() for api in api_rows.values())
+
+
+def test_channels_are_split_into_company_and_team(pipeline) -> None:
+    pipeline.sync_all()
+    rows = pipeline.query("SELECT channel, company_id, team_id, position FROM risk_channels ORDER BY risk_id, position")
+    assert rows and all(ch == f"{co.lower()}_{team}" for ch, co, team, _ in rows)
+    assert pipeline.query("SELECT count(*) FROM risk_channels c LEFT JOIN teams t USING (channel) "
+                          "WHERE t.channel IS NULL")[0][0] == 0, "every channel is a known team"
+
+
+def test_a_risk_seen_by_three_organisations_is_one_row(pipeline) -> None:
+    pipeline.sync_all()
+    shared = pipeline.query("SELECT risk_id FROM risk_visibility GROUP BY 1 HAVING count(*) = 3")
+    assert shared
+    risk_id = shared[0][0]
+    assert pipeline.query("SELECT count(*) FROM risks WHERE risk_id = ?", [risk_id])[0][0] == 1
+    assert {r[0] for r in pipeline.query("SELECT user_id FROM risk_visibility WHERE risk_id = ?", [risk_id])} == set(SUMO_IDS)
+
+
+def test_checks_pass_and_metadata_tells_what_changed(pipeline) -> None:
+    first = pipeline.sync_all()[0]
+    assert check_results(first) and all(check_results(first).values())
+    meta = materializations(first, "risks")
+    assert meta["added"] == meta["partition_rows"] > 1000 and meta["changed"] == meta["gone"] == 0
+    assert "|" in meta["preview"]
+    pipeline.server.advance(changed_fraction=0.1, new_roots=20, removed_fraction=0.02)
+    again = materializations(pipeline.sync(SUMO_IDS[0]), "risks")
+    assert again["added"] > 0 and again["changed"] > 0 and again["gone"] > 0
+
+
+def test_running_the_same_sync_twice_changes_no_count(pipeline) -> None:
+    pipeline.sync_all()
+    before = pipeline.counts()
+    results = pipeline.sync_all()
+    assert pipeline.counts() == before
+    meta = materializations(results[0], "risks")
+    assert meta["added"] == meta["changed"] == meta["gone"] == 0
+
+
+def test_a_crash_mid_load_leaves_the_previous_state(pipeline, monkeypatch) -> None:
+    pipeline.sync_all()
+    before = pipeline.counts()
+    state = pipeline.query("SELECT * FROM sync_state ORDER BY user_id")
+    pipeline.server.advance(changed_fraction=0.3, new_roots=50, removed_fraction=0.05)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(risk_loader, "_record", crash)
+    result = pipeline.sync(SUMO_IDS[0], raise_on_error=False)
+    assert not result.success
+    assert pipeline.counts() == before
+    assert pipeline.query("SELECT * FROM sync_state ORDER BY user_id") == state
+    monkeypatch.undo()
+
+
+def test_drift_is_kept_reported_and_never_drops_anything(pipeline) -> None:
+    pipeline.reference()
+    pipeline.server.set_faults(drift="added")
+    result = pipeline.sync(SUMO_IDS[1])
+    drift = materializations(result, "risks")["schema_drift"]
+    assert {d["field"] for d in drift} == {"RiskRegion", "labels"}
+    assert pipeline.query("SELECT count(*) FROM risks__labels")[0][0] > 0
+    assert pipeline.query("SELECT count(*) FROM risks WHERE raw->>'RiskRegion' IS NOT NULL")[0][0] > 0
+    pipeline.server.set_faults(drift="changed_type")
+    result = pipeline.sync(SUMO_IDS[1])
+    assert {(d["field"], d["kind"]) for d in materializations(result, "risks")["schema_drift"]} == {
+        ("IsFacility", "type_change")}
+    assert pipeline.query("SELECT count(*) FROM risks WHERE is_facility IS NULL")[0][0] == 0, "'true' still parses"
+    kinds = set(pipeline.query("SELECT field, kind FROM schema_drift"))
+    assert kinds == {("RiskRegion", "new_field"), ("labels", "new_field"), ("IsFacility", "type_change")}
+    assert pipeline.query("SELECT count(*) FROM information_schema.tables WHERE table_name = 'risks__labels'")[0][0] == 1
+
+
+def test_duplicates_and_empty_lists(pipeline) -> None:
+    pipeline.reference()
+    pipeline.server.set_faults(duplicate_rows=5)
+    meta = materializations(pipeline.sync(SUMO_IDS[2]), "risks")
+    assert meta["duplicates_in_answer"] == 5 and meta["api_items"] == meta["partition_rows"] + 5
+    pipeline.server.set_faults(duplicate_rows=0, empty_list_for="MCNEILLIEUWR")
+    result = pipeline.sync(SUMO_IDS[2])
+    assert all(check_results(result).values())
+    assert pipeline.query("SELECT count(*) FROM risk_visibility WHERE user_id = ?", [SUMO_IDS[2]])[0][0] == 0
+
+
+def test_rebuild_from_raw_needs_no_api(pipeline) -> None:
+    from pipelines.run import rebuild
+
+    pipeline.sync_all()
+    before = pipeline.counts()
+    requests_before = pipeline.server.stats()
+    pipeline.db_path.unlink()
+    counts = rebuild(pipeline.db_path, pipeline.raw_dir, log=lambda *_: None)
+    assert pipeline.counts() == before and counts["risks"] == before["risks"]
+    assert pipeline.server.stats() == requests_before
+
+
+@pytest.mark.parametrize("table", ["risks", "risk_channels", "risk_visibility"])
+def test_schema_evolution_adds_columns(pipeline, table) -> None:
+    import duckdb
+
+    from pipelines.warehouse import db
+
+    pipeline.sync_all()
+    with duckdb.connect(str(pipeline.db_path)) as conn:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN local_note VARCHAR")
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {db.existing_columns(conn, table)[-2]}")
+    pipeline.sync_all()
+    cols = [c for (c,) in pipeline.query("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table])]
+    assert "local_note" in cols, "nothing is dropped"
+    from models import metadata
+
+    assert {c.name for c in metadata.tables[table].columns} <= set(cols), "missing columns come back"
