@@ -115,7 +115,9 @@ class TokenManager:
         margin = min(MAX_MARGIN, max(0.0, (exp - iat) * MARGIN_FRACTION))
         self._token = Secret(token)
         self._expires_at = exp
-        self._refresh_at = exp - margin
+        # A token that arrives with less life left than the margin is still used for half of it,
+        # rather than renewed on every request.
+        self._refresh_at = max(exp - margin, now + (exp - now) / 2)
         self.generation += 1
         self.refresh_count += 1
         log.info("Obtained an id_token from %s (valid for %.0f s; renewing %.0f s early)", shown, exp - now, margin)

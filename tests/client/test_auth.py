@@ -14,11 +14,11 @@ from tests.conftest import settings_for
 
 
 def test_token_is_renewed_before_exp(waits) -> None:
-    with SandboxServer(token_lifetime=1) as server, WhitespaceClient(settings_for(server, SINGLE_REFRESH_TOKEN)) as c:
+    with SandboxServer(token_lifetime=2) as server, WhitespaceClient(settings_for(server, SINGLE_REFRESH_TOKEN)) as c:
         c.version()
         c.my_details()
         assert server.stats()["refreshes"] == 1
-        time.sleep(1.05)
+        time.sleep(2.05)
         c.my_details()
         stats = server.stats()
     assert stats["refreshes"] == 2
@@ -34,6 +34,12 @@ def test_margin_scales_with_lifetime() -> None:
         tm = TokenManager(server.sync_url, BUCKET, SINGLE_REFRESH_TOKEN)
         tm.current()
         assert tm._expires_at - tm._refresh_at == pytest.approx(1.0)
+    with SandboxServer(token_lifetime=1) as server:
+        tm = TokenManager(server.sync_url, BUCKET, SINGLE_REFRESH_TOKEN)
+        for _ in range(5):  # whatever is left of a one-second token, it is used before renewing
+            tm.invalidate(tm.generation)
+            tm.current()
+            assert tm._refresh_at > time.time() or tm._expires_at <= time.time()
 
 
 def test_token_that_dies_early_is_renewed_once_on_401(sandbox: SandboxServer, single_client: WhitespaceClient) -> None:
@@ -46,10 +52,11 @@ def test_token_that_dies_early_is_renewed_once_on_401(sandbox: SandboxServer, si
 
 
 def test_sixteen_threads_on_an_expired_token_cause_one_refresh(waits) -> None:
-    with SandboxServer(token_lifetime=1) as server, WhitespaceClient(settings_for(server, SINGLE_REFRESH_TOKEN)) as c:
+    with SandboxServer(token_lifetime=2) as server, WhitespaceClient(settings_for(server, SINGLE_REFRESH_TOKEN)) as c:
         c.version()
         c.my_details()
-        time.sleep(1.05)
+        assert server.stats()["refreshes"] == 1
+        time.sleep(2.05)
         barrier = threading.Barrier(16)
         errors: list[BaseException] = []
 
