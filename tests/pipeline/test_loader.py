@@ -1,0 +1,85 @@
+"""The risk loader on hand-made answers: casing, timestamp forms, hostile values, duplicates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines.warehouse import db, raw, risks
+
+ROOT_A = "IC00000000-0000-4000-8000-00000000000A"
+ROOT_B = "IC00000000-0000-4000-8000-00000000000B"
+
+
+def land(tmp: Path, rows: list, user: str = "MU-A") -> raw.Landed:
+    body = json.dumps(rows).encode()
+    path = tmp / f"{user}-{hashlib.md5(body).hexdigest()}.json"
+    path.write_bytes(body)
+    return raw.Landed(path, user, "/risks", dt.datetime.now(dt.UTC), hashlib.sha256(body).hexdigest(), len(body),
+                      len(rows), "X")
+
+
+@pytest.fixture
+def conn(tmp_path: Path):
+    with db.session(tmp_path / "w.duckdb") as c:
+        yield c
+
+
+def test_keys_are_read_case_insensitively_and_timestamps_in_every_form(conn, tmp_path) -> None:
+    rows = [
+        {"id": f"{ROOT_A}::QR1", "rev": "2-aa", "type": "RWPlacing", "umr": " B0999ABC ", "Status": "FirmOrder",
+         "InsuredName": "Upper Co", "ContractType": "Open Market", "IsFacility": False, "channels": ["gailbkr_ALL"],
+         "placingBrokerChannel": "gailbkr_ALL", "createdAt": "2024-02-21 15:05:47", "updatedAt": "2024-02-22T10:00:00.000Z"},
+        {"ID": f"{ROOT_B}::FO", "Rev": "1-bb", "TYPE": "RWPlacing", "UMR": "B1234XYZ", "status": "Signed",
+         "insuredName": "lower co", "contractType": "Facilities", "isFacility": "true", "Channels": ["atlasbkr_MARINE"],
+         "PlacingBrokerChannel": "atlasbkr_MARINE", "createdat": 1708527947, "updatedat": "2024-02-22T11:00:00+01:00"},
+    ]
+    result = risks.load(conn, land(tmp_path, rows), "x.json")
+    got = {r[0]: r[1:] for r in conn.execute(
+        "SELECT risk_id, root_id, umr, status, insured_name, is_facility, created_at, updated_at FROM risks").fetchall()}
+    assert got[f"{ROOT_A}::QR1"] == (ROOT_A, "B0999ABC", "FirmOrder", "Upper Co", False,
+                                     dt.datetime(2024, 2, 21, 15, 5, 47), dt.datetime(2024, 2, 22, 10, 0))
+    assert got[f"{ROOT_B}::FO"] == (ROOT_B, "B1234XYZ", "Signed", "lower co", True,
+                                    dt.datetime(2024, 2, 21, 15, 5, 47), dt.datetime(2024, 2, 22, 10, 0))
+    assert conn.execute("SELECT team_id FROM risk_channels WHERE risk_id = ?", [f"{ROOT_B}::FO"]).fetchone() == ("MARINE",)
+    assert result.distinct_risks == 2 and result.drift == [] or all(d["kind"] == "type_change" for d in result.drift)
+
+
+def test_hostile_values_are_stored_as_given(conn, tmp_path) -> None:
+    nasty = "Robert'); DROP TABLE risks;-- \u00e9\u4e2d\U0001F600 " + "x" * 100_000
+    rows = [
+        {"id": f"{ROOT_A}::QR1", "rev": "1-aa", "InsuredName": nasty, "Status": None, "umr": 12345,
+         "IsFacility": None, "channels": None, "createdAt": None, "updatedAt": "not a date"},
+        {"id": None, "rev": "1-cc"},
+        {"rev": "1-dd"},
+    ]
+    rows.append(dict(rows[0]))  # the same object twice in one answer
+    result = risks.load(conn, land(tmp_path, rows), "x.json")
+    assert result.skipped_without_id == 2 and result.duplicates == 1 and result.distinct_risks == 1
+    name, status, umr, created, updated = conn.execute(
+        "SELECT insured_name, status, umr, created_at, updated_at FROM risks").fetchone()
+    assert name == nasty.strip() and status is None and umr == "12345" and created is None and updated is None
+    assert conn.execute("SELECT count(*) FROM risks").fetchone()[0] == 1
+
+
+def test_the_highest_revision_wins_among_duplicates(conn, tmp_path) -> None:
+    rows = [{"id": f"{ROOT_A}::FO", "rev": "3-new", "Status": "Signed"},
+            {"id": f"{ROOT_A}::FO", "rev": "2-old", "Status": "FirmOrder"}]
+    risks.load(conn, land(tmp_path, rows), "x.json")
+    assert conn.execute("SELECT rev, status FROM risks").fetchone() == ("3-new", "Signed")
+
+
+def test_an_empty_answer_empties_only_that_organisation(conn, tmp_path) -> None:
+    row = {"id": f"{ROOT_A}::FO", "rev": "1-a", "channels": ["gailbkr_ALL", "whitesails_MARINE"]}
+    risks.load(conn, land(tmp_path, [row], "MU-A"), "a.json")
+    risks.load(conn, land(tmp_path, [row], "MU-B"), "b.json")
+    result = risks.load(conn, land(tmp_path, [], "MU-A"), "a2.json")
+    assert result.gone == 1 and result.removed_from_warehouse == 0
+    assert conn.execute("SELECT user_id FROM risk_visibility").fetchall() == [("MU-B",)]
+    risks.load(conn, land(tmp_path, [], "MU-B"), "b2.json")
+    assert conn.execute("SELECT count(*) FROM risks").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM risk_channels").fetchone()[0] == 0

@@ -1,0 +1,85 @@
+"""A backfill of every organisation launched as the UI launches it: `dagster dev`, GraphQL, the daemon."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import httpx
+
+from pipelines.assets.risks import organisations_partitions
+from tests.pipeline.conftest import SUMO_IDS
+
+ROOT = Path(__file__).resolve().parents[2]
+BACKFILL = """
+mutation($partitions: [String!]) {
+  launchPartitionBackfill(backfillParams: {
+    assetSelection: [{path: ["raw_risks"]}, {path: ["risks"]}, {path: ["risk_channels"]}, {path: ["risk_visibility"]}],
+    partitionNames: $partitions
+  }) { __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } }
+}
+"""
+RUNS = "{ runsOrError { ... on Runs { results { status tags { key value } } } } }"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    r = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables or {}}, timeout=30)
+    return r.json()["data"]
+
+
+def test_backfill_of_all_organisations_from_the_ui_succeeds(tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions(organisations_partitions.name, SUMO_IDS)
+    db_path = tmp_path / "warehouse.duckdb"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHITESPACE_")}
+    env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(ROOT), WHITESPACE_WAREHOUSE=str(db_path),
+               WHITESPACE_LOCK_WAIT_SECONDS="0")  # only the pool may keep the writers apart
+    dagster = Path(sys.executable).with_name("dagster")
+    proc = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            try:
+                launched = _graphql(port, BACKFILL, {"partitions": SUMO_IDS})["launchPartitionBackfill"]
+                break
+            except (httpx.TransportError, KeyError, TypeError, ValueError):
+                assert time.monotonic() < deadline, "dagster dev did not come up"
+                time.sleep(1)
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        deadline = time.monotonic() + 300
+        while True:
+            runs = [r for r in _graphql(port, RUNS)["runsOrError"]["results"]
+                    if any(t["key"] == "dagster/backfill" for t in r["tags"])]
+            done = [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
+            if len(done) == len(SUMO_IDS):
+                break
+            assert time.monotonic() < deadline, f"backfill still running: {[r['status'] for r in runs]}"
+            time.sleep(2)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert [r["status"] for r in done] == ["SUCCESS"] * len(SUMO_IDS)
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        seen = {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM risk_visibility").fetchall()}
+    assert seen == set(SUMO_IDS)
