@@ -46,7 +46,8 @@ def test_keys_are_read_case_insensitively_and_timestamps_in_every_form(conn, tmp
     assert got[f"{ROOT_B}::FO"] == (ROOT_B, "B1234XYZ", "Signed", "lower co", True,
                                     dt.datetime(2024, 2, 21, 15, 5, 47), dt.datetime(2024, 2, 22, 10, 0))
     assert conn.execute("SELECT team_id FROM risk_channels WHERE risk_id = ?", [f"{ROOT_B}::FO"]).fetchone() == ("MARINE",)
-    assert result.distinct_risks == 2 and result.drift == [] or all(d["kind"] == "type_change" for d in result.drift)
+    assert result.distinct_risks == 2
+    assert [(d["field"], d["kind"]) for d in result.drift] == [("isFacility", "type_change")], "'true' as a string"
 
 
 def test_hostile_values_are_stored_as_given(conn, tmp_path) -> None:
