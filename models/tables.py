@@ -144,3 +144,123 @@ CHILD_TABLE_COLUMNS = (
     ("value", sa.JSON, "The list element as JSON"),
 )
 """Columns of the ``<parent>__<field>`` tables made for list-valued fields nobody declared."""
+
+DEC = sa.Numeric(18, 8)  # line percentages: exact decimals parsed from the API's strings
+
+contracts = sa.Table(
+    "contracts",
+    metadata,
+    col("root_id", sa.String, "Root risk id (IC + UUID)", primary_key=True),
+    col("risk_id", sa.String, "The document the contract was read from (the root's most advanced instance)"),
+    col("rev", sa.String, "Revision of that document"),
+    col("status", sa.String, "control.status: placing status of the contract"),
+    col("insurance_type", sa.String, "control.insuranceType: Insurance or ReInsurance"),
+    col("contract_type", sa.String, "control.contractType: class of business"),
+    col("umr", sa.String, "control.umr, trimmed"),
+    col("insured_name", sa.String, "control.insuredName, trimmed"),
+    col("placing_broker_channel", sa.String, "control.placingBrokerChannel"),
+    col("lead_underwriter_channel", sa.String, "control.leadUnderwriterChannel, once a lead is set"),
+    col("lead_underwriter", sa.String, "control.leadUnderwriter: the lead's company and team name"),
+    col("limit_summary", sa.String, "control.limitSummary, e.g. USD 20,000,000"),
+    col("placement_type", sa.String, "control.placementType: FullContract, OffPlatform or Template"),
+    col("is_facility", sa.Boolean, "control.isFacility: a facility agreement"),
+    col("is_declaration", sa.Boolean, "True when control.associatedFacilityIDs is not empty"),
+    col("inception_date", sa.Date, "From the contract's Inception_Date defined-data placeholder"),
+    col("expiry_date", sa.Date, "From the contract's Expiry_Date defined-data placeholder"),
+    col("created_at", TS, "createdAt of the document (UTC)"),
+    col("updated_at", TS, "updatedAt of the document (UTC)"),
+    col("raw", sa.JSON, "The whole RWPlacing document as returned by GET /api/risks/{riskID}"),
+    comment="One contract (RWPlacing) per root risk: the control block typed, and the policy period.",
+)
+
+contract_line_items = sa.Table(
+    "contract_line_items",
+    metadata,
+    col("root_id", sa.String, "contracts.root_id", primary_key=True),
+    col("position", sa.Integer, "Position of the line item in MRCContract.lineItems (0 first)", primary_key=True),
+    col("section", sa.String, "mrcSection, e.g. RiskDetails, SecurityDetails"),
+    col("heading", sa.String, "mrcHeading, the enumerated MRC heading (e.g. Period, Premium)"),
+    col("original_heading", sa.String, "The heading as written in the contract"),
+    col("text", sa.String, "The item's text: its elements joined by new lines, placeholders as [[name]]"),
+    comment="The MRC contract's line items, in order.",
+)
+
+contract_line_items__placeholders = sa.Table(
+    "contract_line_items__placeholders",
+    metadata,
+    col("root_id", sa.String, "contracts.root_id", primary_key=True),
+    col("item_position", sa.Integer, "contract_line_items.position", primary_key=True),
+    col("position", sa.Integer, "Position of the placeholder in the item (0 first)", primary_key=True),
+    col("name", sa.String, "Placeholder name, e.g. DefinedData0"),
+    col("type", sa.String, "phType, e.g. DefinedData"),
+    col("tags", sa.String, "Defined-data tags without the Page: entry, comma separated (e.g. Inception_Date)"),
+    col("value", sa.String, "The placeholder's value as written"),
+    comment="Defined-data placeholders of each line item (dates, amounts, names).",
+)
+
+market_lines = sa.Table(
+    "market_lines",
+    metadata,
+    col("line_set_id", sa.String, "Id of the written (::WRLS) or signed (::SILS) line set", primary_key=True),
+    col("line_position", sa.Integer, "Position of the line in the set", primary_key=True),
+    col("impression_position", sa.Integer, "Position of the impression (stamp) in the line", primary_key=True),
+    col("root_id", sa.String, "Root risk id"),
+    col("set_type", sa.String, "written or signed"),
+    col("carrier_channel", sa.String, "stamperChannel: the carrier team that put the line down"),
+    col("carrier_company_id", sa.String, "Company part of carrier_channel, upper case"),
+    col("role", sa.String, "The line's role as the platform gives it (leader, agreementParty, ...)"),
+    col("is_leader", sa.Boolean, "True for the lead line"),
+    col("market", sa.String, "Stamp's bureau market, e.g. Lloyd's or Company"),
+    col("syndicate_number", sa.String, "Stamp's category number (Lloyd's syndicate number or company code)"),
+    col("pseudonym", sa.String, "Lloyd's syndicate pseudonym (three letters), where given"),
+    col("written_pct", DEC, "Written line, % of whole, exact decimal from writtenLinePercentageString"),
+    col("signed_pct", DEC, "Signed line, % of whole, exact decimal from signedLinePercentageString (signed sets)"),
+    col("risk_codes", sa.String, "Lloyd's risk codes, comma separated"),
+    col("year_of_account", sa.Integer, "Year of account"),
+    col("stamped_at", TS, "When the line was put down (UTC)"),
+    comment="One row per impression of every written and signed line set (GET /api/lines/{rootID}/combinedSets).",
+)
+
+facility_links = sa.Table(
+    "facility_links",
+    metadata,
+    col("root_id", sa.String, "The declaration's root risk id", primary_key=True),
+    col("facility_root_id", sa.String, "A facility it is attached to (control.associatedFacilityIDs)", primary_key=True),
+    comment="Declarations and the facilities they are declared to.",
+)
+
+detail_loads = sa.Table(
+    "detail_loads",
+    metadata,
+    col("path", sa.String, "Landed detail file (relative to the raw directory)", primary_key=True),
+    col("user_id", sa.String, "MU id of the organisation whose run fetched it"),
+    col("loaded_at", TS, "When it was committed to these tables (UTC)"),
+    col("roots", sa.Integer, "Roots in the file"),
+    col("failed", sa.Integer, "Roots whose detail calls failed after retries (fetched again next run)"),
+    comment="Which landed detail files are in the warehouse: the load side of the incremental state.",
+)
+
+detail_failures = sa.Table(
+    "detail_failures",
+    metadata,
+    col("root_id", sa.String, "Root risk whose detail calls failed", primary_key=True),
+    col("user_id", sa.String, "MU id of the organisation whose run tried", primary_key=True),
+    col("error", sa.String, "The error, as the client reported it"),
+    col("failed_at", TS, "When (UTC)"),
+    comment="Roots whose contract or lines could not be fetched in the latest run; cleared when fetched.",
+)
+
+risk_history = sa.Table(
+    "risk_history",
+    metadata,
+    col("risk_id", sa.String, "risks.risk_id", primary_key=True),
+    col("rev", sa.String, "A revision of the document", primary_key=True),
+    col("root_id", sa.String, "Root risk id"),
+    col("rev_generation", sa.Integer, "Generation number of rev"),
+    col("status", sa.String, "Status in that revision"),
+    col("umr", sa.String, "UMR in that revision"),
+    col("valid_from", TS, "updatedAt of the revision (UTC): when it took effect"),
+    col("valid_to", TS, "When the next revision took effect or the document disappeared (NULL: current)"),
+    col("first_seen_at", TS, "The sync that first saw this revision (UTC)"),
+    comment="Every revision of every risk document seen by a sync, with validity intervals.",
+)

@@ -2,15 +2,16 @@
 
 import dagster as dg
 
+from pipelines.assets.details import detail_tables, raw_risk_details
 from pipelines.assets.reference import raw_corporate, reference_tables
 from pipelines.assets.risks import organisations_partitions, raw_risks, risk_tables
 from pipelines.resources import WhitespaceResource
 
 sync_organisation = dg.define_asset_job(
     "sync_organisation",
-    selection=dg.AssetSelection.assets(raw_risks, risk_tables),
+    selection=dg.AssetSelection.assets(raw_risks, risk_tables, raw_risk_details, detail_tables),
     partitions_def=organisations_partitions,
-    description="Extract and load one organisation's risks (one partition = one MU id).",
+    description="Extract and load one organisation's risks, contracts and lines (one partition = one MU id).",
 )
 reference_data = dg.define_asset_job(
     "reference_data",

@@ -51,3 +51,12 @@ def partition_matches_api(conn, user_id: str, raw_path: str, items: int) -> dg.A
     return dg.AssetCheckResult(check_name="risk_visibility_matches_api", passed=expected == actual,
                                metadata={"api_distinct_ids": expected, "warehouse_rows": actual},
                                asset_key="risk_visibility")
+
+
+def signed_total(conn) -> dg.AssetCheckResult:
+    over = conn.execute(
+        """SELECT root_id, sum(signed_pct) FROM market_lines WHERE set_type = 'signed'
+           GROUP BY 1 HAVING sum(signed_pct) > 100 LIMIT 5"""
+    ).fetchall()
+    return dg.AssetCheckResult(check_name="market_lines_signed_total", passed=not over, asset_key="market_lines",
+                               metadata={"roots_over_100": len(over), "examples": str(over)})

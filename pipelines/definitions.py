@@ -2,13 +2,14 @@
 
 import dagster as dg
 
+from pipelines.assets.details import detail_tables, raw_risk_details
 from pipelines.assets.reference import raw_corporate, reference_tables
 from pipelines.assets.risks import raw_risks, risk_tables
 from pipelines.automation import daily_reference, daily_sync, organisations_sensor, reference_data, sync_organisation
 from pipelines.resources import WarehouseResource, WhitespaceResource
 
 defs = dg.Definitions(
-    assets=[raw_corporate, reference_tables, raw_risks, risk_tables],
+    assets=[raw_corporate, reference_tables, raw_risks, risk_tables, raw_risk_details, detail_tables],
     jobs=[sync_organisation, reference_data],
     schedules=[daily_sync, daily_reference],
     sensors=[organisations_sensor],

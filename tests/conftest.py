@@ -60,3 +60,20 @@ def sumo_client(sandbox: SandboxServer, waits) -> Iterator[WhitespaceClient]:
 def single_client(sandbox: SandboxServer, waits) -> Iterator[WhitespaceClient]:
     with WhitespaceClient(settings_for(sandbox, SINGLE_REFRESH_TOKEN)) as client:
         yield client
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_WATCHED = ("data", ".dagster")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config._whitespace_before = {p for p in _WATCHED if os.path.exists(os.path.join(ROOT, p))}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Tests write only into temporary folders: a new data/ or .dagster/ in the project fails the run."""
+    before = getattr(session.config, "_whitespace_before", set())
+    created = {p for p in _WATCHED if os.path.exists(os.path.join(ROOT, p))} - before
+    if created:
+        print(f"\ntests wrote into the project folder: {sorted(created)}")
+        session.exitstatus = 1

@@ -41,7 +41,7 @@ def raw_risks(
     )
 
 
-RISK_TABLES = ("risks", "risk_channels", "risk_visibility")
+RISK_TABLES = ("risks", "risk_channels", "risk_visibility", "risk_history")
 
 
 @dg.multi_asset(
@@ -114,5 +114,9 @@ def risk_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
         asset_key="risk_visibility",
         metadata={"dagster/row_count": totals["risk_visibility"], "partition_rows": result.distinct_risks,
                   "added": result.added, "gone": result.gone},
+    )
+    yield dg.MaterializeResult(
+        asset_key="risk_history",
+        metadata={"dagster/row_count": totals["risk_history"], "new_revisions": result.added + result.changed},
     )
     yield from check_results

@@ -25,6 +25,7 @@ from pipelines.client.settings import Settings
 log = logging.getLogger("whitespace.client")
 
 EXCERPT = 120
+_TEXT = Path("<text>")  # marker: return the body's text rather than parse or land it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +159,10 @@ class WhitespaceClient:
     def get_json(self, path: str, params: dict | None = None, send_user_id: bool = True) -> Any:
         return self._request(path, params, None, send_user_id)
 
+    def get_text(self, path: str, params: dict | None = None) -> str:
+        """The answer's JSON text exactly as received (checked to be whole JSON), for lossless landing."""
+        return self._request(path, params, _TEXT, True)
+
     def download(self, path: str, dest: Path, params: dict | None = None) -> Download:
         """Streams a JSON answer to ``dest`` as received (atomically), checking it is whole JSON."""
         return self._request(path, params, Path(dest), True)
@@ -192,12 +197,13 @@ class WhitespaceClient:
             if status != 200:
                 body = response.read()
                 raise self._error(status, url, body, response.headers.get("Retry-After"))
-            if dest is None:
+            if dest is None or dest is _TEXT:
                 body = response.read()
                 try:
-                    return json.loads(body)
+                    parsed = json.loads(body)
                 except ValueError:
                     raise ApiError("The answer is not valid JSON", status, url, _excerpt(body), transient=True) from None
+                return parsed if dest is None else body.decode("utf-8")
             return self._land(response, url, dest)
 
     def _land(self, response: httpx.Response, url: str, dest: Path) -> Download:

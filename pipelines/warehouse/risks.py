@@ -174,11 +174,12 @@ def load(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str, now
         conn.execute("DELETE FROM risk_visibility WHERE user_id = ?", [user])
         conn.execute("INSERT INTO risk_visibility (risk_id, user_id, synced_at) SELECT risk_id, ?, ? FROM stage_risks",
                      [user, now])
+        _record_history(conn, now)
         for item in drift:
             if item["kind"] == "new_field" and "ARRAY" in item["json_types"]:
                 children.append(_load_child(conn, item["field"]))
                 item["child_table"] = children[-1]
-        removed = _remove_invisible(conn, children)
+        removed = _remove_invisible(conn, children, now)
         _record(conn, landed, raw_rel_path, distinct, drift, now)
     channels = conn.execute("SELECT coalesce(sum(len(channels)), 0) FROM stage_risks").fetchone()[0]
     preview = conn.execute(
@@ -210,11 +211,33 @@ def _load_child(conn: duckdb.DuckDBPyConnection, field: str) -> str:
     return table.name
 
 
-def _remove_invisible(conn: duckdb.DuckDBPyConnection, children: list[str]) -> int:
+def _record_history(conn: duckdb.DuckDBPyConnection, now: dt.datetime) -> None:
+    """New (risk, rev) pairs open a history row; the row before each closes when the next begins."""
+    conn.execute(
+        """INSERT INTO risk_history (risk_id, rev, root_id, rev_generation, status, umr, valid_from, valid_to,
+                                     first_seen_at)
+           SELECT risk_id, rev, root_id, rev_generation, status, umr, coalesce(updated_at, ?), NULL, ?
+           FROM stage_risks s WHERE rev IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM risk_history h WHERE h.risk_id = s.risk_id AND h.rev = s.rev)""",
+        [now, now],
+    )
+    conn.execute(
+        """UPDATE risk_history SET valid_to = n.next_from FROM (
+             SELECT risk_id, rev, lead(valid_from) OVER (PARTITION BY risk_id ORDER BY rev_generation, valid_from)
+                    AS next_from
+             FROM risk_history WHERE risk_id IN (SELECT risk_id FROM stage_risks)) n
+           WHERE risk_history.risk_id = n.risk_id AND risk_history.rev = n.rev
+             AND n.next_from IS NOT NULL AND risk_history.valid_to IS NULL"""
+    )
+
+
+def _remove_invisible(conn: duckdb.DuckDBPyConnection, children: list[str], now: dt.datetime) -> int:
     """Risks no synced organisation sees any more leave the tables (the raw landing keeps them)."""
     orphan = "SELECT risk_id FROM risks WHERE risk_id NOT IN (SELECT risk_id FROM risk_visibility)"
     count = conn.execute(f"SELECT count(*) FROM ({orphan})").fetchone()[0]  # noqa: S608
     if count:
+        conn.execute(f"UPDATE risk_history SET valid_to = ? WHERE valid_to IS NULL AND risk_id IN ({orphan})",  # noqa: S608
+                     [now])
         tables = ["risk_channels"] + [t for t in db_child_tables(conn) if t not in children] + children
         for t in dict.fromkeys(tables):
             conn.execute(f"DELETE FROM {db.ident(t)} WHERE {'risk_id' if t == 'risk_channels' else 'parent_id'} "  # noqa: S608

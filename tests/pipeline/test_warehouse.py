@@ -98,12 +98,12 @@ def test_a_crash_mid_load_leaves_the_previous_state(pipeline, monkeypatch) -> No
     def crash(*args, **kwargs):
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(risk_loader, "_record", crash)
-    result = pipeline.sync(SUMO_IDS[0], raise_on_error=False)
+    with monkeypatch.context() as patched:
+        patched.setattr(risk_loader, "_record", crash)
+        result = pipeline.sync(SUMO_IDS[0], raise_on_error=False)
     assert not result.success
     assert pipeline.counts() == before
     assert pipeline.query("SELECT * FROM sync_state ORDER BY user_id") == state
-    monkeypatch.undo()
 
 
 def test_drift_is_kept_reported_and_never_drops_anything(pipeline) -> None:

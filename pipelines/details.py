@@ -1,0 +1,142 @@
+"""Contract and market-line extraction, incremental by root.
+
+A root is fetched again only when the ``(id, rev)`` set of its documents changed since the last
+successful fetch for this organisation. What was fetched is landed first (one JSON-lines file per
+run, each answer kept as its exact text); the per-organisation index that says "fetched" is
+written only after that file is durable, and the warehouse records which files it has loaded, so
+a crash at any point costs a re-fetch or a re-load, never a skipped change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import duckdb
+
+from pipelines.client import WhitespaceClient
+from pipelines.warehouse.raw import Landed, landing_path
+
+ENDPOINT = "/risks/{riskID}+/lines/{rootID}/combinedSets"
+INDEX = "index.json"
+
+
+@dataclasses.dataclass
+class Plan:
+    needed: list[tuple[str, str, str]]  # (root_id, lead risk id, signature)
+    unchanged: int
+    gone: list[str]
+
+
+@dataclasses.dataclass
+class Fetched:
+    path: Path | None
+    fetched: int
+    failed: dict[str, str]
+    requests: int
+    plan: Plan
+
+
+def _rank(risk_id: str) -> tuple:
+    """Which document of a root holds its contract: endorsements, then the firm order, then the latest quote."""
+    suffix = risk_id.partition("::")[2]
+    if re.match(r"^FO::EN\d+$", suffix):
+        return (3, int(suffix[6:]))
+    if suffix == "FO":
+        return (2, 0)
+    m = re.match(r"^QR(\d+)$", suffix)
+    return (1, int(m.group(1))) if m else (0, 0)
+
+
+def roots_in_list(list_path: Path) -> dict[str, tuple[str, str]]:
+    """root id -> (lead risk id, signature of all its documents' revisions), from a landed risk list."""
+    with duckdb.connect() as conn:
+        rows = conn.execute(
+            """SELECT coalesce(json->>'id', json->>'Id', json->>'ID'),
+                      coalesce(json->>'rev', json->>'Rev', json->>'REV', '')
+               FROM read_json_objects(?, format = 'array')""",
+            [str(list_path)],
+        ).fetchall()
+    docs: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for risk_id, rev in rows:
+        if risk_id:
+            docs[risk_id.partition("::")[0]].append((risk_id, rev))
+    out = {}
+    for root, items in docs.items():
+        items = sorted(set(items))
+        lead = max(items, key=lambda item: _rank(item[0]))[0]
+        out[root] = (lead, hashlib.sha1(json.dumps(items).encode()).hexdigest())
+    return out
+
+
+def index_path(raw_dir: Path, user_id: str) -> Path:
+    return Path(raw_dir) / user_id / "risk_details" / INDEX
+
+
+def read_index(raw_dir: Path, user_id: str) -> dict[str, str]:
+    path = index_path(raw_dir, user_id)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def plan(list_path: Path, index: dict[str, str]) -> Plan:
+    roots = roots_in_list(list_path)
+    needed = [(root, lead, sig) for root, (lead, sig) in sorted(roots.items()) if index.get(root) != sig]
+    return Plan(needed=needed, unchanged=len(roots) - len(needed), gone=sorted(set(index) - set(roots)))
+
+
+def fetch(client: WhitespaceClient, raw_dir: Path, list_landed: Landed, log=lambda *a: None) -> Fetched:
+    """Fetches what changed for one organisation, lands it, then advances that organisation's index."""
+    user_id = list_landed.user_id
+    index = read_index(raw_dir, user_id)
+    work = plan(list_landed.path, index)
+    if not work.needed and not work.gone:
+        return Fetched(None, 0, {}, 0, work)
+
+    def one(item: tuple[str, str, str]) -> tuple[str, str]:
+        root, lead, _sig = item
+        return client.get_text(f"/risks/{lead}"), client.get_text(f"/lines/{root}/combinedSets")
+
+    now = dt.datetime.now(dt.UTC)
+    path = landing_path(raw_dir, user_id, "risk_details", now).with_suffix(".jsonl")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    failed: dict[str, str] = {}
+    done = 0
+    with open(tmp, "w", encoding="utf-8") as out:
+        for n, (item, result, exc) in enumerate(client.fan_out(one, work.needed), start=1):
+            root, lead, sig = item
+            line = {"root_id": root, "risk_id": lead, "signature": sig, "fetched_at": now.isoformat()}
+            if exc is None:
+                line.update(contract=result[0], lines=result[1], error=None)
+                done += 1
+            else:
+                line.update(contract=None, lines=None, error=f"{type(exc).__name__}: {exc}")
+                failed[root] = line["error"]
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            if n % 500 == 0:
+                log(f"{n} of {len(work.needed)} roots fetched")
+        for root in work.gone:
+            out.write(json.dumps({"root_id": root, "gone": True}) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    for root, _lead, sig in work.needed:
+        if root not in failed:
+            index[root] = sig
+    for root in work.gone:
+        index.pop(root, None)
+    _write_json_atomically(index_path(raw_dir, user_id), index)
+    requests = 2 * len(work.needed)
+    return Fetched(path, done, failed, requests, work)
+
+
+def _write_json_atomically(path: Path, payload) -> None:
+    tmp = path.with_suffix(".part")
+    tmp.write_text(json.dumps(payload, sort_keys=True))
+    os.replace(tmp, path)

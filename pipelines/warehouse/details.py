@@ -1,0 +1,149 @@
+"""Load landed contracts and line sets into contracts, line items, placeholders, market lines and
+facility links. All landed files not yet loaded are applied in one transaction, oldest first."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+
+from pipelines.warehouse import db
+
+DETAIL_TABLES = ("contracts", "contract_line_items", "contract_line_items__placeholders", "market_lines",
+                 "facility_links")
+
+STAGE = """
+CREATE OR REPLACE TEMP TABLE stage_details AS
+SELECT root_id, risk_id, error, TRY_CAST(contract AS JSON) AS c, TRY_CAST(lines AS JSON) AS l
+FROM (SELECT *, row_number() OVER () AS ord
+      FROM read_json(?, format = 'newline_delimited', filename = true, columns = {
+             root_id: 'VARCHAR', risk_id: 'VARCHAR', contract: 'VARCHAR', lines: 'VARCHAR', error: 'VARCHAR',
+             gone: 'BOOLEAN'}))
+WHERE NOT coalesce(gone, FALSE)
+QUALIFY row_number() OVER (PARTITION BY root_id ORDER BY filename DESC, ord DESC) = 1
+"""
+
+INSERTS = {
+    "contracts": """
+        INSERT INTO contracts (root_id, risk_id, rev, status, insurance_type, contract_type, umr, insured_name,
+            placing_broker_channel, lead_underwriter_channel, lead_underwriter, limit_summary, placement_type,
+            is_facility, is_declaration, inception_date, expiry_date, created_at, updated_at, raw)
+        SELECT root_id, risk_id, c->>'_rev', c->>'$.control.status', c->>'$.control.insuranceType',
+               c->>'$.control.contractType', trim(c->>'$.control.umr'), trim(c->>'$.control.insuredName'),
+               c->>'$.control.placingBrokerChannel', nullif(c->>'$.control.leadUnderwriterChannel', ''),
+               c->>'$.control.leadUnderwriter', c->>'$.control.limitSummary', c->>'$.control.placementType',
+               ws_bool(c->>'$.control.isFacility'),
+               coalesce(json_array_length(c, '$.control.associatedFacilityIDs'), 0) > 0,
+               ws_date(ws_placeholder(c, 'Inception_Date')), ws_date(ws_placeholder(c, 'Expiry_Date')),
+               ws_ts(c->>'createdAt'), ws_ts(c->>'updatedAt'), c
+        FROM stage_details WHERE c IS NOT NULL""",
+    "contract_line_items": """
+        INSERT INTO contract_line_items (root_id, position, section, heading, original_heading, text)
+        SELECT root_id, pos - 1, li->>'mrcSection', li->>'mrcHeading', trim(li->>'originalHeading'),
+               array_to_string(json_extract_string(li, '$.elements[*].text'), chr(10))
+        FROM (SELECT root_id, unnest(items) AS li, unnest(range(1, len(items) + 1)) AS pos
+              FROM (SELECT root_id, coalesce(TRY_CAST(c->'$.MRCContract.lineItems' AS JSON[]), []) AS items
+                    FROM stage_details WHERE c IS NOT NULL))""",
+    "contract_line_items__placeholders": """
+        INSERT INTO contract_line_items__placeholders (root_id, item_position, position, name, type, tags, value)
+        SELECT root_id, item_pos, pos - 1, ph->>'name', ph->>'phType',
+               array_to_string(list_filter(coalesce(TRY_CAST(ph->'tags' AS VARCHAR[]), []),
+                                           lambda t: NOT starts_with(t, 'Page:')), ','),
+               ph->>'value'
+        FROM (SELECT root_id, item_pos, unnest(phs) AS ph, unnest(range(1, len(phs) + 1)) AS pos FROM (
+                SELECT root_id, pos - 1 AS item_pos, coalesce(TRY_CAST(li->'placeholders' AS JSON[]), []) AS phs
+                FROM (SELECT root_id, unnest(items) AS li, unnest(range(1, len(items) + 1)) AS pos
+                      FROM (SELECT root_id, coalesce(TRY_CAST(c->'$.MRCContract.lineItems' AS JSON[]), []) AS items
+                            FROM stage_details WHERE c IS NOT NULL))))""",
+    "market_lines": """
+        INSERT INTO market_lines (line_set_id, line_position, impression_position, root_id, set_type,
+            carrier_channel, carrier_company_id, role, is_leader, market, syndicate_number, pseudonym,
+            written_pct, signed_pct, risk_codes, year_of_account, stamped_at)
+        SELECT set_id, line_pos - 1, imp_pos - 1, root_id,
+               CASE WHEN set_type ILIKE '%signed%' THEN 'signed' ELSE 'written' END,
+               line->>'stamperChannel', upper(split_part(line->>'stamperChannel', '_', 1)), line->>'role',
+               line->>'role' = 'leader', imp->>'$.stamp.bureauMarket',
+               coalesce(imp->>'$.stampIdentifiers[0].categoryNumber', imp->>'$.stamp.bureauMarketCode'),
+               nullif(imp->>'$.stampIdentifiers[0].categoryExtra', ''),
+               TRY_CAST(trim(replace(imp->>'writtenLinePercentageString', '%', '')) AS DECIMAL(18, 8)),
+               TRY_CAST(trim(replace(imp->>'signedLinePercentageString', '%', '')) AS DECIMAL(18, 8)),
+               array_to_string(json_extract_string(imp, '$.riskCodes[*].code'), ','),
+               TRY_CAST(imp->>'yearOfAccount' AS INTEGER), ws_ts(line->>'stampedAt')
+        FROM (SELECT root_id, set_id, set_type, line, line_pos, unnest(imps) AS imp,
+                     unnest(range(1, len(imps) + 1)) AS imp_pos FROM (
+                SELECT root_id, set_id, set_type, line, line_pos,
+                       coalesce(TRY_CAST(line->'impressions' AS JSON[]), []) AS imps FROM (
+                  SELECT root_id, s->>'_id' AS set_id, s->>'type' AS set_type, unnest(ls) AS line,
+                         unnest(range(1, len(ls) + 1)) AS line_pos FROM (
+                    SELECT root_id, s, coalesce(TRY_CAST(s->'contents' AS JSON[]), TRY_CAST(s->'line' AS JSON[]),
+                                                CASE WHEN json_type(s->'line') = 'OBJECT' THEN [s->'line'] END, []) AS ls
+                    FROM (SELECT root_id, unnest(coalesce(TRY_CAST(l AS JSON[]), [])) AS s
+                          FROM stage_details WHERE l IS NOT NULL)))))""",
+    "facility_links": """
+        INSERT INTO facility_links (root_id, facility_root_id)
+        SELECT DISTINCT root_id, split_part(f, '::', 1) FROM (
+          SELECT root_id, unnest(coalesce(TRY_CAST(c->'$.control.associatedFacilityIDs' AS VARCHAR[]), [])) AS f
+          FROM stage_details WHERE c IS NOT NULL) WHERE coalesce(f, '') <> ''""",
+}
+
+MACROS = (
+    """CREATE OR REPLACE MACRO ws_placeholder(c, tag) AS (
+         SELECT ph->>'value' FROM (
+           SELECT unnest(coalesce(TRY_CAST(li->'placeholders' AS JSON[]), [])) AS ph
+           FROM (SELECT unnest(coalesce(TRY_CAST(c->'$.MRCContract.lineItems' AS JSON[]), [])) AS li))
+         WHERE list_contains(coalesce(TRY_CAST(ph->'tags' AS VARCHAR[]), []), tag) LIMIT 1)""",
+    """CREATE OR REPLACE MACRO ws_date(s) AS CAST(coalesce(
+         try_strptime(trim(s), ['%d %b %Y', '%d %B %Y', '%Y-%m-%d', '%d/%m/%Y', '%B %d, %Y']),
+         CAST(TRY_CAST(trim(s) AS TIMESTAMP) AS TIMESTAMP)) AS DATE)""",
+)
+
+
+@dataclasses.dataclass
+class DetailLoad:
+    files: int
+    roots: int
+    failed: dict[str, str]
+    removed_roots: int
+    counts: dict[str, int]
+
+
+def pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str) -> list[Path]:
+    folder = Path(raw_dir) / user_id / "risk_details"
+    files = sorted(folder.glob("*.jsonl")) if folder.exists() else []
+    loaded = {r[0] for r in conn.execute("SELECT path FROM detail_loads WHERE user_id = ?", [user_id]).fetchall()}
+    return [f for f in files if f.relative_to(raw_dir).as_posix() not in loaded]
+
+
+def load(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str, now: dt.datetime | None = None) -> DetailLoad:
+    now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
+    for macro in MACROS:
+        conn.execute(macro)
+    files = pending(conn, raw_dir, user_id)
+    failed: dict[str, str] = {}
+    roots = 0
+    with db.transaction(conn):
+        if files:
+            conn.execute(STAGE, [[str(f) for f in files]])
+            roots = conn.execute("SELECT count(*) FROM stage_details WHERE error IS NULL").fetchone()[0]
+            failed = dict(conn.execute("SELECT root_id, error FROM stage_details WHERE error IS NOT NULL").fetchall())
+            conn.execute("DELETE FROM stage_details WHERE error IS NOT NULL")
+            for table in DETAIL_TABLES:
+                conn.execute(f"DELETE FROM {db.ident(table)} WHERE root_id IN (SELECT root_id FROM stage_details)")  # noqa: S608
+            for sql in INSERTS.values():
+                conn.execute(sql)
+            conn.execute("DELETE FROM detail_failures WHERE user_id = ?", [user_id])
+            for root, error in failed.items():
+                conn.execute("INSERT INTO detail_failures (root_id, user_id, error, failed_at) VALUES (?, ?, ?, ?)",
+                             [root, user_id, error, now])
+            for f in files:
+                conn.execute("INSERT INTO detail_loads (path, user_id, loaded_at, roots, failed) VALUES (?, ?, ?, ?, ?)",
+                             [f.relative_to(raw_dir).as_posix(), user_id, now, roots, len(failed)])
+            conn.execute("DROP TABLE stage_details")
+        removed = conn.execute(
+            "SELECT count(*) FROM contracts WHERE root_id NOT IN (SELECT root_id FROM risks)").fetchone()[0]
+        for table in DETAIL_TABLES:  # roots no synced organisation sees any more
+            conn.execute(f"DELETE FROM {db.ident(table)} WHERE root_id NOT IN (SELECT root_id FROM risks)")  # noqa: S608
+    counts = {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in DETAIL_TABLES}  # noqa: S608
+    return DetailLoad(len(files), roots, failed, removed, counts)
