@@ -20,7 +20,10 @@ from sandbox.world import (
     stamp,
 )
 
-WRITTEN_SHARES = ("10", "12.5", "15", "20", "25", "33.3333", "40", "44.0272", "50", "60")
+WRITTEN_SHARES = (
+    ("35", "40", "44.0272", "50", "55", "60", "62.5", "75"),  # two carriers
+    ("20", "25", "27.5", "33.3333", "35", "40", "44.0272", "50"),  # three
+)
 STATUS_BY_SUFFIX_STAGE = {"QR1": "QuotationRequest", "QR2": "QuotationRequest"}
 
 
@@ -179,8 +182,11 @@ def shares(root: Root) -> list[tuple[str, Decimal, Decimal]]:
     if not root.has_lines() or not root.carriers:
         return []
     q = Decimal("0.0001")
+    # A sole market writes the whole risk; in a subscription market lines often add up to more than
+    # 100% (over-placement) and are signed down.
+    choices = ("100",) if len(root.carriers) == 1 else WRITTEN_SHARES[len(root.carriers) - 2]
     written = [
-        (c, Decimal(WRITTEN_SHARES[int(hashlib.md5(f"{root.root_id}{c}".encode()).hexdigest(), 16) % 10]))
+        (c, Decimal(choices[int(hashlib.md5(f"{root.root_id}{c}".encode()).hexdigest(), 16) % len(choices)]))
         for c in root.carriers
     ]
     total = sum(w for _, w in written)

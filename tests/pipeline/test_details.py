@@ -36,6 +36,7 @@ def test_contract_tables_are_typed_and_complete(pipeline) -> None:
         assert umr == root.umr.strip() and inception == root.inception
         assert (expiry - inception).days == 364
         assert status in root.path
+        assert lead is None or lead.split("_")[0].upper() in root.carriers
     items = pipeline.query("SELECT heading, text FROM contract_line_items WHERE position = 2 LIMIT 5")
     assert all(h == "Insured" and t for h, t in items)
     tags = {t for (t,) in pipeline.query("SELECT DISTINCT tags FROM contract_line_items__placeholders")}
