@@ -24,7 +24,8 @@ class WhitespaceResource(dg.ConfigurableResource):
     user_ids: str = ""
     user_name: str = ""
     max_concurrency: int = 8
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = 0.0
+    """Per-request timeout; 0 means ``WHITESPACE_TIMEOUT_SECONDS`` or 60."""
     sandbox_scale: float = 1.0
     sandbox_seed: int = 1
 
@@ -43,9 +44,12 @@ class WhitespaceResource(dg.ConfigurableResource):
             **values,
             user_ids=self.user_ids or env.get("WHITESPACE_USER_IDS", ""),
             user_name=self.user_name or env.get("WHITESPACE_USER_NAME") or None,
-            timeout=self.timeout_seconds,
+            timeout=self.timeout(),
             max_concurrency=self.max_concurrency,
         )
+
+    def timeout(self) -> float:
+        return self.timeout_seconds or float(os.environ.get("WHITESPACE_TIMEOUT_SECONDS") or 60.0)
 
     @contextlib.contextmanager
     def client(self) -> Iterator[WhitespaceClient]:
@@ -58,7 +62,7 @@ class WhitespaceResource(dg.ConfigurableResource):
 
         with SandboxServer(seed=self.sandbox_seed, scale=self.sandbox_scale) as server:
             settings = Settings.from_values(server.sync_url, BUCKET, server.api_url, SUMO_REFRESH_TOKEN,
-                                            user_name=SUMO_USER_NAME, timeout=self.timeout_seconds,
+                                            user_name=SUMO_USER_NAME, timeout=self.timeout(),
                                             max_concurrency=self.max_concurrency)
             with WhitespaceClient(settings) as client:
                 yield client

@@ -57,7 +57,28 @@ def risk_row(root: Root, suffix: str, drift: str = "") -> dict[str, Any]:
         row["labels"] = [f"label-{root.index % 5}", "renewal"][: 1 + root.index % 2]
     elif drift == "changed_type":
         row["IsFacility"] = "true" if root.is_facility else "false"
+    elif drift == "hostile":
+        hostile(row, root.index)
     return row
+
+
+HOSTILE_NAME = "Robert'); DROP TABLE risks;-- \"quoted\" \u00fc\u4e2d\U0001F600\u202e \x00"
+
+
+def hostile(row: dict[str, Any], index: int) -> None:
+    """Values a careless loader chokes on: long strings, SQL and unicode tricks, nulls, swapped types."""
+    kind = index % 5
+    if kind == 0:
+        row["InsuredName"] = HOSTILE_NAME + "x" * 20_000
+    elif kind == 1:
+        row["Status"] = None
+        row["ContractType"] = None
+    elif kind == 2:
+        row["umr"] = 12345678  # a number where a string was
+        row["IsFacility"] = "0"  # a string where a boolean was
+    elif kind == 3:
+        row["createdAt"] = int(1_700_000_000 + index)  # epoch seconds
+        row["channels"] = []
 
 
 def risk_rows(world: World, company_id: str, drift: str = ""):

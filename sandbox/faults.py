@@ -35,7 +35,8 @@ class Faults:
     token_dies_after: int = 0
     """Tokens issued from now on die after this many API requests, whatever their ``exp``."""
     drift: str = ""
-    """Schema drift on ``/api/risks`` rows: ``added`` (new fields) or ``changed_type``."""
+    """Schema drift on ``/api/risks`` rows: ``added`` (new fields), ``changed_type``, or ``hostile``
+    (long strings, SQL and unicode tricks, nulls, numbers as strings and strings as numbers)."""
     duplicate_rows: int = 0
     """Repeat this many rows of every ``/api/risks`` answer (duplicate ids in one payload)."""
     empty_list_for: str = ""
