@@ -16,17 +16,18 @@ import duckdb
 import httpx
 
 from pipelines.assets.risks import organisations_partitions
+from pipelines.definitions import defs
 from tests.pipeline.conftest import SUMO_IDS
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKFILL = """
-mutation($partitions: [String!]) {
-  launchPartitionBackfill(backfillParams: {
-    assetSelection: [{path: ["raw_risks"]}, {path: ["risks"]}, {path: ["risk_channels"]}, {path: ["risk_visibility"]}],
-    partitionNames: $partitions
-  }) { __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } }
+mutation($partitions: [String!], $assets: [AssetKeyInput!]) {
+  launchPartitionBackfill(backfillParams: {assetSelection: $assets, partitionNames: $partitions}) { __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } }
 }
 """
+# Every organisation-partitioned asset: what "Materialize all" on the partitioned group selects.
+PARTITIONED = [{"path": k.path} for k in defs.resolve_asset_graph().get_all_asset_keys()
+               if defs.resolve_asset_graph().get(k).partitions_def is not None]
 RUNS = "{ runsOrError { ... on Runs { results { status tags { key value } } } } }"
 
 
@@ -61,7 +62,8 @@ def test_backfill_of_all_organisations_from_the_ui_succeeds(tmp_path: Path) -> N
         while True:
             assert proc.poll() is None, proc.stderr.read()[-3000:]
             try:
-                launched = _graphql(port, BACKFILL, {"partitions": SUMO_IDS})["launchPartitionBackfill"]
+                launched = _graphql(port, BACKFILL, {"partitions": SUMO_IDS, "assets": PARTITIONED})[
+                    "launchPartitionBackfill"]
                 break
             except (httpx.TransportError, KeyError, TypeError, ValueError):
                 assert time.monotonic() < deadline, "dagster dev did not come up"

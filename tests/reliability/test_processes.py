@@ -1,0 +1,127 @@
+"""Whole syncs as processes: killed at random points, run twice at once, and beside a BI reader."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SUMO_USER_NAME, SandboxServer
+from tests.reliability.conftest import fingerprint, integrity_problems
+
+ROOT = Path(__file__).resolve().parents[2]
+KILL_ROUNDS = int(os.environ.get("WHITESPACE_KILL_ROUNDS", "4"))
+
+
+@pytest.fixture(scope="module")
+def server():
+    with SandboxServer(seed=21, scale=0.5) as s:
+        yield s
+
+
+def env_for(server: SandboxServer, folder: Path, **extra: str) -> dict[str, str]:
+    home = folder / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHITESPACE_")}
+    env.update(PYTHONPATH=str(ROOT), DAGSTER_HOME=str(home), WHITESPACE_WAREHOUSE=str(folder / "warehouse.duckdb"),
+               WHITESPACE_SYNC_URL=server.sync_url, WHITESPACE_BUCKET=BUCKET, WHITESPACE_API_URL=server.api_url,
+               WHITESPACE_REFRESH_TOKEN=SUMO_REFRESH_TOKEN, WHITESPACE_USER_NAME=SUMO_USER_NAME, **extra)
+    return env
+
+
+def start_sync(env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "sync"], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, timeout: int = 300) -> tuple[int, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out + err
+
+
+@pytest.fixture(scope="module")
+def clean(server, tmp_path_factory) -> dict:
+    """The fingerprint of an undisturbed sync, and how long it took."""
+    folder = tmp_path_factory.mktemp("clean")
+    started = time.monotonic()
+    code, text = finish(start_sync(env_for(server, folder), folder))
+    assert code == 0, text
+    return {"fingerprint": fingerprint(folder / "warehouse.duckdb"), "seconds": time.monotonic() - started}
+
+
+def test_sync_killed_at_random_points_always_recovers(server, clean, tmp_path) -> None:
+    rng = random.Random(int(os.environ.get("WHITESPACE_KILL_SEED", "7")))
+    env = env_for(server, tmp_path)
+    db_path = tmp_path / "warehouse.duckdb"
+    for round_ in range(KILL_ROUNDS):
+        proc = start_sync(env, tmp_path)
+        time.sleep(rng.uniform(0.5, clean["seconds"]))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        if db_path.exists():
+            assert integrity_problems(db_path) == [], f"round {round_}"
+    code, text = finish(start_sync(env, tmp_path))
+    assert code == 0, text
+    assert integrity_problems(db_path) == []
+    assert fingerprint(db_path) == clean["fingerprint"]
+
+
+def test_two_syncs_at_once_both_finish_with_the_clean_result(server, clean, tmp_path) -> None:
+    env = env_for(server, tmp_path)
+    first, second = start_sync(env, tmp_path), start_sync(env, tmp_path)
+    results = [finish(first), finish(second)]
+    for code, text in results:
+        assert code == 0, text
+    assert fingerprint(tmp_path / "warehouse.duckdb") == clean["fingerprint"]
+
+
+HOLD = """
+import sys, time, duckdb
+conn = duckdb.connect(sys.argv[1], read_only=True)
+conn.execute("SELECT count(*) FROM risks").fetchall()
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold_open(db_path: Path, seconds: float) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(db_path), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "holding"
+    return proc
+
+
+def test_a_bi_reader_makes_the_sync_wait_not_fail(server, clean, tmp_path) -> None:
+    env = env_for(server, tmp_path)
+    assert finish(start_sync(env, tmp_path))[0] == 0
+    reader = hold_open(tmp_path / "warehouse.duckdb", 6)
+    code, text = finish(start_sync(env, tmp_path))
+    reader.wait(timeout=30)
+    assert code == 0, text
+    assert "in use by another process; waiting" in text
+    assert fingerprint(tmp_path / "warehouse.duckdb") == clean["fingerprint"]
+
+
+def test_a_reader_that_never_lets_go_gives_a_clear_failure(server, clean, tmp_path) -> None:
+    env = env_for(server, tmp_path)
+    assert finish(start_sync(env, tmp_path))[0] == 0
+    before = fingerprint(tmp_path / "warehouse.duckdb")
+    reader = hold_open(tmp_path / "warehouse.duckdb", 60)
+    try:
+        code, text = finish(start_sync({**env, "WHITESPACE_LOCK_WAIT_SECONDS": "1"}, tmp_path))
+    finally:
+        reader.kill()
+        reader.wait(timeout=30)
+    assert code != 0
+    assert "stayed locked by another process" in text
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True):
+        pass
+    assert fingerprint(tmp_path / "warehouse.duckdb") == before
