@@ -14,6 +14,10 @@ def col(name: str, type_: sa.types.TypeEngine, comment: str, **kw) -> sa.Column:
 
 TS = sa.DateTime()  # DuckDB TIMESTAMP; every timestamp in the warehouse is UTC
 
+# Small tables declare primary keys. The large ones (risks and their children) declare their key in
+# ``info["key"]`` instead: the loaders replace rows by key and the asset checks prove uniqueness,
+# because maintaining an ART index costs DuckDB more than the bulk load itself.
+
 raw_responses = sa.Table(
     "raw_responses",
     metadata,
@@ -30,7 +34,7 @@ raw_responses = sa.Table(
 risks = sa.Table(
     "risks",
     metadata,
-    col("risk_id", sa.String, "Risk document id: the root id, '::', then the instance (e.g. ::QR1, ::FO)", primary_key=True),
+    col("risk_id", sa.String, "Risk document id: the root id, '::', then the instance (e.g. ::QR1, ::FO)"),
     col("root_id", sa.String, "Root risk id (IC + UUID): the text before the first '::'", nullable=False),
     col("rev", sa.String, "Document revision '<generation>-<32 hex>'"),
     col("rev_generation", sa.Integer, "The generation number of rev (how many times the document was saved)"),
@@ -46,26 +50,29 @@ risks = sa.Table(
     col("raw", sa.JSON, "The whole object as the API returned it, unknown fields included"),
     col("loaded_at", TS, "When this row was last written by a sync (UTC)"),
     comment="One row per risk document visible to any synced organisation (GET /api/risks).",
+    info={"key": ('risk_id',)},
 )
 
 risk_channels = sa.Table(
     "risk_channels",
     metadata,
-    col("risk_id", sa.String, "The risk document (risks.risk_id)", primary_key=True),
-    col("position", sa.Integer, "Position of the channel in the document's channels list (0 first)", primary_key=True),
+    col("risk_id", sa.String, "The risk document (risks.risk_id)"),
+    col("position", sa.Integer, "Position of the channel in the document's channels list (0 first)"),
     col("channel", sa.String, "Team channel '<company id lower case>_<TEAM ID>'"),
     col("company_id", sa.String, "Company part of the channel, upper case (matches organisations.company_id)"),
     col("team_id", sa.String, "Team part of the channel (ALL is an ordinary team id, 'All Risks')"),
     comment="The teams a risk document is shared with: the placing broker first, then every carrier team.",
+    info={"key": ('risk_id', 'position')},
 )
 
 risk_visibility = sa.Table(
     "risk_visibility",
     metadata,
-    col("risk_id", sa.String, "The risk document (risks.risk_id)", primary_key=True),
-    col("user_id", sa.String, "MU id of the organisation membership that sees it", primary_key=True),
+    col("risk_id", sa.String, "The risk document (risks.risk_id)"),
+    col("user_id", sa.String, "MU id of the organisation membership that sees it"),
     col("synced_at", TS, "When that organisation's list was last synced (UTC)"),
     comment="Which organisations (MU ids) see which risk, as of each organisation's latest sync.",
+    info={"key": ('risk_id', 'user_id')},
 )
 
 organisations = sa.Table(
@@ -176,34 +183,36 @@ contracts = sa.Table(
 contract_line_items = sa.Table(
     "contract_line_items",
     metadata,
-    col("root_id", sa.String, "contracts.root_id", primary_key=True),
-    col("position", sa.Integer, "Position of the line item in MRCContract.lineItems (0 first)", primary_key=True),
+    col("root_id", sa.String, "contracts.root_id"),
+    col("position", sa.Integer, "Position of the line item in MRCContract.lineItems (0 first)"),
     col("section", sa.String, "mrcSection, e.g. RiskDetails, SecurityDetails"),
     col("heading", sa.String, "mrcHeading, the enumerated MRC heading (e.g. Period, Premium)"),
     col("original_heading", sa.String, "The heading as written in the contract"),
     col("text", sa.String, "The item's text: its elements joined by new lines, placeholders as [[name]]"),
     comment="The MRC contract's line items, in order.",
+    info={"key": ('root_id', 'position')},
 )
 
 contract_line_items__placeholders = sa.Table(
     "contract_line_items__placeholders",
     metadata,
-    col("root_id", sa.String, "contracts.root_id", primary_key=True),
-    col("item_position", sa.Integer, "contract_line_items.position", primary_key=True),
-    col("position", sa.Integer, "Position of the placeholder in the item (0 first)", primary_key=True),
+    col("root_id", sa.String, "contracts.root_id"),
+    col("item_position", sa.Integer, "contract_line_items.position"),
+    col("position", sa.Integer, "Position of the placeholder in the item (0 first)"),
     col("name", sa.String, "Placeholder name, e.g. DefinedData0"),
     col("type", sa.String, "phType, e.g. DefinedData"),
     col("tags", sa.String, "Defined-data tags without the Page: entry, comma separated (e.g. Inception_Date)"),
     col("value", sa.String, "The placeholder's value as written"),
     comment="Defined-data placeholders of each line item (dates, amounts, names).",
+    info={"key": ('root_id', 'item_position', 'position')},
 )
 
 market_lines = sa.Table(
     "market_lines",
     metadata,
-    col("line_set_id", sa.String, "Id of the written (::WRLS) or signed (::SILS) line set", primary_key=True),
-    col("line_position", sa.Integer, "Position of the line in the set", primary_key=True),
-    col("impression_position", sa.Integer, "Position of the impression (stamp) in the line", primary_key=True),
+    col("line_set_id", sa.String, "Id of the written (::WRLS) or signed (::SILS) line set"),
+    col("line_position", sa.Integer, "Position of the line in the set"),
+    col("impression_position", sa.Integer, "Position of the impression (stamp) in the line"),
     col("root_id", sa.String, "Root risk id"),
     col("set_type", sa.String, "written or signed"),
     col("carrier_channel", sa.String, "stamperChannel: the carrier team that put the line down"),
@@ -219,6 +228,7 @@ market_lines = sa.Table(
     col("year_of_account", sa.Integer, "Year of account"),
     col("stamped_at", TS, "When the line was put down (UTC)"),
     comment="One row per impression of every written and signed line set (GET /api/lines/{rootID}/combinedSets).",
+    info={"key": ('line_set_id', 'line_position', 'impression_position')},
 )
 
 facility_links = sa.Table(
@@ -253,8 +263,8 @@ detail_failures = sa.Table(
 risk_history = sa.Table(
     "risk_history",
     metadata,
-    col("risk_id", sa.String, "risks.risk_id", primary_key=True),
-    col("rev", sa.String, "A revision of the document", primary_key=True),
+    col("risk_id", sa.String, "risks.risk_id"),
+    col("rev", sa.String, "A revision of the document"),
     col("root_id", sa.String, "Root risk id"),
     col("rev_generation", sa.Integer, "Generation number of rev"),
     col("status", sa.String, "Status in that revision"),
@@ -263,4 +273,5 @@ risk_history = sa.Table(
     col("valid_to", TS, "When the next revision took effect or the document disappeared (NULL: current)"),
     col("first_seen_at", TS, "The sync that first saw this revision (UTC)"),
     comment="Every revision of every risk document seen by a sync, with validity intervals.",
+    info={"key": ('risk_id', 'rev')},
 )

@@ -65,9 +65,41 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
     return "run failed"
 
 
+PID_TAG = "whitespace/pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release_dead_runs(instance: dg.DagsterInstance, log=print) -> int:
+    """Runs of a sync process that was killed stay "started" and keep their warehouse-pool slot,
+    which would block every later run: mark them failed and free their slots."""
+    released = 0
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED,
+                                                                 dg.DagsterRunStatus.STARTING])):
+        pid = run.tags.get(PID_TAG)
+        if pid and pid.isdigit() and not _alive(int(pid)):
+            instance.report_run_failed(run, "the sync process that ran it is gone (killed)")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            released += 1
+    if released:
+        log(f"Released {released} run{'s' if released != 1 else ''} left behind by a killed sync")
+    return released
+
+
 def sync(instance: dg.DagsterInstance, defs: dg.Definitions, log=print) -> list[tuple[str, str, bool, str]]:
     """Runs the reference job, then one partition run per organisation. Returns (mu, company, ok, note)."""
     from pipelines.assets.risks import organisations_partitions
+
+    release_dead_runs(instance, log)
+    tags = {PID_TAG: str(os.getpid())}
 
     whitespace = WhitespaceResource()
     with whitespace.client() as client:
@@ -81,7 +113,7 @@ def sync(instance: dg.DagsterInstance, defs: dg.Definitions, log=print) -> list[
     outcomes = []
     started = time.perf_counter()
     result = defs.resolve_job_def("reference_data").execute_in_process(instance=instance, raise_on_error=False,
-                                                                     run_config=QUIET)
+                                                                     run_config=QUIET, tags=tags)
     log(f"[ref] reference data {'ok' if result.success else 'FAILED: ' + _failure(result)} "
         f"({time.perf_counter() - started:.1f} s)")
     outcomes.append(("", "reference data", result.success, "" if result.success else _failure(result)))
@@ -89,7 +121,7 @@ def sync(instance: dg.DagsterInstance, defs: dg.Definitions, log=print) -> list[
     for n, org in enumerate(organisations, start=1):
         started = time.perf_counter()
         result = job.execute_in_process(instance=instance, partition_key=org.user_id, raise_on_error=False,
-                                        run_config=QUIET)
+                                        run_config=QUIET, tags=tags)
         note = "" if result.success else _failure(result)
         label = org.company_id or org.user_id
         log(f"[{n}/{len(organisations)}] {label:<14} {org.user_id} "

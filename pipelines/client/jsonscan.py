@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import codecs
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 _WS = " \t\r\n"
 
@@ -39,8 +41,8 @@ class _Reader:
                 return ""
 
 
-def scan_json_array(path: Path, chunk: int = 1 << 20) -> int:
-    """The number of elements of the JSON array in ``path``; ``ValueError`` if it is not one."""
+def iter_json_array(path: Path, chunk: int = 1 << 20) -> Iterator[Any]:
+    """The elements of the JSON array in ``path``, one at a time; ``ValueError`` if it is not one."""
     decoder = json.JSONDecoder()
     r = _Reader(path, chunk)
     try:
@@ -54,7 +56,7 @@ def scan_json_array(path: Path, chunk: int = 1 << 20) -> int:
             while True:
                 r.peek()
                 try:
-                    _, end = decoder.raw_decode(r.buf, r.pos)
+                    element, end = decoder.raw_decode(r.buf, r.pos)
                     complete = end < len(r.buf) or r.eof
                 except json.JSONDecodeError:
                     complete = False
@@ -64,6 +66,7 @@ def scan_json_array(path: Path, chunk: int = 1 << 20) -> int:
                     continue
                 count += 1
                 r.pos = end
+                yield element
                 sep = r.peek()
                 r.pos += 1
                 if sep == "]":
@@ -72,6 +75,10 @@ def scan_json_array(path: Path, chunk: int = 1 << 20) -> int:
                     raise ValueError(f"unexpected {sep!r} after element {count}" if sep else "JSON array cut short")
         if r.peek():
             raise ValueError("data after the end of the JSON array")
-        return count
     finally:
         r.file.close()
+
+
+def scan_json_array(path: Path, chunk: int = 1 << 20) -> int:
+    """The number of elements of the JSON array in ``path``; ``ValueError`` if it is not one."""
+    return sum(1 for _ in iter_json_array(path, chunk))

@@ -28,12 +28,12 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 MACROS = (
     # Both platform timestamp forms, ISO 8601 with a zone, and epoch seconds, as UTC TIMESTAMP.
-    """CREATE OR REPLACE MACRO ws_ts(s) AS CASE
-         WHEN s IS NULL OR trim(s) = '' THEN NULL
-         WHEN regexp_full_match(trim(s), '[0-9]+(\\.[0-9]+)?') THEN make_timestamp(CAST(CAST(trim(s) AS DOUBLE) * 1000000 AS BIGINT))
-         ELSE coalesce(try_strptime(trim(s), '%Y-%m-%d %H:%M:%S'),
-                       CAST(timezone('UTC', TRY_CAST(trim(s) AS TIMESTAMPTZ)) AS TIMESTAMP))
-       END""",
+    """CREATE OR REPLACE MACRO ws_ts(s) AS coalesce(
+         try_strptime(s, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S.%gZ', '%Y-%m-%dT%H:%M:%SZ']),
+         CASE WHEN s IS NULL OR trim(s) = '' THEN NULL
+              WHEN regexp_full_match(trim(s), '[0-9]+(\\.[0-9]+)?')
+                THEN make_timestamp(CAST(CAST(trim(s) AS DOUBLE) * 1000000 AS BIGINT))
+              ELSE CAST(timezone('UTC', TRY_CAST(trim(s) AS TIMESTAMPTZ)) AS TIMESTAMP) END)""",
     """CREATE OR REPLACE MACRO ws_bool(s) AS CASE lower(trim(CAST(s AS VARCHAR)))
          WHEN 'true' THEN TRUE WHEN 'false' THEN FALSE WHEN '1' THEN TRUE WHEN '0' THEN FALSE
          WHEN 'yes' THEN TRUE WHEN 'no' THEN FALSE WHEN 'y' THEN TRUE WHEN 'n' THEN FALSE ELSE NULL END""",
@@ -154,8 +154,9 @@ def child_table(parent: str, field: str) -> sa.Table:
     return sa.Table(
         name,
         sa.MetaData(),
-        *[sa.Column(n, t, comment=c, primary_key=n in ("parent_id", "position")) for n, t, c in CHILD_TABLE_COLUMNS],
+        *[sa.Column(n, t, comment=c) for n, t, c in CHILD_TABLE_COLUMNS],
         comment=f"Elements of the '{field}' list of {parent} (created when the field first appeared).",
+        info={"key": ("parent_id", "position")},
     )
 
 

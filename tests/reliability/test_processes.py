@@ -75,6 +75,25 @@ def test_sync_killed_at_random_points_always_recovers(server, clean, tmp_path) -
     assert fingerprint(db_path) == clean["fingerprint"]
 
 
+def test_a_sync_killed_inside_a_warehouse_step_does_not_block_the_next(server, clean, tmp_path) -> None:
+    """SIGKILL while a run holds the warehouse pool's slot: the next sync frees it and finishes."""
+    import dagster as dg
+
+    env = env_for(server, tmp_path)
+    proc = start_sync(env, tmp_path)
+    deadline = time.monotonic() + 120
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        while not instance.event_log_storage.get_concurrency_run_ids():
+            assert proc.poll() is None and time.monotonic() < deadline, "no warehouse step started"
+            time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    code, text = finish(start_sync(env, tmp_path), timeout=240)
+    assert code == 0, text
+    assert "left behind by a killed sync" in text
+    assert fingerprint(tmp_path / "warehouse.duckdb") == clean["fingerprint"]
+
+
 def test_two_syncs_at_once_both_finish_with_the_clean_result(server, clean, tmp_path) -> None:
     env = env_for(server, tmp_path)
     first, second = start_sync(env, tmp_path), start_sync(env, tmp_path)

@@ -1,0 +1,1 @@
+"""Benchmarks: this project against dlt and against DuckDB reading the same JSON itself."""

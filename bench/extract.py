@@ -1,0 +1,105 @@
+"""Extraction and incremental benchmarks against a sandbox running in its own process."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from pipelines import details
+from pipelines.client import Settings, WhitespaceClient
+from pipelines.warehouse import raw
+from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SUMO_USER_NAME
+
+
+@contextlib.contextmanager
+def sandbox_process(scale: float = 1.0, latency_ms: float = 0.0) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "sandbox", "--port", str(port), "--scale",
+                             str(scale), "--latency-ms", str(latency_ms)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"{url}/api/version", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def api_requests(url: str) -> int:
+    stats = httpx.get(f"{url}/_sandbox/stats").json()
+    return sum(v for k, v in stats.items() if k.startswith("GET /api/"))
+
+
+def extraction(scale: float, latency_ms: float) -> dict:
+    """Every organisation's list and every root's contract and lines, as the pipeline fetches them."""
+    with sandbox_process(scale, latency_ms) as url, tempfile.TemporaryDirectory() as tmp:
+        settings = Settings.from_values(f"{url}/sync", BUCKET, f"{url}/api", SUMO_REFRESH_TOKEN,
+                                        user_name=SUMO_USER_NAME)
+        with WhitespaceClient(settings) as client:
+            client.version()  # the token, outside the measured time
+            before = api_requests(url)
+            started = time.perf_counter()
+            orgs = client.discover_organisations()
+            for org in orgs:
+                bound = client.for_user(org.user_id)
+                dest = raw.landing_path(Path(tmp), org.user_id, "/risks", dt.datetime.now(dt.UTC))
+                landed = raw.record(bound.download_risks(dest), Path(tmp), org.user_id, "/risks")
+                details.fetch(bound, Path(tmp), landed)
+            seconds = time.perf_counter() - started
+            requests = api_requests(url) - before - 1  # less the stats call itself
+            concurrency = settings.max_concurrency
+    ideal = requests * latency_ms / 1000 / concurrency
+    return {"organisations": len(orgs), "requests": requests, "seconds": seconds, "ideal_seconds": ideal,
+            "latency_ms": latency_ms, "concurrency": concurrency, "scale": scale}
+
+
+def incremental() -> dict:
+    """A full sync through Dagster, then one with nothing changed, then one with 1% changed."""
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from pipelines.run import sync
+
+    with sandbox_process() as url, tempfile.TemporaryDirectory() as tmp:
+        env = {"WHITESPACE_SYNC_URL": f"{url}/sync", "WHITESPACE_BUCKET": BUCKET, "WHITESPACE_API_URL": f"{url}/api",
+               "WHITESPACE_REFRESH_TOKEN": SUMO_REFRESH_TOKEN, "WHITESPACE_USER_NAME": SUMO_USER_NAME,
+               "WHITESPACE_WAREHOUSE": f"{tmp}/warehouse.duckdb", "DAGSTER_HOME": tmp}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            out = {}
+            with dg.DagsterInstance.get() as instance:
+                for label, change in (("full", None), ("unchanged", None), ("changed", 0.01)):
+                    if change:
+                        httpx.post(f"{url}/_sandbox/advance", json={"changed_fraction": change, "new_roots": 0})
+                    before = api_requests(url)
+                    started = time.perf_counter()
+                    outcomes = sync(instance, defs, log=lambda *_: None)
+                    out[f"{label}_seconds"] = time.perf_counter() - started
+                    out[f"{label}_requests"] = api_requests(url) - before - 1
+                    assert all(ok for _, _, ok, _ in outcomes), outcomes
+            return out
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v

@@ -1,0 +1,107 @@
+"""The benchmark harness: ``python -m bench.run`` (``--sizes 2000`` for a quick run).
+
+Measures, on this machine and the same data:
+1. normalise and load of a landed ``/api/risks`` answer: this project, dlt (default configuration,
+   and parquet loader files, its fastest documented one), and DuckDB alone (``read_json_objects``
+   plus ``unnest``): rows per second and peak memory, each in a fresh process;
+2. extraction against the sandbox (in its own process) with 50 ms added per request: wall time
+   against the ideal requests x latency / concurrency;
+3. the demo end to end, split into Dagster, network and load time;
+4. incremental resyncs: nothing changed and 1% changed, against a full sync.
+Writes ``bench/results/results.json`` and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import data
+from bench.extract import extraction, incremental
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SYSTEMS = ("ours", "duckdb_native", "dlt_parquet", "dlt_default")
+
+
+def load_run(system: str, payload: Path, items: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{system}-") as work:
+        out = subprocess.run([sys.executable, "-m", "bench.load", system, str(payload), work, str(items)],
+                             capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return {"system": system, "error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpus": os.cpu_count(), "memory_gib": round(mem, 1), "cpu": cpu, "python": platform.python_version()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--sizes", default="100000,1000000", help="risk documents per landed answer")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--skip-dlt-default-above", type=int, default=200_000,
+                        help="dlt's default configuration needs about 45 GB of memory per million rows here")
+    parser.add_argument("--extract-scale", type=float, default=1.0, help="sandbox scale of the extraction run")
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "results.json")
+    args = parser.parse_args(argv)
+
+    results: dict = {"machine": machine(), "load": [], "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    for size in [int(s) for s in args.sizes.split(",")]:
+        payload = data.risks_payload(size)
+        for system in args.systems.split(","):
+            if system == "dlt_default" and size > args.skip_dlt_default_above:
+                results["load"].append({"system": system, "rows": size, "skipped": "memory"})
+                continue
+            run = load_run(system, payload, size)
+            run["rows"] = size
+            results["load"].append(run)
+            print(f"load {size:>9,} {system:<14} {run.get('seconds', float('nan')):8.2f} s "
+                  f"{run.get('peak_rss_mb', float('nan')):8.0f} MB", file=sys.stderr)
+    results["extraction"] = extraction(args.extract_scale, args.latency_ms)
+    results["incremental"] = incremental()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(table(results))
+    return 0
+
+
+def table(results: dict) -> str:
+    lines = ["| rows | system | seconds | rows/s | peak RSS MB | vs ours |", "|---:|---|---:|---:|---:|---:|"]
+    by_size: dict[int, dict[str, dict]] = {}
+    for run in results["load"]:
+        by_size.setdefault(run["rows"], {})[run["system"]] = run
+    for size, runs in by_size.items():
+        ours = runs.get("ours", {}).get("seconds")
+        for system, run in runs.items():
+            if "seconds" not in run:
+                lines.append(f"| {size:,} | {system} | {run.get('skipped') or run.get('error')} | | | |")
+                continue
+            ratio = f"{run['seconds'] / ours:.1f}x" if ours else ""
+            lines.append(f"| {size:,} | {system} | {run['seconds']:.2f} | {size / run['seconds']:,.0f} | "
+                         f"{run['peak_rss_mb']:.0f} | {ratio} |")
+    ex = results["extraction"]
+    lines += ["", f"Extraction: {ex['requests']:,} requests, {ex['seconds']:.1f} s against an ideal of "
+              f"{ex['ideal_seconds']:.1f} s ({ex['seconds'] / ex['ideal_seconds']:.2f}x), "
+              f"{ex['latency_ms']:.0f} ms a request, concurrency {ex['concurrency']}."]
+    inc = results["incremental"]
+    lines += [f"Incremental: full sync {inc['full_seconds']:.1f} s ({inc['full_requests']:,} requests); "
+              f"nothing changed {inc['unchanged_seconds']:.1f} s ({inc['unchanged_requests']} requests, "
+              f"{inc['unchanged_seconds'] / inc['full_seconds']:.0%}); 1% changed {inc['changed_seconds']:.1f} s "
+              f"({inc['changed_requests']} requests, {inc['changed_seconds'] / inc['full_seconds']:.0%})."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""The benchmark harness runs end to end at a tiny size (its timings are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_harness_runs_every_system(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    env = {**os.environ, "WHITESPACE_BENCH_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-m", "bench.run", "--sizes", "300", "--extract-scale", "0.05",
+                          "--latency-ms", "5", "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads(out.read_text())
+    loads = {r["system"]: r for r in results["load"]}
+    assert set(loads) == {"ours", "duckdb_native", "dlt_parquet", "dlt_default"}
+    for system, r in loads.items():
+        assert "error" not in r, (system, r)
+    assert loads["ours"]["tables"]["risks"] == loads["duckdb_native"]["tables"]["risks"] == 300
+    assert loads["ours"]["tables"]["risk_channels"] == loads["dlt_parquet"]["tables"]["risks__channels"]
+    assert results["extraction"]["requests"] > 0 and results["incremental"]["unchanged_requests"] < 20
+    assert "| rows | system |" in run.stdout
