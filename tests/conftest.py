@@ -23,6 +23,15 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     os.makedirs(tmp_path / "dagster_home", exist_ok=True)
 
 
+@pytest.fixture
+def pipeline(tmp_path, monkeypatch):
+    """A private sandbox (tests move its clock), a fresh warehouse and a Dagster instance."""
+    from tests.pipeline.conftest import Pipeline
+
+    with SandboxServer(seed=11) as server:
+        yield Pipeline(server, tmp_path, monkeypatch)
+
+
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[SandboxServer]:
     with SandboxServer(seed=7) as server:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -51,13 +50,6 @@ class Pipeline:
     def counts(self) -> dict[str, int]:
         tables = ("risks", "risk_channels", "risk_visibility", "organisations", "teams", "users", "users__teams")
         return {t: self.query(f"SELECT count(*) FROM {t}")[0][0] for t in tables}
-
-
-@pytest.fixture
-def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
-    """A private sandbox (tests here move its clock) and a fresh warehouse."""
-    with SandboxServer(seed=11) as server:
-        yield Pipeline(server, tmp_path, monkeypatch)
 
 
 def materializations(result: dg.ExecuteInProcessResult, key: str) -> dict:

@@ -9,7 +9,6 @@ import pytest
 
 from pipelines.client import WhitespaceClient
 from tests.conftest import settings_for
-from tests.pipeline.conftest import pipeline  # noqa: F401 - the fixture, shared
 
 FINGERPRINT_SQL = {
     "risks": "SELECT risk_id, rev, umr, insured_name, status, is_facility, created_at, updated_at FROM risks",
