@@ -19,6 +19,10 @@ from models import CHILD_TABLE_COLUMNS, metadata
 
 log = logging.getLogger("whitespace.warehouse")
 
+MEMORY_LIMIT = "768MB"
+"""DuckDB's working memory; past it, it spills to a temporary folder beside the warehouse, so a load
+of a million risks stays under 1 GiB. ``WHITESPACE_DUCKDB_MEMORY`` overrides it."""
+
 LOCK_WAIT_SECONDS = 300.0
 """How long a writer waits for another process (a sync, a BI tool) to let go of the file;
 ``WHITESPACE_LOCK_WAIT_SECONDS`` overrides it."""
@@ -62,9 +66,12 @@ def connect(path: str | Path, read_only: bool = False, wait: float | None = None
     deadline = time.monotonic() + wait
     delay = 0.05
     warned = False
+    config = {"memory_limit": os.environ.get("WHITESPACE_DUCKDB_MEMORY") or MEMORY_LIMIT}
+    if not read_only:
+        config["temp_directory"] = str(path.parent / f".{path.name}.tmp")
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             if not _is_lock_error(exc) or time.monotonic() >= deadline:
                 if _is_lock_error(exc):
