@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import socket
 import subprocess
 import sys
@@ -76,35 +75,26 @@ def incremental() -> dict:
     import dagster as dg
 
     from pipelines.definitions import defs
-    from pipelines.run import sync
+    from pipelines.run import environment, sync
 
     with sandbox_process() as url, tempfile.TemporaryDirectory() as tmp:
         env = {"WHITESPACE_SYNC_URL": f"{url}/sync", "WHITESPACE_BUCKET": BUCKET, "WHITESPACE_API_URL": f"{url}/api",
                "WHITESPACE_REFRESH_TOKEN": SUMO_REFRESH_TOKEN, "WHITESPACE_USER_NAME": SUMO_USER_NAME,
                "WHITESPACE_WAREHOUSE": f"{tmp}/warehouse.duckdb", "DAGSTER_HOME": tmp}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
+        with environment(env), dg.DagsterInstance.get() as instance:
             out = {}
-            with dg.DagsterInstance.get() as instance:
-                for label, change in (("full", None), ("unchanged", None), ("changed", 0.01)):
-                    if change:
-                        httpx.post(f"{url}/_sandbox/advance", json={"changed_fraction": change, "new_roots": 0})
-                    before = api_requests(url)
-                    known = {r.run_id for r in instance.get_runs()}
-                    started = time.perf_counter()
-                    outcomes = sync(instance, defs, log=lambda *_: None)
-                    out[f"{label}_seconds"] = time.perf_counter() - started
-                    out[f"{label}_requests"] = api_requests(url) - before - 1
-                    assert all(ok for _, _, ok, _ in outcomes), outcomes
-                    out[f"{label}_split"] = split(instance, known, out[f"{label}_seconds"])
+            for label, change in (("full", None), ("unchanged", None), ("changed", 0.01)):
+                if change:
+                    httpx.post(f"{url}/_sandbox/advance", json={"changed_fraction": change, "new_roots": 0})
+                before = api_requests(url)
+                known = {r.run_id for r in instance.get_runs()}
+                started = time.perf_counter()
+                outcomes = sync(instance, defs, log=lambda *_: None)
+                out[f"{label}_seconds"] = time.perf_counter() - started
+                out[f"{label}_requests"] = api_requests(url) - before - 1
+                assert all(ok for _, _, ok, _ in outcomes), outcomes
+                out[f"{label}_split"] = split(instance, known, out[f"{label}_seconds"])
             return out
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
 
 def split(instance, known: set[str], wall: float) -> dict[str, float]:

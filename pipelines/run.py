@@ -31,28 +31,49 @@ def dagster_home() -> Path:
 
 
 @contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Sets environment variables for the duration, then puts back what was there."""
+    saved = {n: os.environ.get(n) for n in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
+@contextlib.contextmanager
 def _sandbox_env(scale: float) -> Iterator[None]:
     """Points the ``WHITESPACE_*`` variables at an in-process sandbox for the duration."""
     from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SUMO_USER_NAME, SandboxServer
 
-    names = ("WHITESPACE_SYNC_URL", "WHITESPACE_BUCKET", "WHITESPACE_API_URL", "WHITESPACE_REFRESH_TOKEN",
-             "WHITESPACE_USER_IDS", "WHITESPACE_USER_NAME")
-    saved = {n: os.environ.get(n) for n in names}
-    with SandboxServer(scale=scale) as server:
-        os.environ.update({
-            "WHITESPACE_SYNC_URL": server.sync_url, "WHITESPACE_BUCKET": BUCKET,
-            "WHITESPACE_API_URL": server.api_url, "WHITESPACE_REFRESH_TOKEN": SUMO_REFRESH_TOKEN,
-            "WHITESPACE_USER_NAME": SUMO_USER_NAME, "WHITESPACE_USER_IDS": "",
-        })
+    with SandboxServer(scale=scale) as server, environment({
+        "WHITESPACE_SYNC_URL": server.sync_url, "WHITESPACE_BUCKET": BUCKET,
+        "WHITESPACE_API_URL": server.api_url, "WHITESPACE_REFRESH_TOKEN": SUMO_REFRESH_TOKEN,
+        "WHITESPACE_USER_NAME": SUMO_USER_NAME, "WHITESPACE_USER_IDS": "",
+    }):
         print(f"Sandbox of the Whitespace API on {server.url} (seed 1, scale {scale})")
+        yield
+
+
+@contextlib.contextmanager
+def open_instance(home: Path) -> Iterator[dg.DagsterInstance]:
+    """The Dagster instance in ``home``. Two syncs starting together on a new home would both create
+    its SQLite tables; a file lock makes the second wait for the first."""
+    import fcntl
+
+    with open(home / ".instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
+            instance = dg.DagsterInstance.get()
+            instance.get_runs(limit=1)  # storage created and migrated while the lock is held
         finally:
-            for n, v in saved.items():
-                if v is None:
-                    os.environ.pop(n, None)
-                else:
-                    os.environ[n] = v
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    with instance:
+        yield instance
 
 
 def _failure(result: dg.ExecuteInProcessResult) -> str:
@@ -155,7 +176,7 @@ def run_sync(demo: bool, scale: float = 1.0) -> int:
         with contextlib.ExitStack() as stack:
             if demo or not configured:
                 stack.enter_context(_sandbox_env(scale))
-            instance = stack.enter_context(dg.DagsterInstance.get())
+            instance = stack.enter_context(open_instance(home))
             print(f"Dagster home {home}; warehouse {warehouse}")
             outcomes = sync(instance, defs)
     except WhitespaceError as exc:

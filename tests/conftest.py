@@ -54,6 +54,29 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return recorded
 
 
+def record_issued_tokens(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every id_token ``server`` hands out from now on, for tests that search for leaks."""
+    tokens: list[str] = []
+    issuer = server.sandbox.tokens
+    original = issuer.issue
+
+    def issue(user, dies_after=0):
+        body = original(user, dies_after)
+        tokens.append(body["id_token"])
+        return body
+
+    monkeypatch.setattr(issuer, "issue", issue)
+    return tokens
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def settings_for(server: SandboxServer, token: str = SUMO_REFRESH_TOKEN, **kw) -> Settings:
     kw.setdefault("user_name", SUMO_USER_NAME if token == SUMO_REFRESH_TOKEN else None)
     return Settings.from_values(server.sync_url, BUCKET, server.api_url, token, **kw)

@@ -9,23 +9,12 @@ import pytest
 
 from pipelines.client import RetryPolicy, Secret, WhitespaceClient, redact
 from sandbox import SINGLE_REFRESH_TOKEN, SUMO_REFRESH_TOKEN, SandboxServer
-from tests.conftest import settings_for
+from tests.conftest import record_issued_tokens, settings_for
 
 
 @pytest.fixture
 def issued(sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every id_token the sandbox hands out during the test."""
-    tokens: list[str] = []
-    issuer = sandbox.sandbox.tokens
-    original = issuer.issue
-
-    def issue(user, dies_after=0):
-        body = original(user, dies_after)
-        tokens.append(body["id_token"])
-        return body
-
-    monkeypatch.setattr(issuer, "issue", issue)
-    return tokens
+    return record_issued_tokens(sandbox, monkeypatch)
 
 
 def test_a_run_with_faults_leaks_no_token(sandbox, issued, waits, caplog, tmp_path) -> None:

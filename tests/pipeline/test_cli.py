@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import duckdb
 import httpx
 
 from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SandboxServer
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "pipelines.cli"]
@@ -52,14 +52,9 @@ def test_sync_fails_clearly_when_the_refresh_token_is_dead(tmp_path: Path) -> No
     assert not (tmp_path / "data" / "warehouse.duckdb").exists(), "the warehouse is untouched"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_sandbox_command_serves_the_api(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHITESPACE_")}
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen(CLI + ["sandbox", "--port", str(port), "--seed", "9"], cwd=tmp_path, env=env,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import httpx
 
 from pipelines.assets.risks import organisations_partitions
 from pipelines.definitions import defs
+from tests.conftest import free_port
 from tests.pipeline.conftest import SUMO_IDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,11 +31,6 @@ PARTITIONED = [{"path": k.path} for k in defs.resolve_asset_graph().get_all_asse
 RUNS = "{ runsOrError { ... on Runs { results { status tags { key value } } } } }"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
     r = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables or {}}, timeout=30)
@@ -49,7 +44,7 @@ def test_backfill_of_all_organisations_from_the_ui_succeeds(tmp_path: Path) -> N
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.add_dynamic_partitions(organisations_partitions.name, SUMO_IDS)
     db_path = tmp_path / "warehouse.duckdb"
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHITESPACE_")}
     env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(ROOT), WHITESPACE_WAREHOUSE=str(db_path),
                WHITESPACE_LOCK_WAIT_SECONDS="0")  # only the pool may keep the writers apart

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import dagster as dg
 import httpx
 
 from pipelines.assets.risks import organisations_partitions
+from tests.conftest import free_port
 from tests.pipeline.conftest import SUMO_IDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,11 +30,6 @@ QUERY = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_webserver_shows_assets_partitions_and_checks(tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
@@ -42,7 +37,7 @@ def test_webserver_shows_assets_partitions_and_checks(tmp_path: Path) -> None:
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.add_dynamic_partitions(organisations_partitions.name, SUMO_IDS)
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHITESPACE_")}
     env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(ROOT))
     webserver = Path(sys.executable).with_name("dagster-webserver")

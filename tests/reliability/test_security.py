@@ -12,22 +12,13 @@ import pytest
 from pipelines.client import retry
 from pipelines.resources import WhitespaceResource
 from sandbox import SUMO_REFRESH_TOKEN
+from tests.conftest import record_issued_tokens
 from tests.pipeline.conftest import SUMO_IDS
 
 
 @pytest.fixture
 def issued(pipeline, monkeypatch) -> list[str]:
-    tokens: list[str] = []
-    issuer = pipeline.server.sandbox.tokens
-    original = issuer.issue
-
-    def issue(user, dies_after=0):
-        body = original(user, dies_after)
-        tokens.append(body["id_token"])
-        return body
-
-    monkeypatch.setattr(issuer, "issue", issue)
-    return tokens
+    return record_issued_tokens(pipeline.server, monkeypatch)
 
 
 def everything_written(pipeline, results) -> str:
