@@ -24,6 +24,16 @@ def _dialect() -> sa.engine.Dialect:
     return duckdb_engine.Dialect()
 
 
+def table_specs(tables, deps: list, partitions_def=None) -> list[dg.AssetSpec]:
+    """Asset specs for warehouse tables: description and column schema straight from ``models``."""
+    return [
+        dg.AssetSpec(t, deps=deps, description=table_description(t), group_name="warehouse",
+                     kinds={"duckdb", "table"}, partitions_def=partitions_def,
+                     metadata={"dagster/column_schema": column_schema(t)})
+        for t in tables
+    ]
+
+
 def table_description(table: str) -> str:
     return models_metadata.tables[table].comment or ""
 

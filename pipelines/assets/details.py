@@ -4,7 +4,7 @@ import dagster as dg
 
 from pipelines import checks, details
 from pipelines.assets.risks import WAREHOUSE_POOL, organisations_partitions, raw_risks
-from pipelines.metadata import column_schema, table_description
+from pipelines.metadata import table_specs
 from pipelines.resources import WarehouseResource, WhitespaceResource
 from pipelines.warehouse import db, raw
 from pipelines.warehouse import details as detail_loader
@@ -40,12 +40,7 @@ def raw_risk_details(
 
 
 @dg.multi_asset(
-    specs=[
-        dg.AssetSpec(t, deps=[raw_risk_details, "risks"], description=table_description(t), group_name="warehouse",
-                     kinds={"duckdb", "table"}, partitions_def=organisations_partitions,
-                     metadata={"dagster/column_schema": column_schema(t)})
-        for t in detail_loader.DETAIL_TABLES
-    ],
+    specs=table_specs(detail_loader.DETAIL_TABLES, [raw_risk_details, "risks"], organisations_partitions),
     check_specs=[
         dg.AssetCheckSpec("contracts_fetched", asset="contracts", blocking=False,
                           description="every root's detail calls succeeded (failures are retried next run)"),

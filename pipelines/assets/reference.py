@@ -4,7 +4,7 @@ import dagster as dg
 
 from pipelines import checks
 from pipelines.assets.risks import WAREHOUSE_POOL
-from pipelines.metadata import column_schema, table_description
+from pipelines.metadata import table_specs
 from pipelines.resources import WarehouseResource, WhitespaceResource
 from pipelines.warehouse import db, raw
 from pipelines.warehouse import reference as reference_loader
@@ -23,11 +23,7 @@ REFERENCE_TABLES = ("organisations", "teams", "users", "users__teams")
 
 
 @dg.multi_asset(
-    specs=[
-        dg.AssetSpec(t, deps=[raw_corporate], description=table_description(t), group_name="warehouse",
-                     kinds={"duckdb", "table"}, metadata={"dagster/column_schema": column_schema(t)})
-        for t in REFERENCE_TABLES
-    ],
+    specs=table_specs(REFERENCE_TABLES, [raw_corporate]),
     check_specs=[
         dg.AssetCheckSpec("organisations_unique_key", asset="organisations", description="company_id is unique"),
         dg.AssetCheckSpec("teams_has_parent", asset="teams", description="every team belongs to a known organisation"),

@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 
 from pipelines import checks
-from pipelines.metadata import column_schema, preview, table_description
+from pipelines.metadata import preview, table_specs
 from pipelines.resources import WarehouseResource, WhitespaceResource
 from pipelines.warehouse import db, raw
 from pipelines.warehouse import risks as risk_loader
@@ -45,12 +45,7 @@ RISK_TABLES = ("risks", "risk_channels", "risk_visibility", "risk_history")
 
 
 @dg.multi_asset(
-    specs=[
-        dg.AssetSpec(t, deps=[raw_risks], description=table_description(t), group_name="warehouse",
-                     kinds={"duckdb", "table"}, partitions_def=organisations_partitions,
-                     metadata={"dagster/column_schema": column_schema(t)})
-        for t in RISK_TABLES
-    ],
+    specs=table_specs(RISK_TABLES, [raw_risks], organisations_partitions),
     check_specs=[
         dg.AssetCheckSpec("risks_unique_key", asset="risks", description="risk_id is unique"),
         dg.AssetCheckSpec("risks_root_id_not_null", asset="risks", description="every risk has a root id"),
