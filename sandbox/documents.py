@@ -43,7 +43,7 @@ def risk_row(root: Root, suffix: str, drift: str = "") -> dict[str, Any]:
         "IsFacility": root.is_facility,
         "Status": _instance_status(root, suffix),
         "channels": root.channels,
-        "createdAt": stamp(root.created_at),
+        "createdAt": stamp(root.created_for(suffix)),
         "id": doc_id,
         "placingBrokerChannel": root.placing_broker_channel,
         "rev": root.rev(doc_id),
@@ -182,7 +182,7 @@ def placing(root: Root, suffix: str) -> dict[str, Any]:
         "_rev": root.rev(doc_id),
         "channels": root.channels,
         "control": control,
-        "createdAt": stamp(root.created_at),
+        "createdAt": stamp(root.created_for(suffix)),
         "provenance": {"system": "LavAPI", "version": "2025-05-29@10:00:00", "writtenAt": stamp(root.updated_at)},
         "type": "RWPlacing",
         "updatedAt": stamp(root.updated_at),
@@ -218,7 +218,8 @@ def shares(root: Root) -> list[tuple[str, Decimal, Decimal]]:
     return [(c, w, s) for (c, w), s in zip(written, signed, strict=True)]
 
 
-def _line(root: Root, carrier: str, written: Decimal, signed: Decimal | None, role: str) -> dict[str, Any]:
+def _line(root: Root, carrier: str, written: Decimal, signed: Decimal | None, role: str,
+          at: dt.datetime) -> dict[str, Any]:
     org = ORG_BY_ID[carrier]
     stamp_doc = {
         "bureauMarket": org.market,
@@ -248,7 +249,7 @@ def _line(root: Root, carrier: str, written: Decimal, signed: Decimal | None, ro
         "impressions": [impression],
         "role": role,
         "sectionIdentifiers": [],
-        "stampedAt": stamp(root.updated_at),
+        "stampedAt": stamp(at),
         "stamperChannel": f"{carrier.lower()}_{CARRIER_TEAM[carrier]}",
         "stamperName": f"Underwriter at {org.name}",
         "version": 1,
@@ -265,13 +266,14 @@ def combined_sets(root: Root) -> list[dict[str, Any]]:
         kinds = [("WRLS", "RWWrittenLineSet", None)] + ([("SILS", "RWSignedLineSet", signed)] if signed_now else [])
         for tag, doc_type, signed_pct in kinds:
             doc_id = f"{parent}::{tag}"
+            at = (root.signed_at() if tag == "SILS" else None) or root.created_for("FO")
             out.append(
                 {
                     "_id": doc_id,
                     "_rev": root.rev(doc_id),
                     "channels": [root.placing_broker_channel, f"{carrier.lower()}_{CARRIER_TEAM[carrier]}"],
-                    "contents": [_line(root, carrier, written, signed_pct, role)],
-                    "createdAt": stamp(root.updated_at),
+                    "contents": [_line(root, carrier, written, signed_pct, role, at)],
+                    "createdAt": stamp(at),
                     "isOffline": False,
                     "parentDocID": parent,
                     "provenance": {"system": "LavAPI", "writtenAt": stamp(root.updated_at)},
@@ -290,7 +292,7 @@ def summary(root: Root, channel: str) -> dict[str, Any]:
         docs.append(
             {
                 "channels": root.channels,
-                "createdAt": stamp(root.created_at),
+                "createdAt": stamp(root.created_for(suffix)),
                 "createdInVersion": 21100,
                 "id": doc_id,
                 "inceptionDate": int(dt.datetime.combine(root.inception, dt.time(), dt.UTC).timestamp()),

@@ -132,7 +132,7 @@ STATUS_PATHS: tuple[tuple[str, ...], ...] = (
     ("QuotationRequest", "QuotationInPreparation", "QuotedByUnderwriter", "BindableQuote", "FirmOrder", "Signed"),
     ("NotFinalised", "MarketedOnly", "QuotationRequest", "QuotedByUnderwriter", "NotTakenUp"),
     ("QuotationRequest", "QuotationRequestDeclined"),
-    ("FirmOrder", "Signed", "EndorsementInPreparation", "EndorsementFinalised"),
+    ("QuotationRequest", "FirmOrder", "Signed", "EndorsementInPreparation", "EndorsementFinalised"),
     ("QuotationRequest", "QuotedByUnderwriter", "QuotationWithdrawn"),
 )
 CONTRACT_TYPES = (
@@ -207,6 +207,8 @@ class Root:
     inception: dt.date
     lead: str | None
     seed: int
+    stage_times: tuple[dt.datetime, ...] = ()
+    """When each generation took effect (index 0: creation); the placing timeline of the root."""
 
     @property
     def status(self) -> str:
@@ -243,6 +245,27 @@ class Root:
     def rev(self, doc_id: str, bump: int = 0) -> str:
         digest = hashlib.md5(f"{self.seed}:{doc_id}:{self.generation + bump}".encode()).hexdigest()
         return f"{self.generation + bump}-{digest}"
+
+    def entered(self, *statuses: str, prefix: str = "") -> dt.datetime | None:
+        """When the root first reached one of ``statuses`` (or a status starting with ``prefix``)."""
+        for k, s in enumerate(self.path[: self.stage + 1]):
+            if s in statuses or (prefix and s.startswith(prefix)):
+                return self.stage_times[min(k, len(self.stage_times) - 1)] if self.stage_times else self.updated_at
+        return None
+
+    def created_for(self, suffix: str) -> dt.datetime:
+        """createdAt of an instance: quote requests when the root was created, the firm order when
+        it was made, an endorsement when the first endorsement began."""
+        if suffix == "FO":
+            made = self.entered("FirmOrder", "Signed", prefix="Endorsement")
+        elif suffix.startswith("FO::EN"):
+            made = self.entered(prefix="Endorsement")
+        else:
+            made = None
+        return made or self.created_at
+
+    def signed_at(self) -> dt.datetime | None:
+        return self.entered("Signed", prefix="Endorsement")
 
     def has_lines(self) -> bool:
         return "FO" in self.suffixes()
@@ -352,12 +375,19 @@ class World:
         else:
             created = EPOCH + dt.timedelta(days=born - 1, seconds=rng.randrange(86400))
             base_gen = 1
-        gen, updated = base_gen, created + dt.timedelta(hours=rng.randrange(1, 400))
+        # Each step along the path takes 1 to 45 days; a revision a few hours after the last step.
+        times = [created]
+        for g in range(1, base_gen):
+            step = dt.timedelta(days=1 + int(mix(self.seed, index, g, 11) * 45), seconds=int(mix(self.seed, index, g, 12) * 86399))
+            times.append(times[-1] + step)
+        gen, updated = base_gen, times[-1] + dt.timedelta(hours=rng.randrange(1, 400))
         for k in range(max(born, 0) + 1, self.tick + 1):
             if mix(self.seed, index, k, 3) < self.ticks[k - 1].changed_fraction:
                 gen += 1
                 updated = EPOCH + dt.timedelta(days=k - 1, seconds=int(mix(self.seed, index, k, 4) * 86399))
+                times.append(updated)
         updated = min(max(updated, created), self.now)
+        times = [min(t, updated) for t in times]
         code = org.broker_code
         tail = "".join(rng.choice(UMR_CHARS) for _ in range(rng.randrange(4, 13)))
         umr = f"B{code}{tail}"
@@ -389,6 +419,7 @@ class World:
             inception=inception,
             lead=lead,
             seed=self.seed,
+            stage_times=tuple(times),
         )
 
     def _facility_for(self, index: int) -> str | None:
