@@ -3,6 +3,7 @@
 import dagster as dg
 
 from pipelines.assets.details import detail_tables, raw_risk_details
+from pipelines.assets.marts import marts
 from pipelines.assets.reference import raw_corporate, reference_tables
 from pipelines.assets.risks import organisations_partitions, raw_risks, risk_tables
 from pipelines.resources import WhitespaceResource
@@ -17,6 +18,12 @@ reference_data = dg.define_asset_job(
     "reference_data",
     selection=dg.AssetSelection.assets(raw_corporate, reference_tables),
     description="Refresh organisations, teams and users from the corporate list.",
+)
+
+build_marts = dg.define_asset_job(
+    "build_marts",
+    selection=dg.AssetSelection.assets(marts),
+    description="Rebuild the BI marts from every organisation's tables and export them to Parquet.",
 )
 
 
@@ -45,4 +52,10 @@ daily_reference = dg.ScheduleDefinition(
     name="daily_reference",
     job=reference_data, cron_schedule="30 5 * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Every morning at 05:30, refresh the reference tables.",
+)
+
+daily_marts = dg.ScheduleDefinition(
+    name="daily_marts",
+    job=build_marts, cron_schedule="0 7 * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Every morning at 07:00, after the daily sync, rebuild the marts.",
 )

@@ -60,3 +60,79 @@ def signed_total(conn) -> dg.AssetCheckResult:
     ).fetchall()
     return dg.AssetCheckResult(check_name="market_lines_signed_total", passed=not over, asset_key="market_lines",
                                metadata={"roots_over_100": len(over), "examples": str(over)})
+
+
+# -- marts: each ties back to the base tables ---------------------------------------------------
+
+BASE_ROOT_ORGS = """CREATE OR REPLACE TEMP VIEW base_root_orgs AS
+    SELECT DISTINCT r.root_id, coalesce(s.company_id, s.user_id) AS company_id
+    FROM risks r JOIN risk_visibility v USING (risk_id) JOIN sync_state s USING (user_id)"""
+"""Which synced organisation sees which root, straight from the base tables."""
+
+MART_TIES = {
+    # check name: (mart, description, per-company figure from the mart, the same figure from the base tables)
+    "mart_status_monthly_ties_back": (
+        "mart_status_monthly", "this month's placements per organisation = its distinct roots in risks",
+        "SELECT company_id, sum(placements) FROM mart_status_monthly WHERE month = (SELECT max(month) FROM "
+        "mart_status_monthly) GROUP BY 1",
+        "SELECT company_id, count(*) FROM base_root_orgs GROUP BY 1",
+    ),
+    "mart_placements_ties_back": (
+        "mart_placements", "placements per organisation = its distinct roots in risks",
+        "SELECT company_id, count(*) FROM mart_placements GROUP BY 1",
+        "SELECT company_id, count(*) FROM base_root_orgs GROUP BY 1",
+    ),
+    "mart_placing_funnel_ties_back": (
+        "mart_placing_funnel", "signed placements per organisation = roots with a signed line or a signed revision",
+        "SELECT company_id, sum(signed) FROM mart_placing_funnel GROUP BY 1",
+        """SELECT o.company_id, count(*) FROM base_root_orgs o
+            WHERE o.root_id IN (SELECT root_id FROM market_lines WHERE set_type = 'signed'
+                                UNION SELECT root_id FROM risk_history
+                                      WHERE status = 'Signed' OR status LIKE 'Endorsement%')
+              AND o.root_id IN (SELECT root_id FROM risks
+                                WHERE NOT ws_pre_market(status)
+                                UNION SELECT root_id FROM risk_history WHERE NOT ws_pre_market(status))
+            GROUP BY 1""",
+    ),
+    "mart_carrier_participation_ties_back": (
+        "mart_carrier_participation", "written and signed % per organisation = the sums over market_lines",
+        "SELECT company_id, sum(written_pct_total), sum(signed_pct_total) FROM mart_carrier_participation GROUP BY 1",
+        """SELECT o.company_id, sum(m.written_pct) FILTER (WHERE m.set_type = 'written'),
+                  sum(m.signed_pct) FILTER (WHERE m.set_type = 'signed')
+           FROM market_lines m JOIN base_root_orgs o USING (root_id) GROUP BY 1""",
+    ),
+    "mart_open_items_ties_back": (
+        "mart_open_items", "open items per organisation = roots whose latest instance is open, counted in risks",
+        "SELECT company_id, count(*) FROM mart_open_items GROUP BY 1",
+        """SELECT o.company_id, count(*) FROM base_root_orgs o JOIN (
+              SELECT root_id, arg_max(status, (CASE WHEN contains(risk_id, '::FO::') THEN 3
+                                                    WHEN suffix(risk_id, '::FO') THEN 2 ELSE 1 END) * 1e10
+                                               + coalesce(epoch(updated_at), 0)) AS status
+              FROM risks GROUP BY 1) cur USING (root_id)
+            WHERE ws_open_stage(cur.status) IS NOT NULL
+              AND (SELECT epoch(max(as_of)) FROM mart_open_items) - epoch(coalesce(
+                    (SELECT min(h.valid_from) FROM risk_history h WHERE h.root_id = o.root_id AND h.status = cur.status),
+                    (SELECT max(updated_at) FROM risks r WHERE r.root_id = o.root_id))) > CAST(? AS DOUBLE) * 86400
+            GROUP BY 1""",
+    ),
+}
+
+
+def mart_ties_back(conn, name: str, open_item_days: int) -> dg.AssetCheckResult:
+    """Compares a per-organisation figure of a mart with the same figure computed from the base tables."""
+    mart, description, mart_sql, base_sql = MART_TIES[name]
+    from pipelines.warehouse import marts
+
+    for macro in marts.MACROS:  # the status rules (ws_pre_market, ws_open_stage) the marts use
+        conn.execute(macro)
+    conn.execute(BASE_ROOT_ORGS)
+    params = [open_item_days] if "?" in base_sql else []
+    got = {r[0]: tuple(r[1:]) for r in conn.execute(mart_sql).fetchall()}
+    want = {r[0]: tuple(r[1:]) for r in conn.execute(base_sql, params).fetchall()}
+    keys = sorted(set(got) | set(want), key=str)
+    differ = {str(k): {"mart": str(got.get(k)), "base": str(want.get(k))} for k in keys if got.get(k) != want.get(k)}
+    return dg.AssetCheckResult(
+        check_name=name, asset_key=mart, passed=not differ, description=description,
+        metadata={"organisations": len(keys), "differences": dg.MetadataValue.json(differ),
+                  "mart": dg.MetadataValue.json({str(k): [str(x) for x in v] for k, v in got.items()})},
+    )

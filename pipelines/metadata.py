@@ -24,10 +24,10 @@ def _dialect() -> sa.engine.Dialect:
     return duckdb_engine.Dialect()
 
 
-def table_specs(tables, deps: list, partitions_def=None) -> list[dg.AssetSpec]:
+def table_specs(tables, deps: list, partitions_def=None, group_name: str = "warehouse") -> list[dg.AssetSpec]:
     """Asset specs for warehouse tables: description and column schema straight from ``models``."""
     return [
-        dg.AssetSpec(t, deps=deps, description=table_description(t), group_name="warehouse",
+        dg.AssetSpec(t, deps=deps, description=table_description(t), group_name=group_name,
                      kinds={"duckdb", "table"}, partitions_def=partitions_def,
                      metadata={"dagster/column_schema": column_schema(t)})
         for t in tables

@@ -70,7 +70,8 @@ class WhitespaceResource(dg.ConfigurableResource):
 
 class WarehouseResource(dg.ConfigurableResource):
     """Where the DuckDB warehouse file and the raw landing live (``WHITESPACE_WAREHOUSE``,
-    default ``data/warehouse.duckdb``; raw answers in ``raw/`` beside it)."""
+    default ``data/warehouse.duckdb``; raw answers in ``raw/`` and the marts' Parquet export in
+    ``marts/`` beside it)."""
 
     path: str = ""
     raw_dir: str = ""
@@ -80,3 +81,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def raw_path(self) -> Path:
         return Path(self.raw_dir) if self.raw_dir else self.db_path().parent / "raw"
+
+    def marts_path(self) -> Path:
+        """Where the marts are exported as Parquet: ``marts/`` beside the warehouse file."""
+        return self.db_path().parent / "marts"

@@ -148,6 +148,12 @@ def sync(instance: dg.DagsterInstance, defs: dg.Definitions, log=print) -> list[
         log(f"[{n}/{len(organisations)}] {label:<14} {org.user_id} "
             f"{'ok' if result.success else 'FAILED: ' + note} ({time.perf_counter() - started:.1f} s)")
         outcomes.append((org.user_id, label, result.success, note))
+    started = time.perf_counter()
+    result = defs.resolve_job_def("build_marts").execute_in_process(instance=instance, raise_on_error=False,
+                                                                  run_config=QUIET, tags=tags)
+    note = "" if result.success else _failure(result)
+    log(f"[marts] marts {'ok' if result.success else 'FAILED: ' + note} ({time.perf_counter() - started:.1f} s)")
+    outcomes.append(("", "marts", result.success, note))
     return outcomes
 
 

@@ -39,6 +39,10 @@ class Pipeline:
         return defs.resolve_job_def("sync_organisation").execute_in_process(
             instance=self.instance, partition_key=user_id, raise_on_error=raise_on_error)
 
+    def marts(self, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+        return defs.resolve_job_def("build_marts").execute_in_process(instance=self.instance,
+                                                                      run_config=run_config or {})
+
     def sync_all(self) -> list[dg.ExecuteInProcessResult]:
         self.reference()
         return [self.sync(mu) for mu in SUMO_IDS]

@@ -1,0 +1,173 @@
+"""The marts (``models/marts.py``): rebuilt from the base tables in one transaction, then exported
+to Parquet for tools that prefer files."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+from pathlib import Path
+
+import duckdb
+
+from models import MART_TABLES
+from pipelines.warehouse import db
+
+OPEN_ITEM_DAYS = 30
+"""Open items are quotation or firm-order placements older than this; ``WHITESPACE_OPEN_ITEM_DAYS`` overrides it."""
+
+MACROS = (
+    # Statuses also come in display form ("Marketed Only"): compare them without spaces.
+    "CREATE OR REPLACE TEMP MACRO ws_status(s) AS replace(trim(s), ' ', '')",
+    # Not yet shown to the market.
+    "CREATE OR REPLACE TEMP MACRO ws_pre_market(s) AS ws_status(s) IN ('NotFinalised', 'MarketedOnly', 'Template')",
+    # Open items: still being quoted, or a firm order not yet signed.
+    """CREATE OR REPLACE TEMP MACRO ws_open_stage(s) AS CASE
+         WHEN ws_status(s) IN ('QuotationRequest', 'QuotationInPreparation', 'QuotedByUnderwriter', 'BindableQuote')
+           THEN 'quotation'
+         WHEN ws_status(s) = 'FirmOrder' THEN 'firm order' END""",
+    # The most advanced instance of a root: endorsements (::FO::EN1) over the firm order (::FO) over quotes.
+    """CREATE OR REPLACE TEMP MACRO ws_instance_rank(id) AS
+         CASE WHEN contains(id, '::FO::') THEN 3 WHEN suffix(id, '::FO') THEN 2 ELSE 1 END""",
+    """CREATE OR REPLACE TEMP MACRO ws_days(a, b) AS epoch(b) / 86400.0 - epoch(a) / 86400.0""",
+)
+
+# Which synced organisation sees which placement, and each placement as its most advanced instance.
+SETUP = (
+    """CREATE OR REPLACE TEMP TABLE m_orgs AS
+       SELECT s.user_id, coalesce(s.company_id, s.user_id) AS company_id,
+              coalesce(o.name, s.company_id, s.user_id) AS organisation
+       FROM sync_state s LEFT JOIN organisations o ON o.company_id = s.company_id""",
+    """CREATE OR REPLACE TEMP TABLE m_root_orgs AS
+       SELECT DISTINCT r.root_id, o.company_id, o.organisation
+       FROM risk_visibility v JOIN risks r USING (risk_id) JOIN m_orgs o USING (user_id)""",
+    """CREATE OR REPLACE TEMP TABLE m_roots AS
+       SELECT root_id, status, contract_type, umr, insured_name, placing_broker_channel, updated_at
+       FROM risks
+       QUALIFY row_number() OVER (PARTITION BY root_id
+                                  ORDER BY ws_instance_rank(risk_id) DESC, updated_at DESC NULLS LAST, risk_id DESC) = 1""",
+)
+
+BUILD = {
+    "mart_status_monthly": """
+        WITH h AS (
+          SELECT root_id, status, valid_from, coalesce(valid_to, TIMESTAMP '9999-12-31') AS valid_to,
+                 ws_instance_rank(risk_id) AS rnk
+          FROM risk_history WHERE valid_from IS NOT NULL),
+        months AS (
+          SELECT CAST(unnest(generate_series(date_trunc('month', (SELECT min(valid_from) FROM h)),
+                                             date_trunc('month', $as_of), INTERVAL 1 MONTH)) AS DATE) AS month),
+        top AS (
+          SELECT m.month, h.root_id, h.status
+          FROM months m JOIN h ON h.valid_from < m.month + INTERVAL 1 MONTH AND h.valid_to >= m.month + INTERVAL 1 MONTH
+          QUALIFY row_number() OVER (PARTITION BY m.month, h.root_id ORDER BY h.rnk DESC, h.valid_from DESC) = 1)
+        SELECT t.month, o.company_id, o.organisation, t.status, coalesce(r.contract_type, '(unknown)'), count(*)
+        FROM top t JOIN m_root_orgs o USING (root_id) LEFT JOIN m_roots r USING (root_id)
+        GROUP BY ALL""",
+    "mart_placements": """
+        WITH hist AS (
+          SELECT root_id,
+                 bool_or(NOT ws_pre_market(status)) AS went,
+                 min(valid_from) FILTER (WHERE status LIKE 'FirmOrder%' OR status = 'Signed'
+                                           OR status LIKE 'Endorsement%') AS firm_order_rev,
+                 min(valid_from) FILTER (WHERE status = 'Signed' OR status LIKE 'Endorsement%') AS signed_rev
+          FROM risk_history GROUP BY root_id),
+        docs AS (
+          SELECT root_id, min(created_at) AS first_created,
+                 min(created_at) FILTER (WHERE suffix(risk_id, '::FO')) AS firm_order_created,
+                 bool_or(NOT ws_pre_market(status)) AS went
+          FROM risks GROUP BY root_id),
+        lines AS (
+          SELECT root_id, min(stamped_at) AS first_signed FROM market_lines WHERE set_type = 'signed' GROUP BY root_id),
+        p AS (
+          SELECT r.root_id, r.umr, r.insured_name, r.contract_type, r.status,
+                 coalesce(h.went, FALSE) OR coalesce(d.went, FALSE) AS went_to_market, d.first_created,
+                 coalesce(d.firm_order_created, h.firm_order_rev) AS firm_order_at,
+                 coalesce(l.first_signed, h.signed_rev) AS signed_at
+          FROM m_roots r JOIN docs d USING (root_id) LEFT JOIN hist h USING (root_id) LEFT JOIN lines l USING (root_id))
+        SELECT p.root_id, o.company_id, o.organisation, p.umr, p.insured_name, p.contract_type, p.status,
+               p.went_to_market, CASE WHEN p.went_to_market THEN p.first_created END AS requested_at,
+               p.firm_order_at, p.signed_at,
+               ws_days(requested_at, p.firm_order_at), ws_days(p.firm_order_at, p.signed_at),
+               ws_days(requested_at, p.signed_at)
+        FROM p JOIN m_root_orgs o USING (root_id)""",
+    "mart_placing_funnel": """
+        SELECT CAST(date_trunc('month', requested_at) AS DATE), company_id, organisation, contract_type,
+               count(*), count(firm_order_at), count(signed_at),
+               median(days_to_firm_order), median(days_firm_order_to_signed), median(days_to_signed)
+        FROM mart_placements WHERE went_to_market AND requested_at IS NOT NULL
+        GROUP BY ALL""",
+    "mart_carrier_participation": """
+        WITH per AS (
+          SELECT root_id, carrier_company_id,
+                 sum(written_pct) FILTER (WHERE set_type = 'written') AS written,
+                 sum(signed_pct) FILTER (WHERE set_type = 'signed') AS signed,
+                 bool_or(is_leader AND set_type = 'written') AS is_lead
+          FROM market_lines GROUP BY ALL)
+        SELECT CAST(date_trunc('month', c.inception_date) AS DATE), o.company_id, o.organisation,
+               p.carrier_company_id, coalesce(carrier.name, p.carrier_company_id),
+               nullif(upper(split_part(c.lead_underwriter_channel, '_', 1)), ''),
+               count(p.written), count(*) FILTER (WHERE p.is_lead),
+               sum(p.written), sum(p.signed), avg(p.written), avg(p.signed)
+        FROM per p JOIN m_root_orgs o USING (root_id) LEFT JOIN contracts c USING (root_id)
+             LEFT JOIN organisations carrier ON carrier.company_id = p.carrier_company_id
+        GROUP BY ALL""",
+    "mart_open_items": """
+        WITH since AS (SELECT root_id, status, min(valid_from) AS since FROM risk_history GROUP BY ALL)
+        SELECT * FROM (
+          SELECT r.root_id, o.company_id, o.organisation, r.umr, r.insured_name, r.contract_type, r.status,
+                 ws_open_stage(r.status),
+                 r.placing_broker_channel, coalesce(s.since, r.updated_at) AS status_since,
+                 ws_days(coalesce(s.since, r.updated_at), $as_of) AS days_in_status, $as_of
+          FROM m_roots r JOIN m_root_orgs o USING (root_id) LEFT JOIN since s USING (root_id, status)
+          WHERE ws_open_stage(r.status) IS NOT NULL)
+        WHERE days_in_status > $days""",
+}
+
+
+@dataclasses.dataclass
+class Built:
+    counts: dict[str, int]
+    as_of: dt.datetime
+    open_item_days: int
+
+
+def open_item_days() -> int:
+    return int(os.environ.get("WHITESPACE_OPEN_ITEM_DAYS") or OPEN_ITEM_DAYS)
+
+
+def prepare(conn: duckdb.DuckDBPyConnection) -> None:
+    """The temporary helpers the marts and their checks share (this connection only)."""
+    for sql in MACROS + SETUP:
+        conn.execute(sql)
+
+
+def build(conn: duckdb.DuckDBPyConnection, days: int | None = None, as_of: dt.datetime | None = None) -> Built:
+    """Rebuilds every mart in one transaction: readers see the old marts or the new, never a mix."""
+    days = open_item_days() if days is None else days
+    as_of = (as_of or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None, microsecond=0)
+    counts = {}
+    with db.transaction(conn):
+        prepare(conn)
+        for table in MART_TABLES:
+            sql = BUILD[table]
+            params = {k: v for k, v in {"as_of": as_of, "days": days}.items() if f"${k}" in sql}
+            conn.execute(f"DELETE FROM {db.ident(table)}")  # noqa: S608
+            conn.execute(f"INSERT INTO {db.ident(table)} {sql}", params)  # noqa: S608
+            counts[table] = conn.execute(f"SELECT count(*) FROM {db.ident(table)}").fetchone()[0]  # noqa: S608
+    return Built(counts, as_of, days)
+
+
+def export_parquet(conn: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, Path]:
+    """Writes each mart to ``<directory>/<mart>.parquet``: a new file beside the old, then renamed
+    over it, so a reader never sees half a file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for table in MART_TABLES:
+        final = directory / f"{table}.parquet"
+        part = directory / f".{table}.parquet.part"
+        target = str(part).replace("'", "''")
+        conn.execute(f"COPY (SELECT * FROM {db.ident(table)}) TO '{target}' (FORMAT parquet)")  # noqa: S608
+        os.replace(part, final)
+        written[table] = final
+    return written

@@ -1,0 +1,167 @@
+"""The marts: built by their asset after a sync, tied back to the base tables by their checks, and
+equal to what the sandbox knows about its own book."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from models import MART_TABLES
+from pipelines import checks
+from pipelines.warehouse import db, marts
+from sandbox.documents import shares
+from tests.pipeline.conftest import check_results
+
+GAILBKR_MU = "MU1F0E2A10-5C3B-4E4A-9A1D-0B6C2D3E4F50"
+OPEN = {"QuotationRequest", "QuotationInPreparation", "QuotedByUnderwriter", "BindableQuote", "FirmOrder"}
+
+
+def naive(t: dt.datetime) -> dt.datetime:
+    return t.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+@pytest.fixture
+def built(pipeline):
+    pipeline.sync_all()
+    result = pipeline.marts()
+    return pipeline, result
+
+
+def test_marts_are_built_checked_and_exported(built) -> None:
+    pipeline, result = built
+    assert result.success
+    evaluations = check_results(result)
+    assert set(evaluations) == set(checks.MART_TIES)
+    assert all(evaluations.values()), evaluations
+    for table in MART_TABLES:
+        [(rows,)] = pipeline.query(f"SELECT count(*) FROM {table}")
+        assert rows > 0, table
+        parquet = pipeline.db_path.parent / "marts" / f"{table}.parquet"
+        assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{parquet}')").fetchall() == [(rows,)]
+    # every column is documented in the warehouse itself
+    undocumented = pipeline.query(
+        "SELECT table_name, column_name FROM duckdb_columns() WHERE table_name LIKE 'mart\\_%' ESCAPE '\\' "
+        "AND (comment IS NULL OR comment = '')")
+    assert undocumented == []
+
+
+def test_marts_agree_with_the_sandbox_book(built) -> None:
+    pipeline, _ = built
+    world = pipeline.server.sandbox.world
+    roots = [world.root(i) for i in world.root_indexes("GAILBKR")]
+
+    # status: this month's placements per status are the roots' current statuses
+    got = dict(pipeline.query(
+        "SELECT status, sum(placements) FROM mart_status_monthly WHERE company_id = 'GAILBKR' "
+        "AND month = (SELECT max(month) FROM mart_status_monthly) GROUP BY 1"))
+    want: dict[str, int] = {}
+    for r in roots:
+        want[r.status] = want.get(r.status, 0) + 1
+    assert got == want
+
+    # funnel: milestones are the sandbox's own timeline
+    rows = {r[0]: r[1:] for r in pipeline.query(
+        "SELECT root_id, requested_at, firm_order_at, signed_at, days_to_firm_order FROM mart_placements "
+        "WHERE company_id = 'GAILBKR'")}
+    assert set(rows) == {r.root_id for r in roots}
+    to_firm_order = []
+    for r in roots:
+        requested, firm_order, signed, _days = rows[r.root_id]
+        fo = r.entered("FirmOrder", "Signed", prefix="Endorsement")
+        assert firm_order == (naive(fo).replace(microsecond=0) if fo else None), r.root_id
+        assert signed == (naive(r.signed_at()).replace(microsecond=0) if r.signed_at() else None), r.root_id
+        if requested is not None and fo is not None:
+            to_firm_order.append((naive(fo) - naive(r.created_at)).total_seconds() / 86400)
+    [(median,)] = pipeline.query(
+        "SELECT median(days_to_firm_order) FROM mart_placements WHERE company_id = 'GAILBKR'")
+    assert median == pytest.approx(statistics.median(to_firm_order), abs=1e-3)
+    [(requests, firm_orders)] = pipeline.query(
+        "SELECT sum(quotation_requests), sum(firm_orders) FROM mart_placing_funnel WHERE company_id = 'GAILBKR'")
+    went = [r for r in roots if any(s not in ("NotFinalised", "MarketedOnly") for s in r.path[: r.stage + 1])]
+    assert requests == len(went)
+    assert firm_orders == sum(1 for r in went if r.entered("FirmOrder", "Signed", prefix="Endorsement"))
+
+    # carrier participation: written and signed shares are the sandbox's exact decimals
+    got_shares = {c: (w, s) for c, w, s in pipeline.query(
+        "SELECT carrier_company_id, sum(written_pct_total), sum(signed_pct_total) FROM mart_carrier_participation "
+        "WHERE company_id = 'GAILBKR' GROUP BY 1")}
+    want_shares: dict[str, list[Decimal]] = {}
+    for r in roots:
+        for carrier, written, signed in shares(r):
+            w = want_shares.setdefault(carrier, [Decimal(0), Decimal(0)])
+            w[0] += written
+            w[1] += signed if r.is_signed() else 0
+    assert {c: (w, s or Decimal(0)) for c, (w, s) in got_shares.items()} == {c: tuple(v) for c, v in want_shares.items()}
+
+    # open items: quotation or firm-order roots that have been so for more than 30 days
+    [(as_of,)] = pipeline.query("SELECT max(as_of) FROM mart_open_items")
+    open_items = {r[0] for r in pipeline.query("SELECT root_id FROM mart_open_items WHERE company_id = 'GAILBKR'")}
+    assert open_items == {r.root_id for r in roots
+                          if r.status in OPEN and (as_of - naive(r.updated_at)).total_seconds() > 30 * 86400}
+
+
+def test_status_over_time_follows_the_revisions(pipeline) -> None:
+    """Month-end counts come from the revisions syncs saw: a placement that moved on after the end of
+    a month still counts in its old status in that month."""
+    pipeline.sync_all()
+    before = pipeline.server.sandbox.world
+    pipeline.server.advance(ticks=45, changed_fraction=0.01, new_roots=0)
+    after = pipeline.server.sandbox.world
+    pipeline.sync(GAILBKR_MU)
+    pipeline.marts()
+    first = before.now.date().replace(day=1)
+    month_end = dt.datetime.combine((first + dt.timedelta(days=32)).replace(day=1), dt.time())
+    indexes = list(after.root_indexes("GAILBKR"))
+    moved = [i for i in indexes if before.root(i).status != after.root(i).status
+             and naive(after.root(i).updated_at) >= month_end]
+    assert moved, "the sandbox moved some placements on after the month end"
+
+    def counts(month) -> dict[str, int]:
+        return dict(pipeline.query("SELECT status, sum(placements) FROM mart_status_monthly "
+                                   "WHERE company_id = 'GAILBKR' AND month = ? GROUP BY 1", [month]))
+
+    then: dict[str, int] = {}
+    now: dict[str, int] = {}
+    for i in indexes:
+        b, a = before.root(i), after.root(i)
+        status = a.status if naive(a.updated_at) < month_end else b.status
+        then[status] = then.get(status, 0) + 1
+        now[a.status] = now.get(a.status, 0) + 1
+    assert counts(first) == then
+    [(latest,)] = pipeline.query("SELECT max(month) FROM mart_status_monthly")
+    assert counts(latest) == now
+    assert then != now
+
+
+def test_marts_rebuild_in_one_transaction(built, monkeypatch) -> None:
+    """A failure half way through leaves the previous marts whole."""
+    pipeline, _ = built
+    before = {t: pipeline.query(f"SELECT count(*) FROM {t}")[0][0] for t in MART_TABLES}
+    monkeypatch.setitem(marts.BUILD, "mart_open_items", "SELECT no_such_column FROM risks")
+    with db.session(pipeline.db_path) as conn, pytest.raises(duckdb.Error):
+        marts.build(conn)
+    assert {t: pipeline.query(f"SELECT count(*) FROM {t}")[0][0] for t in MART_TABLES} == before
+
+
+def test_a_broken_mart_fails_its_check(built) -> None:
+    """The tie-back checks can fail: a mart that lost rows no longer agrees with the base tables."""
+    pipeline, _ = built
+    with db.session(pipeline.db_path) as conn:
+        conn.execute("DELETE FROM mart_placements WHERE root_id IN (SELECT root_id FROM mart_placements LIMIT 3)")
+        conn.execute("UPDATE mart_carrier_participation SET written_pct_total = written_pct_total + 1")
+        assert not checks.mart_ties_back(conn, "mart_placements_ties_back", 30).passed
+        assert not checks.mart_ties_back(conn, "mart_carrier_participation_ties_back", 30).passed
+        assert checks.mart_ties_back(conn, "mart_open_items_ties_back", 30).passed
+
+
+def test_open_item_days_is_configurable(built) -> None:
+    pipeline, _ = built
+    [(default,)] = pipeline.query("SELECT count(*) FROM mart_open_items")
+    result = pipeline.marts({"ops": {"marts": {"config": {"open_item_days": 100_000}}}})
+    assert result.success and all(check_results(result).values())
+    assert pipeline.query("SELECT count(*) FROM mart_open_items") == [(0,)]
+    assert default > 0
