@@ -69,6 +69,46 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from pipelines.resources import WarehouseResource
+
+    warehouse = WarehouseResource()
+    if not warehouse.db_path().exists() and not any(warehouse.marts_path().glob("*.parquet")):
+        print(f"error: no warehouse at {warehouse.db_path()}: run 'whitespace-etl demo' or 'whitespace-etl sync' first",
+              file=sys.stderr)
+        return 2
+    app = Path(__file__).parent / "dashboard" / "app.py"
+    print(f"Dashboard on http://{args.host}:{args.port}/ over {warehouse.db_path()} (read-only); Ctrl-C stops it")
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
+               "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none", "--global.developmentMode", "false",
+               "--client.toolbarMode", "viewer"]
+    sys.stdout.flush()
+    os.execv(sys.executable, command)
+    return 0  # not reached
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipelines.resources import WarehouseResource
+    from pipelines.warehouse import db, marts
+
+    path = WarehouseResource().db_path()
+    if not path.exists():
+        print(f"error: no warehouse at {path}: run 'whitespace-etl demo' or 'whitespace-etl sync' first",
+              file=sys.stderr)
+        return 2
+    with db.session(path, read_only=True) as conn:
+        written = marts.export_parquet(conn, Path(args.to))
+    for table, file in written.items():
+        print(f"  {table:<28} {file}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whitespace-etl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log HTTP requests and more")
@@ -96,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     sq.add_argument("query")
     sq.add_argument("--max-rows", type=int, default=40)
     sq.set_defaults(func=_sql)
+
+    da = sub.add_parser("dashboard", help="serve the book-of-business dashboard over the warehouse (read-only)")
+    da.add_argument("--host", default="127.0.0.1")
+    da.add_argument("--port", type=int, default=8501)
+    da.set_defaults(func=_dashboard)
+
+    ex = sub.add_parser("export", help="write the marts to Parquet files (one per mart)")
+    ex.add_argument("--to", default="marts", help="directory to write into (default: marts/)")
+    ex.set_defaults(func=_export)
 
     rb = sub.add_parser("rebuild", help="rebuild the warehouse tables from the raw landing, without the API")
     rb.set_defaults(func=_rebuild)

@@ -1,0 +1,1 @@
+"""The local dashboard over the marts (``whitespace-etl dashboard``)."""

@@ -1,0 +1,158 @@
+"""The book-of-business dashboard: a Streamlit app over the marts. Run it with ``whitespace-etl dashboard``."""
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from pipelines.dashboard import data
+from pipelines.resources import WarehouseResource
+from pipelines.warehouse import marts
+
+STAGES = ("Quotation requests", "Firm orders", "Signed")
+
+st.set_page_config(page_title="Whitespace book of business", layout="wide")
+
+
+# How long a page shows the same read of the marts before it reads them again (0: every load).
+# (A comment, not a docstring: Streamlit would print a bare string on the page.)
+CACHE_SECONDS = float(os.environ.get("WHITESPACE_DASHBOARD_CACHE_SECONDS") or 15)
+
+
+@st.cache_data(ttl=max(CACHE_SECONDS, 0.001), show_spinner="Reading the marts…")
+def _cached(db_path: str, marts_dir: str) -> data.Snapshot:
+    return data.load(Path(db_path), Path(marts_dir))
+
+
+def snapshot(db_path: str, marts_dir: str) -> data.Snapshot:
+    if CACHE_SECONDS <= 0:
+        return data.load(Path(db_path), Path(marts_dir))
+    return _cached(db_path, marts_dir)
+
+
+def month_range(frames: list[pd.Series]) -> tuple[dt.date, dt.date]:
+    months = pd.concat([f.dropna() for f in frames])
+    if months.empty:
+        today = dt.date.today().replace(day=1)
+        return today, today
+    return pd.Timestamp(months.min()).date(), pd.Timestamp(months.max()).date()
+
+
+def in_period(frame: pd.DataFrame, column: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+    when = pd.to_datetime(frame[column])
+    return frame[(when >= pd.Timestamp(start)) & (when <= pd.Timestamp(end))]
+
+
+def main() -> None:
+    warehouse = WarehouseResource()
+    st.title("Whitespace book of business")
+    try:
+        snap = snapshot(str(warehouse.db_path()), str(warehouse.marts_path()))
+    except data.NoMarts as exc:
+        st.error(str(exc))
+        st.stop()
+    source = "warehouse (read-only)" if snap.source == "warehouse" else "Parquet export of the marts"
+    st.caption(f"Data as of {snap.as_of:%Y-%m-%d %H:%M} UTC · read from the {source}" if snap.as_of else source)
+    if snap.note:
+        st.info(snap.note)
+
+    status, funnel, placements = snap["mart_status_monthly"], snap["mart_placing_funnel"], snap["mart_placements"]
+    carriers, open_items = snap["mart_carrier_participation"], snap["mart_open_items"]
+
+    with st.sidebar:
+        st.header("Filters")
+        organisations = sorted(placements["organisation"].dropna().unique())
+        chosen = st.multiselect("Organisation", organisations, default=organisations,
+                                help="A placement shared with several of your organisations counts once in each.")
+        first, last = month_range([status["month"], funnel["month"], carriers["inception_month"]])
+        start, end = st.slider("Period (month)", min_value=first, max_value=last, value=(first, last),
+                               format="MMM YYYY")
+        older = st.number_input("Open items older than (days)", min_value=0, value=marts.open_item_days(), step=15,
+                                help="The mart keeps items older than WHITESPACE_OPEN_ITEM_DAYS (30) at build time.")
+
+    def of_orgs(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["organisation"].isin(chosen)]
+
+    status_f = in_period(of_orgs(status), "month", start, end)
+    funnel_f = in_period(of_orgs(funnel), "month", start, end)
+    placed_f = in_period(of_orgs(placements).dropna(subset=["requested_at"]), "requested_at", start,
+                         pd.Timestamp(end) + pd.offsets.MonthEnd(1))
+    carriers_f = in_period(of_orgs(carriers).dropna(subset=["inception_month"]), "inception_month", start, end)
+    open_f = of_orgs(open_items)
+    open_f = open_f[open_f["days_in_status"] > older]
+
+    kpi = st.columns(5)
+    kpi[0].metric("Placements", f"{len(of_orgs(placements)):,}", help="All placements of the chosen organisations")
+    kpi[1].metric("Quotation requests", f"{int(funnel_f['quotation_requests'].sum()):,}")
+    kpi[2].metric("Firm orders", f"{int(funnel_f['firm_orders'].sum()):,}")
+    kpi[3].metric("Signed", f"{int(funnel_f['signed'].sum()):,}")
+    kpi[4].metric("Open items", f"{len(open_f):,}")
+
+    st.subheader("Placements by status over time")
+    by_status = status_f.groupby(["month", "status"], as_index=False)["placements"].sum()
+    st.altair_chart(
+        alt.Chart(by_status).mark_bar().encode(
+            x=alt.X("yearmonth(month):T", title="Month end"),
+            y=alt.Y("placements:Q", title="Placements"),
+            color=alt.Color("status:N", title="Status"),
+            tooltip=["month:T", "status:N", "placements:Q"],
+        ).properties(height=320),
+        width="stretch",
+    )
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Placing funnel")
+        totals = pd.DataFrame({"stage": STAGES, "placements": [int(funnel_f["quotation_requests"].sum()),
+                                                                int(funnel_f["firm_orders"].sum()),
+                                                                int(funnel_f["signed"].sum())]})
+        st.altair_chart(
+            alt.Chart(totals).mark_bar().encode(
+                y=alt.Y("stage:N", sort=list(STAGES), title=None),
+                x=alt.X("placements:Q", title="Placements requested in the period"),
+                tooltip=["stage:N", "placements:Q"],
+            ).properties(height=180),
+            width="stretch",
+        )
+        medians = pd.DataFrame({
+            "step": ["Request → firm order", "Firm order → signed", "Request → signed"],
+            "median days": [placed_f["days_to_firm_order"].median(), placed_f["days_firm_order_to_signed"].median(),
+                            placed_f["days_to_signed"].median()],
+            "placements": [placed_f["days_to_firm_order"].count(), placed_f["days_firm_order_to_signed"].count(),
+                           placed_f["days_to_signed"].count()],
+        })
+        st.dataframe(medians.round(1), hide_index=True)
+    with right:
+        st.subheader("Carrier participation")
+        shares = carriers_f.groupby("carrier", as_index=False)[["written_pct_total", "signed_pct_total"]].sum()
+        long = shares.melt("carrier", var_name="line", value_name="pct")
+        long["line"] = long["line"].map({"written_pct_total": "written", "signed_pct_total": "signed"})
+        long["pct"] = long["pct"].astype(float)
+        st.altair_chart(
+            alt.Chart(long).mark_bar().encode(
+                x=alt.X("carrier:N", title=None),
+                xOffset="line:N",
+                y=alt.Y("pct:Q", title="Sum of lines (% of whole)"),
+                color=alt.Color("line:N", title="Line"),
+                tooltip=["carrier:N", "line:N", alt.Tooltip("pct:Q", format=",.2f")],
+            ).properties(height=260),
+            width="stretch",
+        )
+        by_lead = carriers_f.fillna({"lead_company_id": "(no lead yet)"}).groupby(
+            ["lead_company_id", "carrier"], as_index=False)[["placements", "lead_lines"]].sum()
+        by_lead = by_lead.rename(columns={"lead_company_id": "lead", "lead_lines": "as lead"})
+        st.dataframe(by_lead, hide_index=True)
+
+    st.subheader(f"Open items: quotation or firm order for more than {older} days")
+    st.dataframe(
+        open_f.sort_values("days_in_status", ascending=False)[
+            ["organisation", "umr", "insured_name", "contract_type", "status", "status_since", "days_in_status"]
+        ].round({"days_in_status": 0}),
+        hide_index=True,
+    )
+
+
+main()

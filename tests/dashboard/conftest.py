@@ -1,0 +1,51 @@
+"""Dashboard fixtures: a synced warehouse with its marts, and a process that holds its write lock."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HOLD_WRITER = """
+import sys, duckdb
+conn = duckdb.connect(sys.argv[1])
+conn.execute("BEGIN TRANSACTION")
+conn.execute("CREATE TEMP TABLE _busy AS SELECT 1")
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def writer_holding(db_path: Path) -> Iterator[None]:
+    """Another process with the warehouse open for writing, as a sync has it while it loads."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_WRITER, str(db_path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def synced(pipeline):
+    """The sandbox synced for every organisation and the marts built: the demo's state."""
+    pipeline.sync_all()
+    assert pipeline.marts().success
+    return pipeline
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
