@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,29 +12,7 @@ import httpx
 from pipelines import details
 from pipelines.client import Settings, WhitespaceClient
 from pipelines.warehouse import raw
-from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SUMO_USER_NAME
-
-
-@contextlib.contextmanager
-def sandbox_process(scale: float = 1.0, latency_ms: float = 0.0) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "sandbox", "--port", str(port), "--scale",
-                             str(scale), "--latency-ms", str(latency_ms)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(f"{url}/api/version", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SUMO_USER_NAME, sandbox_process
 
 
 def api_requests(url: str) -> int:
@@ -70,19 +43,20 @@ def extraction(scale: float, latency_ms: float) -> dict:
             "latency_ms": latency_ms, "concurrency": concurrency, "scale": scale}
 
 
-def incremental() -> dict:
-    """A full sync through Dagster, then one with nothing changed, then one with 1% changed."""
+def incremental(scale: float = 1.0, organisations: int = 0, latency_ms: float = 0.0) -> dict:
+    """A full sync through Dagster, then one with nothing changed, then one with 1% changed.
+    ``organisations`` grows the SUMO login (the sandbox's extra carriers); 0 keeps the demo's three."""
     import dagster as dg
 
     from pipelines.definitions import defs
     from pipelines.run import environment, sync
 
-    with sandbox_process() as url, tempfile.TemporaryDirectory() as tmp:
+    with sandbox_process(scale, latency_ms, organisations) as url, tempfile.TemporaryDirectory() as tmp:
         env = {"WHITESPACE_SYNC_URL": f"{url}/sync", "WHITESPACE_BUCKET": BUCKET, "WHITESPACE_API_URL": f"{url}/api",
                "WHITESPACE_REFRESH_TOKEN": SUMO_REFRESH_TOKEN, "WHITESPACE_USER_NAME": SUMO_USER_NAME,
                "WHITESPACE_WAREHOUSE": f"{tmp}/warehouse.duckdb", "DAGSTER_HOME": tmp}
         with environment(env), dg.DagsterInstance.get() as instance:
-            out = {}
+            out: dict = {"scale": scale, "latency_ms": latency_ms}
             for label, change in (("full", None), ("unchanged", None), ("changed", 0.01)):
                 if change:
                     httpx.post(f"{url}/_sandbox/advance", json={"changed_fraction": change, "new_roots": 0})
@@ -90,6 +64,7 @@ def incremental() -> dict:
                 known = {r.run_id for r in instance.get_runs()}
                 started = time.perf_counter()
                 outcomes = sync(instance, defs, log=lambda *_: None)
+                out["organisations"] = len(outcomes) - 2  # less the reference and marts runs
                 out[f"{label}_seconds"] = time.perf_counter() - started
                 out[f"{label}_requests"] = api_requests(url) - before - 1
                 assert all(ok for _, _, ok, _ in outcomes), outcomes

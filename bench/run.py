@@ -6,8 +6,10 @@ Measures, on this machine and the same data:
    plus ``unnest``): rows per second and peak memory, each in a fresh process;
 2. extraction against the sandbox (in its own process) with 50 ms added per request: wall time
    against the ideal requests x latency / concurrency;
-3. the demo end to end, split into Dagster, network and load time;
-4. incremental resyncs: nothing changed and 1% changed, against a full sync.
+3. end to end through Dagster, at the demo's three organisations (with no added latency, and with
+   the extraction's latency) and at twenty (the sandbox's extra carriers), split into Dagster,
+   network and load time;
+4. incremental resyncs at both: nothing changed and 1% changed, against a full sync.
 Writes ``bench/results/results.json`` and prints a markdown table.
 """
 
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="dlt's default configuration needs about 45 GB of memory per million rows here")
     parser.add_argument("--extract-scale", type=float, default=1.0, help="sandbox scale of the extraction run")
     parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--sync-scale", type=float, default=1.0, help="sandbox scale of the end-to-end syncs")
+    parser.add_argument("--many-organisations", type=int, default=20,
+                        help="organisations of the second end-to-end run (0 skips it)")
     parser.add_argument("--out", type=Path, default=RESULTS / "results.json")
     args = parser.parse_args(argv)
 
@@ -70,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"load {size:>9,} {system:<14} {run.get('seconds', float('nan')):8.2f} s "
                   f"{run.get('peak_rss_mb', float('nan')):8.0f} MB", file=sys.stderr)
     results["extraction"] = extraction(args.extract_scale, args.latency_ms)
-    results["incremental"] = incremental()
+    results["incremental"] = incremental(args.sync_scale)
+    results["incremental_latency"] = incremental(args.sync_scale, latency_ms=args.latency_ms)
+    if args.many_organisations:
+        results["incremental_many"] = incremental(args.sync_scale, organisations=args.many_organisations)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(table(results))
@@ -95,12 +103,23 @@ def table(results: dict) -> str:
     lines += ["", f"Extraction: {ex['requests']:,} requests, {ex['seconds']:.1f} s against an ideal of "
               f"{ex['ideal_seconds']:.1f} s ({ex['seconds'] / ex['ideal_seconds']:.2f}x), "
               f"{ex['latency_ms']:.0f} ms a request, concurrency {ex['concurrency']}."]
-    inc = results["incremental"]
-    lines += [f"Incremental: full sync {inc['full_seconds']:.1f} s ({inc['full_requests']:,} requests); "
-              f"nothing changed {inc['unchanged_seconds']:.1f} s ({inc['unchanged_requests']} requests, "
-              f"{inc['unchanged_seconds'] / inc['full_seconds']:.0%}); 1% changed {inc['changed_seconds']:.1f} s "
-              f"({inc['changed_requests']} requests, {inc['changed_seconds'] / inc['full_seconds']:.0%})."]
+    for key in ("incremental", "incremental_latency", "incremental_many"):
+        if key in results:
+            lines.append(sync_line(results[key]))
     return "\n".join(lines)
+
+
+def sync_line(inc: dict) -> str:
+    def split(label: str) -> str:
+        parts = inc[f"{label}_split"]
+        return (f"network {parts['network']:.1f} s, load {parts['load']:.1f} s, "
+                f"Dagster and discovery {parts['dagster_and_discovery']:.1f} s")
+    return (f"End to end, {inc['organisations']} organisations, scale {inc['scale']}, "
+            f"{inc.get('latency_ms', 0):.0f} ms a request: full sync {inc['full_seconds']:.1f} s "
+            f"({inc['full_requests']:,} requests; {split('full')}); nothing changed {inc['unchanged_seconds']:.1f} s "
+            f"({inc['unchanged_requests']} requests, {inc['unchanged_seconds'] / inc['full_seconds']:.0%}; "
+            f"{split('unchanged')}); 1% changed {inc['changed_seconds']:.1f} s ({inc['changed_requests']} requests, "
+            f"{inc['changed_seconds'] / inc['full_seconds']:.0%}).")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ import sys
 
 def _sandbox(args: argparse.Namespace) -> int:
     from sandbox import BUCKET, SINGLE_REFRESH_TOKEN, SUMO_REFRESH_TOKEN, SUMO_USER_NAME, Faults, SandboxServer
+    from sandbox.world import add_organisations
 
+    if args.organisations:
+        add_organisations(args.organisations)
     faults = Faults(latency_ms=args.latency_ms, legacy_refresh_errors=args.legacy_refresh_errors)
     server = SandboxServer(args.host, args.port, seed=args.seed, scale=args.scale, token_lifetime=args.token_lifetime,
                            faults=faults)
@@ -47,6 +50,11 @@ def _rebuild(args: argparse.Namespace) -> int:
     return run_rebuild()
 
 
+def _no_warehouse(path) -> int:
+    print(f"error: no warehouse at {path}: run 'whitespace-etl demo' or 'whitespace-etl sync' first", file=sys.stderr)
+    return 2
+
+
 def _sql(args: argparse.Namespace) -> int:
     import duckdb
 
@@ -55,9 +63,7 @@ def _sql(args: argparse.Namespace) -> int:
 
     path = WarehouseResource().db_path()
     if not path.exists():
-        print(f"error: no warehouse at {path}: run 'whitespace-etl demo' or 'whitespace-etl sync' first",
-              file=sys.stderr)
-        return 2
+        return _no_warehouse(path)
     with db.session(path, read_only=True) as conn:
         try:
             relation = conn.sql(args.query)
@@ -77,9 +83,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 
     warehouse = WarehouseResource()
     if not warehouse.db_path().exists() and not any(warehouse.marts_path().glob("*.parquet")):
-        print(f"error: no warehouse at {warehouse.db_path()}: run 'whitespace-etl demo' or 'whitespace-etl sync' first",
-              file=sys.stderr)
-        return 2
+        return _no_warehouse(warehouse.db_path())
     app = Path(__file__).parent / "dashboard" / "app.py"
     print(f"Dashboard on http://{args.host}:{args.port}/ over {warehouse.db_path()} (read-only); Ctrl-C stops it")
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
@@ -99,9 +103,7 @@ def _export(args: argparse.Namespace) -> int:
 
     path = WarehouseResource().db_path()
     if not path.exists():
-        print(f"error: no warehouse at {path}: run 'whitespace-etl demo' or 'whitespace-etl sync' first",
-              file=sys.stderr)
-        return 2
+        return _no_warehouse(path)
     with db.session(path, read_only=True) as conn:
         written = marts.export_parquet(conn, Path(args.to))
     for table, file in written.items():
@@ -121,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--scale", type=float, default=1.0, help="1.0: about 1,500 / 450 / 200 risks per organisation")
     sb.add_argument("--token-lifetime", type=float, default=3600.0, help="id_token lifetime in seconds")
     sb.add_argument("--latency-ms", type=float, default=0.0, help="added to every request")
+    sb.add_argument("--organisations", type=int, default=0,
+                    help="grow the SUMO login to this many organisations (extra carriers) for scale tests")
     sb.add_argument("--legacy-refresh-errors", action="store_true",
                     help="answer a rejected refresh token with 401 (Sync Gateway 2.7) instead of 500")
     sb.set_defaults(func=_sandbox)

@@ -1,12 +1,19 @@
 """A faithful local stand-in for the Whitespace platform: Sync Gateway and the API on one root.
 
-``SandboxServer`` runs it in-process on a free loopback port (tests, the demo, benchmarks);
+``SandboxServer`` runs it in-process on a free loopback port (tests, the demo);
+``sandbox_process`` runs it in a process of its own (benchmarks, options that change its registry);
 ``whitespace-etl sandbox`` runs it in the foreground.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -99,3 +106,28 @@ class SandboxServer:
 
 
 __all__ = ["BUCKET", "SINGLE_REFRESH_TOKEN", "SUMO_REFRESH_TOKEN", "SUMO_USER_NAME", "Faults", "SandboxServer"]
+
+
+@contextlib.contextmanager
+def sandbox_process(scale: float = 1.0, latency_ms: float = 0.0, organisations: int = 0) -> Iterator[str]:
+    """``whitespace-etl sandbox`` in a child process on a free port; yields its root URL once it answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "sandbox", "--port", str(port), "--scale",
+                             str(scale), "--latency-ms", str(latency_ms), "--organisations", str(organisations)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"{url}/api/version", timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the sandbox process exited with {proc.returncode}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

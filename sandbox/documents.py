@@ -23,6 +23,7 @@ from sandbox.world import (
 WRITTEN_SHARES = (
     ("35", "40", "44.0272", "50", "55", "60", "62.5", "75"),  # two carriers
     ("20", "25", "27.5", "33.3333", "35", "40", "44.0272", "50"),  # three
+    ("5", "7.5", "10", "12.5", "15", "17.5", "20", "25"),  # four or more (the scale tests' extra carriers)
 )
 STATUS_BY_SUFFIX_STAGE = {"QR1": "QuotationRequest", "QR2": "QuotationRequest"}
 
@@ -205,7 +206,7 @@ def shares(root: Root) -> list[tuple[str, Decimal, Decimal]]:
     q = Decimal("0.0001")
     # A sole market writes the whole risk; in a subscription market lines often add up to more than
     # 100% (over-placement) and are signed down.
-    choices = ("100",) if len(root.carriers) == 1 else WRITTEN_SHARES[len(root.carriers) - 2]
+    choices = ("100",) if len(root.carriers) == 1 else WRITTEN_SHARES[min(len(root.carriers), 4) - 2]
     written = [
         (c, Decimal(choices[int(hashlib.md5(f"{root.root_id}{c}".encode()).hexdigest(), 16) % len(choices)]))
         for c in root.carriers

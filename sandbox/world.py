@@ -62,7 +62,7 @@ class User:
         return len(self.memberships) > 1
 
 
-ORGANISATIONS: tuple[Organisation, ...] = (
+ORGANISATIONS: list[Organisation] = [
     Organisation("GAILBKR", "Gail Brokers Ltd", "broker", (Team("ALL", "All Risks"),), "0999"),
     Organisation(
         "ATLASBKR",
@@ -97,14 +97,14 @@ ORGANISATIONS: tuple[Organisation, ...] = (
         market="Company",
         syndicate="N7731",
     ),
-)
+]
 ORG_BY_ID = {o.company_id: o for o in ORGANISATIONS}
 
 # Carrier -> probability that a root is shown to it (calibrated to the help page's counts).
 CARRIER_SHARE = {"WHITESAILS": 0.26, "MCNEILLIEUWR": 0.09, "NORTHGATEINS": 0.30}
 CARRIER_TEAM = {"WHITESAILS": "MARINE", "MCNEILLIEUWR": "ALL", "NORTHGATEINS": "ALL"}
 
-USERS: tuple[User, ...] = (
+USERS: list[User] = [
     User(
         "Sam Sumo",
         "sandbox-renewable-sumo",
@@ -122,9 +122,39 @@ USERS: tuple[User, ...] = (
     # Colleagues without a renewable token: they appear in /api/shared/corporate only.
     User("Gail Harper", "", (Membership("GAILBKR", "MU5D4E6F70-9081-42A3-BDCE-4F5061728394", ("gailbkr_ALL",)),)),
     User("Ned North", "", (Membership("NORTHGATEINS", "MU6E5F7081-A192-43B4-CEDF-5061728394A5", ("northgateins_ALL",)),)),
-)
+]
 USER_BY_TOKEN = {u.refresh_token: u for u in USERS if u.refresh_token}
 MEMBERSHIP_BY_MU = {m.user_id: (u, m) for u in USERS for m in u.memberships}
+EXTRA_CARRIER_SHARE = 0.05
+"""Share of the roots shown to each carrier added by ``add_organisations``."""
+
+
+def add_organisations(total: int) -> int:
+    """Grows the SUMO user's organisations to ``total`` by adding carriers CARRIER01, CARRIER02, …
+    (each shown about 5% of the placements). For scale tests of many partitions; call it once,
+    before a world is built, in the process that serves the sandbox. Returns the count added."""
+    sumo = USERS[0]
+    missing = total - len(sumo.memberships)
+    if missing <= 0:
+        return 0
+    added = []
+    for n in range(1, missing + 1):
+        company = f"CARRIER{n:02d}"
+        org = Organisation(company, f"Carrier {n:02d} Underwriting", "underwriter", (Team("ALL", "All Risks"),),
+                           market="Company", syndicate=f"C{n:04d}")
+        ORGANISATIONS.append(org)
+        ORG_BY_ID[company] = org
+        CARRIER_SHARE[company] = EXTRA_CARRIER_SHARE
+        CARRIER_TEAM[company] = "ALL"
+        mu = "MU" + str(uuid.UUID(int=random.Random(f"extra-{n}").getrandbits(128), version=4)).upper()
+        added.append(Membership(company, mu, (f"{company.lower()}_ALL",)))
+    grown = dataclasses.replace(sumo, memberships=sumo.memberships + tuple(added))
+    USERS[0] = grown
+    USER_BY_TOKEN[grown.refresh_token] = grown
+    for u in USERS:
+        for m in u.memberships:
+            MEMBERSHIP_BY_MU[m.user_id] = (u, m)
+    return missing
 
 # A placement moves along one of these paths; each change of a root moves it one step on.
 STATUS_PATHS: tuple[tuple[str, ...], ...] = (

@@ -37,3 +37,27 @@ def test_a_200k_risk_organisation_streams_its_list() -> None:
             assert r.headers["Transfer-Encoding"] == "chunked"
             first = next(r.iter_bytes())
         assert first.startswith(b'[{"ContractType"')
+
+
+def test_many_organisations_for_partition_scale_tests() -> None:
+    """``--organisations 20`` grows the SUMO login to twenty organisations, each with its own book;
+    the demo's three keep theirs. Run in a process of its own: the option changes the sandbox's registry."""
+    from pipelines.client import Settings, WhitespaceClient
+    from sandbox import BUCKET, SUMO_USER_NAME, sandbox_process
+
+    with sandbox_process(organisations=20) as url:
+        settings = Settings.from_values(f"{url}/sync", BUCKET, f"{url}/api", SUMO_REFRESH_TOKEN,
+                                        user_name=SUMO_USER_NAME)
+        with WhitespaceClient(settings) as client:
+            orgs = client.discover_organisations()
+            sizes = {o.company_id: len(client.for_user(o.user_id).get_json("/risks")) for o in orgs}
+            broker = client.for_user(orgs[0].user_id)
+            roots = list(dict.fromkeys(r["id"].split("::")[0] for r in broker.get_json("/risks")))[:300]
+            carriers = [len({line["contents"][0]["stamperChannel"] for line in broker.get_json(
+                f"/lines/{root}/combinedSets")}) for root in roots]
+    assert len(orgs) == 20 and len({o.user_id for o in orgs}) == 20
+    assert {m.company_id for m in SUMO.memberships} <= set(sizes)
+    assert all(n > 0 for n in sizes.values()), sizes
+    assert max(carriers) >= 4, "some placements have four or more carriers, and their lines are served"
+    demo = {c: len(list(documents.risk_rows(World(), c))) for c in ("GAILBKR", "WHITESAILS", "MCNEILLIEUWR")}
+    assert sizes["WHITESAILS"] == demo["WHITESAILS"] and sizes["MCNEILLIEUWR"] == demo["MCNEILLIEUWR"]
