@@ -34,11 +34,18 @@ def writer_holding(db_path: Path) -> Iterator[None]:
         proc.wait(timeout=30)
 
 
-@pytest.fixture
-def synced(pipeline):
-    """The sandbox synced for every organisation and the marts built: the demo's state."""
-    pipeline.sync_all()
-    assert pipeline.marts().success
+@pytest.fixture(scope="session")
+def synced(tmp_path_factory):
+    """The sandbox synced for every organisation and the marts built: the demo's state. Built once
+    for the dashboard tests, which only read it (and write nothing a later test looks at)."""
+    from sandbox import SandboxServer
+    from tests.pipeline.conftest import Pipeline
+
+    with SandboxServer(seed=11) as server, pytest.MonkeyPatch.context() as env:
+        env.delenv("WHITESPACE_USER_IDS", raising=False)
+        pipeline = Pipeline(server, tmp_path_factory.mktemp("dashboard"), env)
+        pipeline.sync_all()
+        assert pipeline.marts().success
     return pipeline
 
 
