@@ -5,6 +5,8 @@ from __future__ import annotations
 import dagster as dg
 import duckdb
 
+from pipelines.warehouse import marts
+
 CHANNEL_PATTERN = "^[a-z0-9]+_[A-Za-z0-9]+$"
 
 
@@ -121,8 +123,6 @@ MART_TIES = {
 def mart_ties_back(conn, name: str, open_item_days: int) -> dg.AssetCheckResult:
     """Compares a per-organisation figure of a mart with the same figure computed from the base tables."""
     mart, description, mart_sql, base_sql = MART_TIES[name]
-    from pipelines.warehouse import marts
-
     for macro in marts.MACROS:  # the status rules (ws_pre_market, ws_open_stage) the marts use
         conn.execute(macro)
     conn.execute(BASE_ROOT_ORGS)
