@@ -113,7 +113,7 @@ def sync_line(inc: dict) -> str:
     def split(label: str) -> str:
         parts = inc[f"{label}_split"]
         return (f"network {parts['network']:.1f} s, load {parts['load']:.1f} s, "
-                f"Dagster and discovery {parts['dagster_and_discovery']:.1f} s")
+                f"Dagster, discovery and change check {parts['dagster_and_discovery']:.1f} s")
     return (f"End to end, {inc['organisations']} organisations, scale {inc['scale']}, "
             f"{inc.get('latency_ms', 0):.0f} ms a request: full sync {inc['full_seconds']:.1f} s "
             f"({inc['full_requests']:,} requests; {split('full')}); nothing changed {inc['unchanged_seconds']:.1f} s "

@@ -2,11 +2,12 @@
 
 import dagster as dg
 
+from pipelines import changes
 from pipelines.assets.details import detail_tables, raw_risk_details
 from pipelines.assets.marts import marts
 from pipelines.assets.reference import raw_corporate, reference_tables
 from pipelines.assets.risks import organisations_partitions, raw_risks, risk_tables
-from pipelines.resources import WhitespaceResource
+from pipelines.resources import WarehouseResource, WhitespaceResource
 
 sync_organisation = dg.define_asset_job(
     "sync_organisation",
@@ -42,10 +43,24 @@ def organisations_sensor(context: dg.SensorEvaluationContext, whitespace: Whites
 
 
 @dg.schedule(job=sync_organisation, cron_schedule="0 6 * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
-def daily_sync(context: dg.ScheduleEvaluationContext):
-    """Every morning at 06:00, a sync run for every known organisation."""
-    for mu in context.instance.get_dynamic_partitions(organisations_partitions.name):
-        yield dg.RunRequest(partition_key=mu, run_key=f"{context.scheduled_execution_time:%Y-%m-%d}-{mu}")
+def daily_sync(context: dg.ScheduleEvaluationContext, whitespace: WhitespaceResource, warehouse: WarehouseResource):
+    """Every morning at 06:00, the change check of ``whitespace-etl sync`` over every known
+    organisation: a run for each one whose list changed (loading the answer the check landed), an
+    observation on ``raw_risks`` for each one that did not."""
+    known = context.instance.get_dynamic_partitions(organisations_partitions.name)
+    with whitespace.client() as client:
+        found = changes.check_all(client, known, warehouse.raw_path(), warehouse.db_path())
+    requests = []
+    for mu in known:
+        check = found[mu]
+        if not check.changed:
+            changes.observe_unchanged(context.instance, "raw_risks", mu, check)
+            continue
+        config = {"ops": {"raw_risks": {"config": {"reuse_sha256": check.landed.sha256}}}} if check.landed else {}
+        requests.append(dg.RunRequest(partition_key=mu, run_config=config,
+                                      run_key=f"{context.scheduled_execution_time:%Y-%m-%d}-{mu}",
+                                      tags={"whitespace/change": check.reason}))
+    return requests or dg.SkipReason(f"nothing changed in {len(known)} organisations")
 
 
 daily_reference = dg.ScheduleDefinition(

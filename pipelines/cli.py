@@ -35,13 +35,13 @@ def _sandbox(args: argparse.Namespace) -> int:
 def _sync(args: argparse.Namespace) -> int:
     from pipelines.run import run_sync
 
-    return run_sync(demo=False, scale=args.scale)
+    return run_sync(demo=False, scale=args.scale, everything=args.all)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from pipelines.run import run_sync
 
-    return run_sync(demo=True, scale=args.scale)
+    return run_sync(demo=True, scale=args.scale, everything=args.all)
 
 
 def _rebuild(args: argparse.Namespace) -> int:
@@ -131,10 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sy = sub.add_parser("sync", help="discover organisations and materialise every asset (WHITESPACE_* settings)")
     sy.add_argument("--scale", type=float, default=1.0, help="sandbox scale when no WHITESPACE_* setting is present")
+    sy.add_argument("--all", action="store_true",
+                    help="run every job even where the change check finds nothing changed")
     sy.set_defaults(func=_sync)
 
     de = sub.add_parser("demo", help="start the sandbox and sync it into the warehouse, no configuration needed")
     de.add_argument("--scale", type=float, default=1.0, help="sandbox scale")
+    de.add_argument("--all", action="store_true",
+                    help="run every job even where the change check finds nothing changed")
     de.set_defaults(func=_demo)
     sq = sub.add_parser("sql", help="run a SQL query on the warehouse (read-only) and print the result")
     sq.add_argument("query")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import shutil
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines import changes
 from pipelines.client import WhitespaceError
 from pipelines.resources import WarehouseResource, WhitespaceResource
 from pipelines.warehouse import db
@@ -115,46 +117,84 @@ def release_dead_runs(instance: dg.DagsterInstance, log=print) -> int:
     return released
 
 
-def sync(instance: dg.DagsterInstance, defs: dg.Definitions, log=print) -> list[tuple[str, str, bool, str]]:
-    """Runs the reference job, then one partition run per organisation. Returns (mu, company, ok, note)."""
+def sync(instance: dg.DagsterInstance, defs: dg.Definitions, log=print, everything: bool = False
+         ) -> list[tuple[str, str, bool, str]]:
+    """Runs the reference job, one partition run per organisation, then the marts; skips (and records
+    as an observation) whatever the change check finds unchanged, unless ``everything``.
+    Returns (mu, label, ok, note) per run considered."""
     from pipelines.assets.risks import organisations_partitions
 
     release_dead_runs(instance, log)
     tags = {PID_TAG: str(os.getpid())}
+    warehouse = WarehouseResource()
 
+    started = time.perf_counter()
     whitespace = WhitespaceResource()
     with whitespace.client() as client:
         organisations = client.discover_organisations()
-    keys = [o.user_id for o in organisations]
+        keys = [o.user_id for o in organisations]
+        found = (None if everything else
+                 changes.check_all(client, keys, warehouse.raw_path(), warehouse.db_path()))
     known = set(instance.get_dynamic_partitions(organisations_partitions.name))
     new = [k for k in keys if k not in known]
     if new:
         instance.add_dynamic_partitions(organisations_partitions.name, new)
-    log(f"Organisations: {len(keys)} ({len(new)} new partition{'s' if len(new) != 1 else ''})")
-    outcomes = []
-    started = time.perf_counter()
-    result = defs.resolve_job_def("reference_data").execute_in_process(instance=instance, raise_on_error=False,
-                                                                     run_config=QUIET, tags=tags)
-    log(f"[ref] reference data {'ok' if result.success else 'FAILED: ' + _failure(result)} "
+    to_run = len(keys) + 1 if found is None else sum(c.changed for c in found.values())
+    log(f"Organisations: {len(keys)} ({len(new)} new partition{'s' if len(new) != 1 else ''}); "
+        f"{'every run forced' if found is None else f'{to_run} of {len(keys) + 1} lists changed'} "
         f"({time.perf_counter() - started:.1f} s)")
-    outcomes.append(("", "reference data", result.success, "" if result.success else _failure(result)))
-    job = defs.resolve_job_def("sync_organisation")
-    for n, org in enumerate(organisations, start=1):
+
+    outcomes = []
+    steps = [(changes.CORPORATE, "reference data", "reference_data", "raw_corporate", {})]
+    steps += [(o.user_id, o.company_id or o.user_id, "sync_organisation", "raw_risks", {"partition_key": o.user_id})
+              for o in organisations]
+    for n, (key, label, job, landing_asset, partition) in enumerate(steps):
+        prefix = "[ref] reference data " if key == changes.CORPORATE else f"[{n}/{len(organisations)}] {label:<14} {key} "
+        check = found.get(key) if found is not None else None
         started = time.perf_counter()
-        result = job.execute_in_process(instance=instance, partition_key=org.user_id, raise_on_error=False,
-                                        run_config=QUIET, tags=tags)
+        if check is not None and not check.changed:
+            changes.observe_unchanged(instance, landing_asset, key or None, check)
+            log(f"{prefix}unchanged")
+            outcomes.append((key, label, True, changes.UNCHANGED))
+            continue
+        config = dict(QUIET)
+        if check is not None and check.landed is not None:
+            config["ops"] = {landing_asset: {"config": {"reuse_sha256": check.landed.sha256}}}
+        result = defs.resolve_job_def(job).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=config, tags=tags, **partition)
         note = "" if result.success else _failure(result)
-        label = org.company_id or org.user_id
-        log(f"[{n}/{len(organisations)}] {label:<14} {org.user_id} "
-            f"{'ok' if result.success else 'FAILED: ' + note} ({time.perf_counter() - started:.1f} s)")
-        outcomes.append((org.user_id, label, result.success, note))
+        why = f" ({check.reason})" if check is not None else ""
+        log(f"{prefix}{'ok' if result.success else 'FAILED: ' + note}{why} ({time.perf_counter() - started:.1f} s)")
+        outcomes.append((key, label, result.success, note))
+
     started = time.perf_counter()
+    if found is not None and all(o[3] == changes.UNCHANGED for o in outcomes) and marts_current(instance, warehouse):
+        log("[marts] unchanged")
+        outcomes.append(("", "marts", True, changes.UNCHANGED))
+        return outcomes
     result = defs.resolve_job_def("build_marts").execute_in_process(instance=instance, raise_on_error=False,
                                                                   run_config=QUIET, tags=tags)
     note = "" if result.success else _failure(result)
     log(f"[marts] marts {'ok' if result.success else 'FAILED: ' + note} ({time.perf_counter() - started:.1f} s)")
     outcomes.append(("", "marts", result.success, note))
     return outcomes
+
+
+def marts_current(instance: dg.DagsterInstance, warehouse: WarehouseResource) -> bool:
+    """The marts need no rebuild when they were built today (open-item ages count days), after the
+    last load of every base table, and their Parquet files are all there."""
+    from models import MART_TABLES
+
+    def last(key: str) -> float | None:
+        event = instance.get_latest_materialization_event(dg.AssetKey(key))
+        return event.timestamp if event else None
+
+    built = min((last(t) or 0.0) for t in MART_TABLES)
+    if not built or dt.datetime.fromtimestamp(built, dt.UTC).date() != dt.datetime.now(dt.UTC).date():
+        return False
+    if any((last(t) or 0.0) > built for t in ("risks", "contracts", "organisations")):
+        return False
+    return all((warehouse.marts_path() / f"{t}.parquet").exists() for t in MART_TABLES)
 
 
 def summary(path: Path) -> str:
@@ -172,7 +212,7 @@ def summary(path: Path) -> str:
     return "\n".join(lines)
 
 
-def run_sync(demo: bool, scale: float = 1.0) -> int:
+def run_sync(demo: bool, scale: float = 1.0, everything: bool = False) -> int:
     from pipelines.definitions import defs
 
     home = dagster_home()
@@ -184,7 +224,7 @@ def run_sync(demo: bool, scale: float = 1.0) -> int:
                 stack.enter_context(_sandbox_env(scale))
             instance = stack.enter_context(open_instance(home))
             print(f"Dagster home {home}; warehouse {warehouse}")
-            outcomes = sync(instance, defs)
+            outcomes = sync(instance, defs, everything=everything)
     except WhitespaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from pipelines import checks
-from pipelines.assets.risks import WAREHOUSE_POOL
+from pipelines.assets.risks import WAREHOUSE_POOL, LandedConfig, reusable
 from pipelines.metadata import table_specs
 from pipelines.resources import WarehouseResource, WhitespaceResource
 from pipelines.warehouse import db, raw
@@ -11,12 +11,19 @@ from pipelines.warehouse import reference as reference_loader
 
 
 @dg.asset(group_name="extract", kinds={"whitespace", "json"})
-def raw_corporate(whitespace: WhitespaceResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def raw_corporate(config: LandedConfig, whitespace: WhitespaceResource, warehouse: WarehouseResource
+                  ) -> dg.MaterializeResult:
     """The ``GET /api/shared/corporate`` answer (companies, teams, members), landed on disk as received."""
-    with whitespace.client() as client:
-        payload = client.corporate()
-    landed = raw.land_json(warehouse.raw_path(), "", reference_loader.ENDPOINT, payload)
-    return dg.MaterializeResult(metadata={"companies": landed.items, "bytes": landed.bytes, "sha256": landed.sha256})
+    landed = reusable(warehouse.raw_path(), "", reference_loader.ENDPOINT, config.reuse_sha256)
+    fetched_by = "the sync's change check"
+    if landed is None:
+        with whitespace.client() as client:
+            payload = client.corporate()
+        landed = raw.land_json(warehouse.raw_path(), "", reference_loader.ENDPOINT, payload)
+        fetched_by = "this run"
+    return dg.MaterializeResult(metadata={
+        "companies": landed.items, "bytes": landed.bytes, "sha256": landed.sha256, "fetched_by": fetched_by,
+    })
 
 
 REFERENCE_TABLES = ("organisations", "teams", "users", "users__teams")

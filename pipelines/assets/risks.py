@@ -1,6 +1,8 @@
 """Risk assets, one dynamic partition per organisation (MU id) the login acts for."""
 
+import dataclasses
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 
@@ -15,9 +17,25 @@ WAREHOUSE_POOL = "duckdb_warehouse"
 """DuckDB has one writer: every asset that writes the warehouse is in this pool (limit 1)."""
 
 
+class LandedConfig(dg.Config):
+    reuse_sha256: str = ""
+    """Set by ``whitespace-etl sync``: its change check landed this answer moments ago, with this
+    SHA-256, so the run records that one instead of fetching it again. Empty: fetch (the default)."""
+
+
+def reusable(raw_dir: Path, user_id: str, endpoint: str, sha256: str) -> raw.Landed | None:
+    """The newest landed answer, if it is the one with ``sha256``. None otherwise (not asked for, or
+    another sync has landed a newer answer since): the run then fetches the answer itself."""
+    if not sha256:
+        return None
+    landed = raw.latest(raw_dir, endpoint).get(user_id)
+    return landed if landed is not None and landed.sha256 == sha256 and landed.path.exists() else None
+
+
 @dg.asset(partitions_def=organisations_partitions, group_name="extract", kinds={"whitespace", "json"})
 def raw_risks(
-    context: dg.AssetExecutionContext, whitespace: WhitespaceResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, config: LandedConfig, whitespace: WhitespaceResource,
+    warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """One organisation's ``GET /api/risks`` answer, landed on disk byte for byte with its hash, so
     the warehouse can be rebuilt without calling the API again."""
@@ -26,16 +44,24 @@ def raw_risks(
     with whitespace.client() as client:
         bound = client.for_user(user_id)
         company_id = str(bound.my_details().get("companyId", ""))
-        dest = raw.landing_path(raw_dir, user_id, risk_loader.ENDPOINT, dt.datetime.now(dt.UTC))
-        download = bound.download_risks(dest)
-    landed = raw.record(download, raw_dir, user_id, risk_loader.ENDPOINT, company_id)
-    context.log.info("Landed %d risks (%d bytes) for %s (%s)", landed.items, landed.bytes, user_id, company_id)
+        landed = reusable(raw_dir, user_id, risk_loader.ENDPOINT, config.reuse_sha256)
+        if landed is None:
+            dest = raw.landing_path(raw_dir, user_id, risk_loader.ENDPOINT, dt.datetime.now(dt.UTC))
+            landed = raw.record(bound.download_risks(dest), raw_dir, user_id, risk_loader.ENDPOINT, company_id)
+            fetched_by = "this run"
+        else:
+            landed = dataclasses.replace(landed, company_id=company_id)
+            raw.write_manifest(landed)
+            fetched_by = "the sync's change check"
+    context.log.info("Landed %d risks (%d bytes) for %s (%s), fetched by %s", landed.items, landed.bytes, user_id,
+                     company_id, fetched_by)
     return dg.MaterializeResult(
         metadata={
             "items": landed.items,
             "bytes": landed.bytes,
             "sha256": landed.sha256,
             "company_id": company_id,
+            "fetched_by": fetched_by,
             "path": dg.MetadataValue.path(str(landed.path)),
         }
     )

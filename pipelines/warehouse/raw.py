@@ -50,13 +50,18 @@ def record(download: Download, raw_dir: Path, user_id: str, endpoint: str, compa
     """Writes the manifest of a body the client already streamed to its landing path."""
     landed = Landed(download.path, user_id, endpoint, download.fetched_at, download.sha256, download.size,
                     download.items, company_id)
-    _write_manifest(landed)
+    write_manifest(landed)
     return landed
+
+
+def encode_json(payload: Any) -> bytes:
+    """How an answer held parsed is written to disk (and hashed)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def land_json(raw_dir: Path, user_id: str, endpoint: str, payload: Any, company_id: str = "") -> Landed:
     """Lands an answer the caller already holds parsed (small reference answers)."""
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    body = encode_json(payload)
     fetched_at = dt.datetime.now(dt.UTC)
     path = landing_path(raw_dir, user_id, endpoint, fetched_at)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,11 +70,11 @@ def land_json(raw_dir: Path, user_id: str, endpoint: str, payload: Any, company_
     os.replace(tmp, path)
     items = len(payload) if isinstance(payload, list) else 1
     landed = Landed(path, user_id, endpoint, fetched_at, hashlib.sha256(body).hexdigest(), len(body), items, company_id)
-    _write_manifest(landed)
+    write_manifest(landed)
     return landed
 
 
-def _write_manifest(landed: Landed) -> None:
+def write_manifest(landed: Landed) -> None:
     meta = landed.path.with_suffix(".meta.json")
     tmp = meta.with_suffix(".part")
     tmp.write_text(json.dumps(landed.manifest(), indent=1))

@@ -38,8 +38,8 @@ def env_for(server: SandboxServer, folder: Path, **extra: str) -> dict[str, str]
     return env
 
 
-def start_sync(env: dict[str, str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "sync"], cwd=cwd, env=env,
+def start_sync(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "sync", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -121,8 +121,11 @@ def hold_open(db_path: Path, seconds: float) -> subprocess.Popen:
 def test_a_bi_reader_makes_the_sync_wait_not_fail(server, clean, tmp_path) -> None:
     env = env_for(server, tmp_path)
     assert finish(start_sync(env, tmp_path))[0] == 0
-    reader = hold_open(tmp_path / "warehouse.duckdb", 6)
+    reader = hold_open(tmp_path / "warehouse.duckdb", 8)
     code, text = finish(start_sync(env, tmp_path))
+    assert code == 0, text
+    assert "0 of 4 lists changed" in text and "waiting" not in text, "nothing to write: no need to wait"
+    code, text = finish(start_sync(env, tmp_path, "--all"))
     reader.wait(timeout=30)
     assert code == 0, text
     assert "in use by another process; waiting" in text
@@ -135,7 +138,7 @@ def test_a_reader_that_never_lets_go_gives_a_clear_failure(server, clean, tmp_pa
     before = fingerprint(tmp_path / "warehouse.duckdb")
     reader = hold_open(tmp_path / "warehouse.duckdb", 60)
     try:
-        code, text = finish(start_sync({**env, "WHITESPACE_LOCK_WAIT_SECONDS": "1"}, tmp_path))
+        code, text = finish(start_sync({**env, "WHITESPACE_LOCK_WAIT_SECONDS": "1"}, tmp_path, "--all"))
     finally:
         reader.kill()
         reader.wait(timeout=30)

@@ -1,0 +1,154 @@
+"""What a sync has to do, found before it starts any run.
+
+An organisation needs no run when its ``/api/risks`` answer is byte for byte the one the warehouse
+already holds and no contract or line set is waiting to be fetched (a changed root, a failed one) or
+loaded. Finding that out costs the one request the run would make first anyway: when the list did
+change, the answer the check landed is the one the run records and loads (``reuse_sha256``), so
+nothing is fetched twice. The corporate list is checked the same way.
+
+Anything the check cannot establish counts as a change: a failed request, a warehouse another
+process holds, a missing file. The run then does the work, or reports the error, as it always did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from pipelines import details
+from pipelines.client import WhitespaceClient
+from pipelines.warehouse import db, raw
+from pipelines.warehouse import details as detail_loader
+from pipelines.warehouse import reference as reference_loader
+from pipelines.warehouse import risks as risk_loader
+from pipelines.warehouse.raw import Landed
+
+UNCHANGED = "unchanged"
+CORPORATE = ""
+"""The key of the corporate list among the organisations' MU ids."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    key: str
+    """MU id, or ``CORPORATE``."""
+    reason: str
+    """Why a run is needed, or ``UNCHANGED``."""
+    landed: Landed | None = None
+    """Changed: the answer this check landed, for the run to load. Unchanged: the one already loaded."""
+
+    @property
+    def changed(self) -> bool:
+        return self.reason != UNCHANGED
+
+
+@dataclasses.dataclass
+class WarehouseState:
+    """What the warehouse has loaded, read once before the checks."""
+
+    risk_lists: dict[str, str]
+    """MU id -> SHA-256 of the risk list loaded for it."""
+    corporate: str | None
+    """SHA-256 of the corporate list loaded last."""
+    details_waiting: set[str]
+    """MU ids with a failed root or a landed detail file not loaded yet."""
+
+    @classmethod
+    def read(cls, db_path: Path, raw_dir: Path, user_ids: list[str]) -> WarehouseState | None:
+        """None when it cannot be read now (another process holds it): every check then says "changed"."""
+        if not Path(db_path).exists():
+            return cls({}, None, set())
+        try:
+            with db.session(db_path, read_only=True) as conn:
+                loaded = dict(conn.execute("SELECT user_id, sha256 FROM sync_state").fetchall())
+                corporate = conn.execute(
+                    "SELECT sha256 FROM raw_responses WHERE user_id = '' AND endpoint = ? "
+                    "ORDER BY fetched_at DESC LIMIT 1", [reference_loader.ENDPOINT]).fetchall()
+                failed = {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM detail_failures").fetchall()}
+                waiting = {u for u in user_ids if detail_loader.pending(conn, raw_dir, u)}
+        except (duckdb.Error, RuntimeError):
+            return None
+        return cls(loaded, corporate[0][0] if corporate else None, failed | waiting)
+
+
+def check_organisation(client: WhitespaceClient, raw_dir: Path, state: WarehouseState | None,
+                       previous: Landed | None, user_id: str) -> Check:
+    """Fetches the organisation's risk list and compares it with what the warehouse holds. An
+    identical answer is deleted again (the one already landed stays); a new one is kept, landed."""
+    dest = raw.landing_path(raw_dir, user_id, risk_loader.ENDPOINT, dt.datetime.now(dt.UTC))
+    download = client.download_risks(dest)
+    reason = _risk_list_reason(raw_dir, state, previous, user_id, download.sha256)
+    if reason == UNCHANGED:
+        dest.unlink()
+        return Check(user_id, UNCHANGED, previous)
+    company_id = previous.company_id if previous else ""
+    return Check(user_id, reason, raw.record(download, raw_dir, user_id, risk_loader.ENDPOINT, company_id))
+
+
+def _risk_list_reason(raw_dir: Path, state: WarehouseState | None, previous: Landed | None,
+                      user_id: str, sha256: str) -> str:
+    if state is None:
+        return "the warehouse is in use by another process"
+    if previous is None or not previous.path.exists():
+        return "first sync"
+    if sha256 != previous.sha256:
+        return "risk list changed"
+    if state.risk_lists.get(user_id) != sha256:
+        return "risk list not loaded yet"
+    if user_id in state.details_waiting:
+        return "contracts or lines waiting to be loaded or fetched again"
+    work = details.plan(previous.path, details.read_index(raw_dir, user_id))
+    if work.needed or work.gone:
+        return "contracts or lines to fetch"
+    return UNCHANGED
+
+
+def check_corporate(client: WhitespaceClient, raw_dir: Path, state: WarehouseState | None,
+                    previous: Landed | None) -> Check:
+    """The same for ``/api/shared/corporate`` (a small answer, held parsed)."""
+    payload = client.corporate()
+    sha256 = hashlib.sha256(raw.encode_json(payload)).hexdigest()
+    if state is None:
+        reason = "the warehouse is in use by another process"
+    elif previous is None or not previous.path.exists():
+        reason = "first sync"
+    elif sha256 != previous.sha256:
+        reason = "corporate list changed"
+    elif state.corporate != sha256:
+        reason = "corporate list not loaded yet"
+    else:
+        return Check(CORPORATE, UNCHANGED, previous)
+    return Check(CORPORATE, reason, raw.land_json(raw_dir, CORPORATE, reference_loader.ENDPOINT, payload))
+
+
+def check_all(client: WhitespaceClient, user_ids: list[str], raw_dir: Path, db_path: Path) -> dict[str, Check]:
+    """Checks the corporate list and every organisation, ``max_concurrency`` requests at a time.
+    A check that fails says so as its reason: the run it leads to reports the error properly."""
+    state = WarehouseState.read(db_path, raw_dir, user_ids)
+    lists = raw.latest(raw_dir, risk_loader.ENDPOINT)
+    corporate = raw.latest(raw_dir, reference_loader.ENDPOINT).get(CORPORATE)
+
+    def one(key: str) -> Check:
+        if key == CORPORATE:
+            return check_corporate(client, raw_dir, state, corporate)
+        return check_organisation(client.for_user(key), raw_dir, state, lists.get(key), key)
+
+    out = {}
+    for key, check, exc in client.fan_out(one, [CORPORATE, *user_ids]):
+        out[key] = check if exc is None else Check(key, f"the check failed ({type(exc).__name__})")
+    return out
+
+
+def observe_unchanged(instance: dg.DagsterInstance, asset: str, partition: str | None, check: Check) -> None:
+    """An unchanged answer is not landed again; its asset gets an observation saying it was checked."""
+    landed = check.landed
+    instance.report_runless_asset_event(dg.AssetObservation(
+        asset_key=asset, partition=partition, description="checked: the same answer as the one loaded",
+        metadata={"unchanged_since": landed.fetched_at.isoformat() if landed else "",
+                  "sha256": landed.sha256 if landed else "", "items": landed.items if landed else 0},
+    ))

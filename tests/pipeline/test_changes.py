@@ -1,0 +1,172 @@
+"""The sync's change check: what is unchanged starts no run, what changed runs and is fetched once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from models import MART_TABLES
+from pipelines import changes
+from pipelines.definitions import defs
+from pipelines.resources import WarehouseResource, WhitespaceResource
+from pipelines.run import sync
+from tests.pipeline.conftest import SUMO_IDS
+
+
+class Synced:
+    """``pipelines.run.sync`` against the pipeline fixture, with what each call printed and did."""
+
+    def __init__(self, pipeline) -> None:
+        self.pipeline = pipeline
+        self.lines: list[str] = []
+
+    def __call__(self, everything: bool = False, **faults) -> dict[str, str]:
+        self.lines.clear()
+        self.pipeline.server.admin("reset")  # counters and faults
+        if faults:
+            self.pipeline.server.set_faults(**faults)
+        outcomes = sync(self.pipeline.instance, defs, log=self.lines.append, everything=everything)
+        assert all(ok for _k, _label, ok, _note in outcomes), (outcomes, self.lines)
+        return {label: note for _key, label, _ok, note in outcomes}
+
+    def runs(self) -> int:
+        return len(self.pipeline.instance.get_runs())
+
+    def requests(self) -> dict[str, int]:
+        return {k: v for k, v in self.pipeline.server.stats().items() if k.startswith("GET /api/")}
+
+
+@pytest.fixture
+def synced(pipeline) -> Synced:
+    run = Synced(pipeline)
+    first = run()
+    assert changes.UNCHANGED not in first.values(), "a first sync runs everything"
+    return run
+
+
+def raw_files(pipeline) -> set[Path]:
+    return {p for p in pipeline.raw_dir.rglob("*") if p.is_file()}
+
+
+def api_truth(user_id: str) -> set[tuple[str, str]]:
+    with WhitespaceResource().client() as client:
+        return {(r["id"], r["rev"]) for r in client.for_user(user_id).risks()}
+
+
+def test_a_resync_with_nothing_changed_starts_no_run_and_fetches_only_the_lists(synced) -> None:
+    pipeline = synced.pipeline
+    runs, files, counts = synced.runs(), raw_files(pipeline), pipeline.counts()
+    notes = synced()
+    assert set(notes.values()) == {changes.UNCHANGED}, synced.lines
+    assert synced.runs() == runs, "no run was started"
+    assert raw_files(pipeline) == files, "the identical answers were not kept a second time"
+    assert pipeline.counts() == counts
+    requests = synced.requests()
+    assert requests["GET /api/risks"] == len(SUMO_IDS), "one list per organisation"
+    assert not any("{id}" in k for k in requests), f"no contract or line set was fetched: {requests}"
+    for mu in SUMO_IDS:  # the check is visible in Dagster as an observation of the partition
+        [record] = pipeline.instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_risks"), asset_partitions=[mu]), limit=1).records
+        meta = record.asset_observation.metadata
+        assert meta["sha256"].value == pipeline.query("SELECT sha256 FROM sync_state WHERE user_id = ?", [mu])[0][0]
+
+
+def test_what_changed_runs_once_and_the_warehouse_matches_the_api(synced) -> None:
+    pipeline = synced.pipeline
+    pipeline.server.advance(changed_fraction=0.02, new_roots=2, removed_fraction=0.01)
+    runs = synced.runs()
+    notes = synced()
+    ran = [label for label, note in notes.items() if note != changes.UNCHANGED]
+    assert "marts" in ran and len(ran) >= 2, notes
+    assert synced.runs() == runs + len(ran)
+    assert synced.requests()["GET /api/risks"] == len(SUMO_IDS), "the runs loaded the lists the check fetched"
+    for mu in SUMO_IDS:
+        rows = pipeline.query("SELECT r.risk_id, r.rev FROM risk_visibility v JOIN risks r USING (risk_id) "
+                              "WHERE v.user_id = ?", [mu])
+        assert set(rows) == api_truth(mu), f"{mu}: nothing lost, nothing stale"
+    latest = pipeline.instance.get_latest_materialization_event(dg.AssetKey("raw_risks"))
+    assert latest.asset_materialization.metadata["fetched_by"].value == "the sync's change check"
+    assert set(synced().values()) == {changes.UNCHANGED}, "and then it is all in step"
+
+
+def test_contracts_waiting_to_be_fetched_again_make_the_organisation_run(pipeline) -> None:
+    run = Synced(pipeline)
+    run(error_burst=10_000, error_status=400, only="/api/lines/IC")
+    failed = pipeline.query("SELECT count(*) FROM detail_failures")[0][0]
+    assert failed > 0
+    notes = run()  # the platform answers again; the lists are the same as before
+    assert all(notes[label] != changes.UNCHANGED for label in notes if label.startswith(("GAIL", "WHITE", "MCN"))), notes
+    assert any("contracts or lines waiting" in line for line in run.lines), run.lines
+    assert pipeline.query("SELECT count(*) FROM detail_failures")[0][0] == 0
+    assert set(run().values()) == {changes.UNCHANGED}
+
+
+def test_a_warehouse_that_lost_its_tables_is_reloaded_from_the_landed_answers(synced) -> None:
+    pipeline = synced.pipeline
+    counts = pipeline.counts()
+    contracts = pipeline.query("SELECT count(*) FROM contracts")[0][0]
+    pipeline.db_path.unlink()
+    notes = synced()
+    assert changes.UNCHANGED not in notes.values(), notes
+    assert any("risk list not loaded yet" in line for line in synced.lines), synced.lines
+    assert not any("{id}" in k for k in synced.requests()), "contracts already landed are loaded, not fetched"
+    assert pipeline.counts() == counts
+    assert pipeline.query("SELECT count(*) FROM contracts")[0][0] == contracts
+
+
+def test_marts_are_rebuilt_when_their_export_is_missing_and_all_runs_when_asked(synced) -> None:
+    pipeline = synced.pipeline
+    (pipeline.db_path.parent / "marts" / f"{MART_TABLES[0]}.parquet").unlink()
+    notes = synced()
+    assert [label for label, note in notes.items() if note != changes.UNCHANGED] == ["marts"]
+    assert (pipeline.db_path.parent / "marts" / f"{MART_TABLES[0]}.parquet").exists()
+    runs = synced.runs()
+    notes = synced(everything=True)
+    assert changes.UNCHANGED not in notes.values()
+    assert synced.runs() == runs + len(SUMO_IDS) + 2
+    assert synced.requests()["GET /api/risks"] == len(SUMO_IDS), "forced runs fetch for themselves"
+
+
+def test_a_run_told_of_an_answer_that_is_not_the_newest_fetches_its_own(pipeline) -> None:
+    pipeline.reference()
+    config = {"ops": {"raw_risks": {"config": {"reuse_sha256": "0" * 64}}}}
+    result = defs.resolve_job_def("sync_organisation").execute_in_process(
+        instance=pipeline.instance, partition_key=SUMO_IDS[0], run_config=config)
+    [mat] = [m for m in result.asset_materializations_for_node("raw_risks")]
+    assert mat.metadata["fetched_by"].value == "this run"
+    assert pipeline.query("SELECT count(*) FROM risk_visibility")[0][0] > 0
+
+
+def test_the_daily_schedule_requests_runs_only_for_what_changed(pipeline, tmp_path) -> None:
+    from pipelines.assets.risks import organisations_partitions
+    from pipelines.automation import daily_sync
+
+    (tmp_path / "dagster").mkdir()
+    pipeline.instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))  # a schedule needs a stored one
+    pipeline.instance.add_dynamic_partitions(organisations_partitions.name, SUMO_IDS)
+    Synced(pipeline)()
+
+    def tick(day: int):
+        when = dt.datetime(2026, 1, day, 6, tzinfo=dt.UTC)
+        with dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=when,
+                                       repository_def=defs.get_repository_def(),
+                                       resources={"whitespace": WhitespaceResource(),
+                                                  "warehouse": WarehouseResource()}) as context:
+            return daily_sync.evaluate_tick(context)
+
+    quiet = tick(5)
+    assert not quiet.run_requests and "nothing changed in 3 organisations" in quiet.skip_message
+    pipeline.server.advance(changed_fraction=0.02, new_roots=2)
+    requests = tick(6).run_requests
+    assert requests and {r.partition_key for r in requests} <= set(SUMO_IDS)
+    job = defs.resolve_job_def("sync_organisation")
+    for request in requests:
+        sha = request.run_config["ops"]["raw_risks"]["config"]["reuse_sha256"]
+        result = job.execute_in_process(instance=pipeline.instance, partition_key=request.partition_key,
+                                        run_config=request.run_config)
+        [mat] = result.asset_materializations_for_node("raw_risks")
+        assert mat.metadata["sha256"].value == sha and mat.metadata["fetched_by"].value == "the sync's change check"
+    assert not tick(7).run_requests, "after those runs, nothing is left to do"
