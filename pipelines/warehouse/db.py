@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,15 +88,58 @@ def connect(path: str | Path, read_only: bool = False, wait: float | None = None
             delay = min(delay * 2, 2.0)
 
 
+_TURNS = threading.local()
+WRITER_QUEUE_SECONDS = 3600.0
+"""How long a writer of this project waits for another of its writers (they queue; each one is finite)."""
+
+
+@contextlib.contextmanager
+def writer_turn(path: str | Path) -> Iterator[None]:
+    """One writer of this project at a time, across processes: an exclusive ``flock`` on a file beside
+    the warehouse, taken before DuckDB's own lock. Dagster's warehouse pool already keeps the steps
+    apart, but on its default SQLite storage two run processes can claim the pool's one slot at the
+    same moment; this queue holds then too. The kernel drops the lock when a process dies."""
+    import fcntl
+
+    path = Path(path).resolve()
+    held = _TURNS.__dict__.setdefault("paths", set())
+    if path in held:  # a writer nested in this thread's own turn: it is already this thread's turn
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.writer", "a") as handle:
+        deadline = time.monotonic() + WRITER_QUEUE_SECONDS
+        warned = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"Another sync kept writing {path} for {WRITER_QUEUE_SECONDS:.0f} s.") from None
+                if not warned:
+                    log.info("Waiting for another writer of %s to finish", path)
+                    warned = True
+                time.sleep(0.05)
+        held.add(path)
+        try:
+            yield
+        finally:
+            held.discard(path)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def session(path: str | Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    conn = connect(path, read_only=read_only)
-    try:
-        if not read_only:
-            ensure_schema(conn)
-        yield conn
-    finally:
-        conn.close()
+    """A connection to the warehouse; a writer first waits its turn among this project's writers."""
+    with contextlib.nullcontext() if read_only else writer_turn(path):
+        conn = connect(path, read_only=read_only)
+        try:
+            if not read_only:
+                ensure_schema(conn)
+            yield conn
+        finally:
+            conn.close()
 
 
 @contextlib.contextmanager

@@ -50,3 +50,29 @@ def test_concurrent_partition_runs_all_succeed(tmp_path: Path) -> None:
     with duckdb.connect(str(db_path), read_only=True) as conn:
         rows = dict(conn.execute("SELECT user_id, count(*) FROM risk_visibility GROUP BY 1").fetchall())
     assert set(rows) == set(SUMO_IDS) and all(n > 100 for n in rows.values())
+
+
+HOLD_WRITER = """
+import sys, time
+from pipelines.warehouse import db
+with db.session(sys.argv[1]) as conn:
+    conn.execute("CREATE TABLE held (n INTEGER)")
+    conn.execute("INSERT INTO held VALUES (1)")
+    print("writing", flush=True)
+    time.sleep(1.5)
+"""
+
+
+def test_a_second_writer_waits_its_turn_without_waiting_on_duckdbs_lock(tmp_path: Path, monkeypatch) -> None:
+    """If the pool ever lets two writers through at once (two run processes claiming its one slot
+    together on SQLite storage), the second waits for the first instead of failing on the file lock."""
+    from pipelines.warehouse import db
+
+    db_path = tmp_path / "warehouse.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITER, str(db_path)], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert holder.stdout.readline().strip() == "writing"
+    monkeypatch.setenv("WHITESPACE_LOCK_WAIT_SECONDS", "0")  # DuckDB's lock alone would fail at once
+    with db.session(db_path) as conn:
+        assert conn.execute("SELECT n FROM held").fetchall() == [(1,)], "the first writer finished first"
+    assert holder.wait(timeout=30) == 0
