@@ -49,7 +49,7 @@ def daily_sync(context: dg.ScheduleEvaluationContext, whitespace: WhitespaceReso
     observation on ``raw_risks`` for each one that did not."""
     known = context.instance.get_dynamic_partitions(organisations_partitions.name)
     with whitespace.client() as client:
-        found = changes.check_all(client, known, warehouse.raw_path(), warehouse.db_path())
+        found = changes.check_all(client, known, warehouse.raw_path(), warehouse.db_path(), corporate_list=False)
     requests = []
     for mu in known:
         check = found[mu]
