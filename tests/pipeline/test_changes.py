@@ -13,7 +13,8 @@ from pipelines import changes
 from pipelines.definitions import defs
 from pipelines.resources import WarehouseResource, WhitespaceResource
 from pipelines.run import sync
-from tests.pipeline.conftest import SUMO_IDS
+from sandbox import SandboxServer
+from tests.pipeline.conftest import SUMO_IDS, Pipeline
 
 
 class Synced:
@@ -37,6 +38,13 @@ class Synced:
 
     def requests(self) -> dict[str, int]:
         return {k: v for k, v in self.pipeline.server.stats().items() if k.startswith("GET /api/")}
+
+
+@pytest.fixture
+def pipeline(tmp_path, monkeypatch):
+    """The pipeline fixture on a smaller sandbox: these tests sync several times each."""
+    with SandboxServer(seed=11, scale=0.3) as server:
+        yield Pipeline(server, tmp_path, monkeypatch)
 
 
 @pytest.fixture
