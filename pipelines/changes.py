@@ -91,16 +91,26 @@ def check_organisation(client: WhitespaceClient, raw_dir: Path, state: Warehouse
     return Check(user_id, reason, raw.record(download, raw_dir, user_id, risk_loader.ENDPOINT, company_id))
 
 
-def _risk_list_reason(raw_dir: Path, state: WarehouseState | None, previous: Landed | None,
-                      user_id: str, sha256: str) -> str:
+def _answer_reason(state: WarehouseState | None, previous: Landed | None, sha256: str, loaded: str | None,
+                   what: str) -> str | None:
+    """Why a fetched answer needs a run, as far as the answer itself goes; None: it is the loaded one."""
     if state is None:
         return "the warehouse is in use by another process"
     if previous is None or not previous.path.exists():
         return "first sync"
     if sha256 != previous.sha256:
-        return "risk list changed"
-    if state.risk_lists.get(user_id) != sha256:
-        return "risk list not loaded yet"
+        return f"{what} changed"
+    if loaded != sha256:
+        return f"{what} not loaded yet"
+    return None
+
+
+def _risk_list_reason(raw_dir: Path, state: WarehouseState | None, previous: Landed | None,
+                      user_id: str, sha256: str) -> str:
+    loaded = state.risk_lists.get(user_id) if state else None
+    reason = _answer_reason(state, previous, sha256, loaded, "risk list")
+    if reason is not None:
+        return reason
     if user_id in state.details_waiting:
         return "contracts or lines waiting to be loaded or fetched again"
     work = details.plan(previous.path, details.read_index(raw_dir, user_id))
@@ -114,15 +124,8 @@ def check_corporate(client: WhitespaceClient, raw_dir: Path, state: WarehouseSta
     """The same for ``/api/shared/corporate`` (a small answer, held parsed)."""
     payload = client.corporate()
     sha256 = hashlib.sha256(raw.encode_json(payload)).hexdigest()
-    if state is None:
-        reason = "the warehouse is in use by another process"
-    elif previous is None or not previous.path.exists():
-        reason = "first sync"
-    elif sha256 != previous.sha256:
-        reason = "corporate list changed"
-    elif state.corporate != sha256:
-        reason = "corporate list not loaded yet"
-    else:
+    reason = _answer_reason(state, previous, sha256, state.corporate if state else None, "corporate list")
+    if reason is None:
         return Check(CORPORATE, UNCHANGED, previous)
     return Check(CORPORATE, reason, raw.land_json(raw_dir, CORPORATE, reference_loader.ENDPOINT, payload))
 
