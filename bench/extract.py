@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from pipelines import details
 from pipelines.client import Settings, WhitespaceClient
-from pipelines.warehouse import raw
+from pipelines.extract import details
+from pipelines.landing import raw
 from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SUMO_USER_NAME, sandbox_process
 
 
@@ -49,15 +49,18 @@ def incremental(scale: float = 1.0, organisations: int = 0, latency_ms: float = 
     ``organisations`` grows the SUMO login (the sandbox's extra carriers); 0 keeps the demo's three."""
     import dagster as dg
 
-    from pipelines.definitions import defs
-    from pipelines.run import environment, sync
+    from pipelines.app.sync import sync
+    from pipelines.config import WarehouseConfig
+    from pipelines.defs.build import build
+    from pipelines.defs.resources import WhitespaceResource, for_warehouse
 
     with sandbox_process(scale, latency_ms, organisations) as url, tempfile.TemporaryDirectory() as tmp:
-        env = {"WHITESPACE_SYNC_URL": f"{url}/sync", "WHITESPACE_BUCKET": BUCKET, "WHITESPACE_API_URL": f"{url}/api",
-               "WHITESPACE_REFRESH_TOKEN": SUMO_REFRESH_TOKEN, "WHITESPACE_USER_NAME": SUMO_USER_NAME,
-               "WHITESPACE_WAREHOUSE": f"{tmp}/warehouse.duckdb", "DAGSTER_HOME": tmp}
+        whitespace = WhitespaceResource(sync_url=f"{url}/sync", bucket=BUCKET, api_url=f"{url}/api",
+                                        refresh_token=SUMO_REFRESH_TOKEN, user_name=SUMO_USER_NAME)
+        warehouse = for_warehouse(WarehouseConfig(path=Path(tmp) / "warehouse.duckdb"))
+        defs = build({"whitespace": whitespace, "warehouse": warehouse})
         shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", Path(tmp) / "dagster.yaml")  # as a sync does
-        with environment(env), dg.DagsterInstance.get() as instance:
+        with dg.DagsterInstance.from_config(tmp) as instance:
             out: dict = {"scale": scale, "latency_ms": latency_ms}
             for label, change in (("full", None), ("unchanged", None), ("changed", 0.01)):
                 if change:
@@ -69,7 +72,7 @@ def incremental(scale: float = 1.0, organisations: int = 0, latency_ms: float = 
                 out["organisations"] = len(outcomes) - 2  # less the reference and marts runs
                 out[f"{label}_seconds"] = time.perf_counter() - started
                 out[f"{label}_requests"] = api_requests(url) - before - 1
-                assert all(ok for _, _, ok, _ in outcomes), outcomes
+                assert all(o.ok for o in outcomes), outcomes
                 out[f"{label}_split"] = split(instance, known, out[f"{label}_seconds"])
             return out
 

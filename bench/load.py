@@ -20,7 +20,8 @@ TIMINGS: dict[str, float] = {}
 def ours(payload: Path, work: Path) -> dict[str, int]:
     """This project's loader on the landed file (the item count comes from the download's own check)."""
     from pipelines.client.jsonscan import scan_json_array
-    from pipelines.warehouse import db, raw, risks
+    from pipelines.landing import raw
+    from pipelines.warehouse import db, risks
 
     items = scan_json_array(payload) if not ITEMS else ITEMS[0]
     landed = raw.Landed(payload, USER_ID, "/risks", dt.datetime.now(dt.UTC), "bench", payload.stat().st_size, items)

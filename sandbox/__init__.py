@@ -21,10 +21,8 @@ import httpx
 
 from sandbox.faults import Faults
 from sandbox.server import Handler, Sandbox
-from sandbox.world import USERS
+from sandbox.world import BUCKET, USERS
 
-BUCKET = "sandboxbucket"
-"""The bucket name Whitespace's own sample code uses."""
 SUMO_REFRESH_TOKEN = USERS[0].refresh_token
 SINGLE_REFRESH_TOKEN = USERS[1].refresh_token
 SUMO_USER_NAME = USERS[0].name
@@ -66,6 +64,13 @@ class SandboxServer:
     def api_url(self) -> str:
         return f"{self.url}/api"
 
+    def login(self, token: str = SUMO_REFRESH_TOKEN) -> dict[str, str]:
+        """The values of a login to this sandbox, by the names of the resource's fields."""
+        values = {"sync_url": self.sync_url, "bucket": BUCKET, "api_url": self.api_url, "refresh_token": token}
+        if token == SUMO_REFRESH_TOKEN:
+            values["user_name"] = SUMO_USER_NAME
+        return values
+
     @property
     def world(self):
         return self.sandbox.world
@@ -91,7 +96,7 @@ class SandboxServer:
     # -- admin shortcuts (the same calls a person makes with curl) -----------------------------
     def admin(self, call: str, **body: Any) -> dict[str, Any]:
         method = "GET" if call == "stats" else "POST"
-        response = httpx.request(method, f"{self.url}/_sandbox/{call}", json=body or None, timeout=30)
+        response = httpx.request(method, f"{self.url}/_sandbox/{call}", json=body or None, timeout=30, trust_env=False)
         response.raise_for_status()
         return response.json()
 
@@ -114,7 +119,7 @@ def sandbox_process(scale: float = 1.0, latency_ms: float = 0.0, organisations: 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "sandbox", "--port", str(port), "--scale",
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.app.cli", "sandbox", "--port", str(port), "--scale",
                              str(scale), "--latency-ms", str(latency_ms), "--organisations", str(organisations)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

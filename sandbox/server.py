@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from sandbox import documents
 from sandbox.faults import Faults, FaultState
 from sandbox.tokens import TokenIssuer
-from sandbox.world import MEMBERSHIP_BY_MU, USERS, World
+from sandbox.world import BUCKET, MEMBERSHIP_BY_MU, USERS, World
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,8 @@ class Handler(BaseHTTPRequestHandler):
         parts = path.strip("/").split("/")
         if len(parts) != 3 or parts[2] != "_oidc_refresh":
             return self.send_json(404, {"error": "not_found", "reason": "missing"})
+        if parts[1] != BUCKET:  # Sync Gateway's answer for a database it does not have
+            return self.send_json(404, {"error": "not_found", "reason": f'no such database "{parts[1]}"'})
         token = (query.get("refresh_token") or [""])[0]
         if not token:
             return self.send_json(400, {"error": "Bad Request", "reason": "Refresh token must be present for oidc refresh"})

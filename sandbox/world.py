@@ -22,6 +22,9 @@ ROOTS_AT_SCALE_1 = 1150
 """Roots at scale 1.0: about 1,500 risk documents for the SUMO broker, 450 and 200 for its two
 carriers (the figures of Whitespace's help page)."""
 
+BUCKET = "sandboxbucket"
+"""The Sync Gateway bucket (database) the sandbox serves: the name Whitespace's own sample code uses."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Team:

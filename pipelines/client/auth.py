@@ -16,10 +16,22 @@ from collections.abc import Generator
 import httpx
 
 from pipelines.client import retry
-from pipelines.client.errors import ApiError, RefreshTokenRejected, TransportError
-from pipelines.client.redact import Secret, secret_url
+from pipelines.client.errors import ApiError, ConfigError, RefreshTokenRejected, TransportError
+from pipelines.client.redact import Secret, redact, secret_url
 
 log = logging.getLogger("whitespace.auth")
+
+
+class _RedactHttpxLog(logging.Filter):
+    """httpx logs every request's URL; the refresh URL carries the renewable token. Each record is
+    redacted as httpx makes it, so no handler ever sees the token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), ()
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactHttpxLog())
 
 MAX_MARGIN = 60.0
 """Refresh at most this many seconds before ``exp``..."""
@@ -48,12 +60,15 @@ class TokenManager:
         policy: retry.RetryPolicy | None = None,
     ) -> None:
         self._refresh_token = refresh_token if isinstance(refresh_token, Secret) else Secret(refresh_token)
+        self._bucket = bucket
         self._base = f"{sync_url.rstrip('/')}/{bucket}/_oidc_refresh"
+        self._rejected: RefreshTokenRejected | None = None
+        """Once Sync Gateway has rejected the renewable token, it is never sent again: every caller gets this."""
         self._timeout = timeout
         self._policy = policy or retry.RetryPolicy()
         self._lock = threading.Lock()
         self._token: Secret | None = None
-        self._expires_at = 0.0
+        self.expires_at = 0.0
         self._refresh_at = 0.0
         self.generation = 0
         """How many tokens this manager has obtained; a 401 on generation g refreshes only once."""
@@ -78,35 +93,17 @@ class TokenManager:
                 self._refresh_at = 0.0
 
     def _refresh_locked(self) -> None:
+        if self._rejected is not None:
+            raise self._rejected
         url, shown = secret_url(self._base, refresh_token=self._refresh_token)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = self._send(url)
-            except httpx.TransportError as exc:
-                if not self._policy.should_retry(attempt):
-                    raise TransportError(f"Sync Gateway unreachable: {type(exc).__name__}", None, shown) from None
-                retry.sleep(self._policy.delay(attempt))
-                continue
-            body = response.content
-            try:
-                data = json.loads(body)
-            except ValueError:
-                data = None
-            reason = data.get("reason", "") if isinstance(data, dict) else ""
-            if response.status_code in (401, 500) and "Unable to refresh token" in reason:
-                raise RefreshTokenRejected(response.status_code, reason)
-            if response.status_code == 400:
-                raise ApiError(f"Sync Gateway refused the refresh: {reason or 'bad request'}", 400, shown)
-            if response.status_code == 200 and isinstance(data, dict) and data.get("id_token"):
-                break
-            transient = response.status_code in retry.RETRY_STATUSES or response.status_code == 200
-            if not transient or not self._policy.should_retry(attempt):
-                excerpt = body[:120].decode("utf-8", "replace")
-                raise ApiError(f"Sync Gateway answered without an id_token: {reason}", response.status_code, shown,
-                               excerpt, transient)
-            retry.sleep(self._policy.delay(attempt, response.headers.get("Retry-After")))
+        try:
+            data = retry.run(self._policy, lambda: self._refresh_once(url, shown), "token refresh")
+        except RefreshTokenRejected as exc:
+            self._rejected = exc
+            raise
+        except ApiError as exc:
+            exc.transient = False  # retried here already: the request that needed the token must not again
+            raise
         token = data["id_token"]
         claims = jwt_claims(token)
         now = time.time()
@@ -114,7 +111,7 @@ class TokenManager:
         iat = float(claims.get("iat") or now)
         margin = min(MAX_MARGIN, max(0.0, (exp - iat) * MARGIN_FRACTION))
         self._token = Secret(token)
-        self._expires_at = exp
+        self.expires_at = exp
         # A token that arrives with less life left than the margin is still used for half of it,
         # rather than renewed on every request.
         self._refresh_at = max(exp - margin, now + (exp - now) / 2)
@@ -122,16 +119,35 @@ class TokenManager:
         self.refresh_count += 1
         log.info("Obtained an id_token from %s (valid for %.0f s; renewing %.0f s early)", shown, exp - now, margin)
 
-    def _send(self, url: str) -> httpx.Response:
-        # Through the transport directly: httpx's client would log the URL, token included.
-        with httpx.HTTPTransport(retries=0) as transport:
-            request = httpx.Request("GET", url, extensions={"timeout": httpx.Timeout(self._timeout).as_dict()})
-            response = transport.handle_request(request)
-            try:
-                response.read()
-            finally:
-                response.close()
-            return response
+    def _refresh_once(self, url: str, shown: str) -> dict:
+        """One ``_oidc_refresh`` call: the answer with its id_token, or a typed error (transient or not)."""
+        try:
+            with httpx.Client(timeout=self._timeout, trust_env=True) as http:  # HTTP(S)_PROXY, NO_PROXY
+                response = http.get(url)
+        except httpx.TransportError as exc:
+            raise TransportError(f"Sync Gateway unreachable: {type(exc).__name__}", None, shown,
+                                 transient=True) from None
+        body = response.content
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        reason = data.get("reason", "") if isinstance(data, dict) else ""
+        status = response.status_code
+        if status in (401, 500) and "Unable to refresh token" in reason:
+            raise RefreshTokenRejected(status, reason)
+        if status == 404 and "no such database" in reason:
+            raise ConfigError(f"Sync Gateway has no bucket {self._bucket!r} ({reason}): check WHITESPACE_BUCKET.")
+        if status == 404:
+            raise ConfigError(f"Sync Gateway answered 404 at {shown}: check WHITESPACE_SYNC_URL ($ROOT/sync).")
+        if status == 400:
+            raise ApiError(f"Sync Gateway refused the refresh: {reason or 'bad request'}", 400, shown)
+        if status == 200 and isinstance(data, dict) and data.get("id_token"):
+            return data
+        error = ApiError(f"Sync Gateway answered without an id_token: {reason}", status, shown,
+                         body[:120].decode("utf-8", "replace"), status in retry.RETRY_STATUSES or status == 200)
+        error.retry_after = response.headers.get("Retry-After")  # type: ignore[attr-defined]
+        raise error
 
 
 class BearerAuth(httpx.Auth):

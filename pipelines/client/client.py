@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from pipelines.client import retry
+from pipelines.client import endpoints, retry
 from pipelines.client.auth import BearerAuth, TokenManager
 from pipelines.client.errors import ApiError, ConfigError, InvalidUserId, NotAuthorised, TransportError
 from pipelines.client.jsonscan import scan_json_array
@@ -89,33 +89,28 @@ class WhitespaceClient:
 
     # -- the endpoints ----------------------------------------------------------------------------
     def version(self) -> dict:
-        return self.get_json("/version")
+        return self.get_json(endpoints.VERSION)
 
     def corporate(self) -> list[dict]:
-        return self.get_json("/shared/corporate", send_user_id=False)
+        return self.get_json(endpoints.CORPORATE, send_user_id=False)
 
     def my_details(self) -> dict:
-        return self.get_json("/user/myDetails")
+        return self.get_json(endpoints.MY_DETAILS)
 
     def risks(self) -> list[dict]:
         """``GET /api/risks`` parsed in memory (small lists); use ``download_risks`` for large ones."""
-        return self.get_json("/risks")
+        return self.get_json(endpoints.RISKS)
 
     def download_risks(self, dest: Path) -> Download:
-        return self.download("/risks", dest)
+        return self.download(endpoints.RISKS, dest)
 
-    def summary_page(self, last: str | None = None, since: str | None = None) -> list[dict]:
-        params = {k: v for k, v in (("last", last), ("from", since)) if v}
-        return self.get_json("/summary", params=params)
+    def risk_text(self, risk_id: str) -> str:
+        """``GET /api/risks/{riskID}`` as received."""
+        return self.get_text(endpoints.RISK.format(riskID=risk_id))
 
-    def risk(self, risk_id: str) -> dict:
-        return self.get_json(f"/risks/{risk_id}")
-
-    def root_instances(self, root_id: str) -> list[dict]:
-        return self.get_json(f"/risks/root/{root_id}")
-
-    def combined_sets(self, root_id: str) -> list[dict]:
-        return self.get_json(f"/lines/{root_id}/combinedSets")
+    def combined_sets_text(self, root_id: str) -> str:
+        """``GET /api/lines/{rootID}/combinedSets`` as received."""
+        return self.get_text(endpoints.COMBINED_SETS.format(rootID=root_id))
 
     def fan_out(self, fn: Callable[[str], Any], keys: Iterable[str]) -> Iterator[tuple[str, Any, Exception | None]]:
         """``fn(key)`` for every key, ``max_concurrency`` at a time, sharing one token; in key order."""
@@ -138,7 +133,7 @@ class WhitespaceClient:
             pass  # a SUMO login: look its memberships up by name
         name = (self.settings.user_name or "").strip()
         if not name:
-            raise InvalidUserId(None, self._shown("/user/myDetails"))
+            raise InvalidUserId(None, self._shown(endpoints.MY_DETAILS))
         found = [
             Organisation(member["uniqueID"], company.get("companyId", ""), company.get("name", ""))
             for company in self.corporate()
@@ -170,28 +165,16 @@ class WhitespaceClient:
     def _request(self, path: str, params: dict | None, dest: Path | None, send_user_id: bool) -> Any:
         url = self._shown(path)
         headers = {"UserID": self.user_id} if (self.user_id and send_user_id) else {}
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._once(url, params, headers, dest)
-            except ApiError as exc:
-                if not exc.transient or not self.policy.should_retry(attempt):
-                    raise
-                wait = self.policy.delay(attempt, getattr(exc, "retry_after", None))
-                log.warning("%s; try %d of %d in %.1f s", exc, attempt + 1, self.policy.max_attempts, wait)
-                retry.sleep(wait)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
-                if not self.policy.should_retry(attempt):
-                    raise TransportError(f"Request {kind} ({type(exc).__name__}) after {attempt} tries", None, url,
-                                         transient=True) from None
-                wait = self.policy.delay(attempt)
-                log.warning("GET %s %s (%s); try %d of %d in %.1f s", url, kind, type(exc).__name__, attempt + 1,
-                            self.policy.max_attempts, wait)
-                retry.sleep(wait)
+        return retry.run(self.policy, lambda: self._once(url, params, headers, dest), f"GET {url}")
 
     def _once(self, url: str, params: dict | None, headers: dict, dest: Path | None) -> Any:
+        try:
+            return self._exchange(url, params, headers, dest)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
+            raise TransportError(f"Request {kind} ({type(exc).__name__})", None, url, transient=True) from None
+
+    def _exchange(self, url: str, params: dict | None, headers: dict, dest: Path | None) -> Any:
         with self._http.stream("GET", url, params=params, headers=headers) as response:
             status = response.status_code
             if status != 200:

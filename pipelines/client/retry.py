@@ -1,11 +1,20 @@
-"""The one retry policy: which failures are retried, how long to wait, how many tries."""
+"""The one retry policy: which failures are retried, how long to wait, how many tries; and the one
+loop (``run``) that applies it, to the token refresh and to every API request alike."""
 
 from __future__ import annotations
 
 import dataclasses
 import email.utils
+import logging
 import random
 import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from pipelines.client.errors import ApiError
+
+T = TypeVar("T")
+log = logging.getLogger("whitespace.retry")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 """Transient answers. 500 is included because the platform reports passing faults as bare 500s;
@@ -17,7 +26,9 @@ class RetryPolicy:
     max_attempts: int = 6
     """Tries in all, the first included."""
     backoff_base: float = 0.5
-    """Seconds before the second try; doubles each time (with full jitter)."""
+    """Seconds before the second try; doubles each time, with equal jitter: a wait is at least half
+    its ceiling (so retries never hammer a struggling server) and at most all of it (so many clients
+    spread out)."""
     backoff_cap: float = 20.0
     retry_after_cap: float = 60.0
     """A ``Retry-After`` longer than this is cut down to it."""
@@ -32,6 +43,23 @@ class RetryPolicy:
 
     def should_retry(self, attempt: int) -> bool:
         return attempt < self.max_attempts
+
+
+def run(policy: RetryPolicy, attempt: Callable[[], T], what: str) -> T:
+    """``attempt()`` until it returns, retrying the failures it marks transient (``ApiError.transient``:
+    408, 429, 5xx, timeouts, dropped connections, bodies that are not whole JSON) with ``policy``'s
+    waits; any other error, or the last try's, is raised as it is."""
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return attempt()
+        except ApiError as exc:
+            if not exc.transient or not policy.should_retry(tries):
+                raise
+            wait = policy.delay(tries, getattr(exc, "retry_after", None))
+            log.warning("%s: %s; try %d of %d in %.1f s", what, exc, tries + 1, policy.max_attempts, wait)
+            sleep(wait)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -1,22 +1,22 @@
-"""Connection settings: from the environment, or the project's sandbox when nothing is set."""
+"""A login's connection settings, checked when made (``pipelines.config`` reads them from the environment)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from pipelines.client.errors import ConfigError
-from pipelines.client.redact import Secret
+from pipelines.client.redact import Secret, redact
 
-ENV_VARS = (
-    "WHITESPACE_SYNC_URL",
-    "WHITESPACE_BUCKET",
-    "WHITESPACE_API_URL",
-    "WHITESPACE_REFRESH_TOKEN",
-    "WHITESPACE_USER_IDS",
-    "WHITESPACE_USER_NAME",
-)
+
+def _check_url(name: str, value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} is not an http(s) URL: {redact(value)!r} (expected e.g. https://host/api).")
+    try:
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        raise ConfigError(f"{name} has a port that is not a number: {redact(value)!r}.") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +36,15 @@ class Settings:
                                             ("WHITESPACE_REFRESH_TOKEN", self.refresh_token)) if not value]
         if missing:
             raise ConfigError(f"Missing setting(s): {', '.join(missing)} (see the README's configuration table).")
+        _check_url("WHITESPACE_SYNC_URL", self.sync_url)
+        _check_url("WHITESPACE_API_URL", self.api_url)
+        if "/" in self.bucket.strip("/"):
+            raise ConfigError(f"WHITESPACE_BUCKET is a bucket name, not a path: {self.bucket!r}.")
         bad = [u for u in self.user_ids if not u.startswith("MU")]
         if bad:
             raise ConfigError(f"WHITESPACE_USER_IDS holds {bad[0]!r}, which is not an MU id (MU followed by a UUID).")
+        if self.timeout <= 0:
+            raise ConfigError("WHITESPACE_TIMEOUT_SECONDS must be more than 0.")
 
     @classmethod
     def from_values(
@@ -54,20 +60,5 @@ class Settings:
         if isinstance(user_ids, str):
             user_ids = tuple(u.strip() for u in user_ids.split(",") if u.strip())
         token = refresh_token if isinstance(refresh_token, Secret) else Secret(refresh_token or "")
-        return cls(sync_url.rstrip("/"), bucket, api_url.rstrip("/"), token, tuple(user_ids), user_name or None,
-                   **extra)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings | None:
-        """Settings from ``WHITESPACE_*`` variables; None when none of them is set (use the sandbox)."""
-        env = os.environ if env is None else env
-        if not any(env.get(name) for name in ENV_VARS[:4]):
-            return None
-        return cls.from_values(
-            env.get("WHITESPACE_SYNC_URL", ""),
-            env.get("WHITESPACE_BUCKET", ""),
-            env.get("WHITESPACE_API_URL", ""),
-            env.get("WHITESPACE_REFRESH_TOKEN", ""),
-            env.get("WHITESPACE_USER_IDS", ""),
-            env.get("WHITESPACE_USER_NAME"),
-        )
+        return cls(sync_url.rstrip("/"), bucket.strip("/"), api_url.rstrip("/"), token, tuple(user_ids),
+                   user_name or None, **extra)

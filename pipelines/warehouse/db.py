@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import re
 import threading
@@ -17,32 +16,16 @@ import duckdb_engine
 import sqlalchemy as sa
 
 from models import CHILD_TABLE_COLUMNS, metadata
+from pipelines.client.errors import WhitespaceError
+from pipelines.config import WarehouseConfig
+from pipelines.warehouse import macros
 
 log = logging.getLogger("whitespace.warehouse")
 
-MEMORY_LIMIT = "768MB"
-"""DuckDB's working memory; past it, it spills to a temporary folder beside the warehouse, so a load
-of a million risks stays under 1 GiB. ``WHITESPACE_DUCKDB_MEMORY`` overrides it."""
-
-LOCK_WAIT_SECONDS = 300.0
-"""How long a writer waits for another process (a sync, a BI tool) to let go of the file;
-``WHITESPACE_LOCK_WAIT_SECONDS`` overrides it."""
 
 _DIALECT = duckdb_engine.Dialect()
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
-MACROS = (
-    # Both platform timestamp forms, ISO 8601 with a zone, and epoch seconds, as UTC TIMESTAMP.
-    """CREATE OR REPLACE MACRO ws_ts(s) AS coalesce(
-         try_strptime(s, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S.%gZ', '%Y-%m-%dT%H:%M:%SZ']),
-         CASE WHEN s IS NULL OR trim(s) = '' THEN NULL
-              WHEN regexp_full_match(trim(s), '[0-9]+(\\.[0-9]+)?')
-                THEN make_timestamp(CAST(CAST(trim(s) AS DOUBLE) * 1000000 AS BIGINT))
-              ELSE CAST(timezone('UTC', TRY_CAST(trim(s) AS TIMESTAMPTZ)) AS TIMESTAMP) END)""",
-    """CREATE OR REPLACE MACRO ws_bool(s) AS CASE lower(trim(CAST(s AS VARCHAR)))
-         WHEN 'true' THEN TRUE WHEN 'false' THEN FALSE WHEN '1' THEN TRUE WHEN '0' THEN FALSE
-         WHEN 'yes' THEN TRUE WHEN 'no' THEN FALSE WHEN 'y' THEN TRUE WHEN 'n' THEN FALSE ELSE NULL END""",
-)
 
 
 def ident(name: str) -> str:
@@ -52,22 +35,39 @@ def ident(name: str) -> str:
     return f'"{name}"'
 
 
+class WarehouseLocked(WhitespaceError):
+    """Another process (a sync, a BI tool holding the file open for writing) kept the warehouse locked."""
+
+    def __init__(self, path: Path, waited: float) -> None:
+        super().__init__(
+            f"The warehouse {path} is locked by another process (another sync, or a tool holding it open for "
+            f"writing); waited {waited:.0f} s. Close that tool or let the other sync finish, then run again "
+            "(WHITESPACE_LOCK_WAIT_SECONDS sets how long to wait).")
+        self.path = path
+
+
 def _is_lock_error(exc: Exception) -> bool:
     text = str(exc)
     return "Could not set lock" in text or "Conflicting lock" in text or "database is locked" in text
 
 
-def connect(path: str | Path, read_only: bool = False, wait: float | None = None) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse; if another process holds it, wait (with a clear log line) up to ``wait`` s."""
-    if wait is None:
-        wait = float(os.environ.get("WHITESPACE_LOCK_WAIT_SECONDS", LOCK_WAIT_SECONDS))
-    path = Path(path)
+def _config(where: WarehouseConfig | str | Path) -> WarehouseConfig:
+    return where if isinstance(where, WarehouseConfig) else WarehouseConfig(path=Path(where))
+
+
+def connect(where: WarehouseConfig | str | Path, read_only: bool = False, wait: float | None = None
+            ) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; if another process holds it, wait (with a clear log line) up to ``wait`` s
+    (default: the configuration's lock wait), then raise ``WarehouseLocked``."""
+    settings = _config(where)
+    wait = settings.lock_wait_seconds if wait is None else wait
+    path = settings.path
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait
     delay = 0.05
     warned = False
-    config = {"memory_limit": os.environ.get("WHITESPACE_DUCKDB_MEMORY") or MEMORY_LIMIT}
+    config = {"memory_limit": settings.memory_limit}
     if not read_only:
         config["temp_directory"] = str(path.parent / f".{path.name}.tmp")
     while True:
@@ -76,10 +76,7 @@ def connect(path: str | Path, read_only: bool = False, wait: float | None = None
         except duckdb.IOException as exc:
             if not _is_lock_error(exc) or time.monotonic() >= deadline:
                 if _is_lock_error(exc):
-                    raise RuntimeError(
-                        f"The warehouse {path} stayed locked by another process for {wait:.0f} s (another sync, "
-                        "or a tool holding it open for writing). Close it or wait, then run again."
-                    ) from exc
+                    raise WarehouseLocked(path, wait) from None
                 raise
             if not warned:
                 log.warning("Warehouse %s is in use by another process; waiting up to %.0f s", path, wait)
@@ -116,7 +113,7 @@ def writer_turn(path: str | Path) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise RuntimeError(f"Another sync kept writing {path} for {WRITER_QUEUE_SECONDS:.0f} s.") from None
+                    raise WarehouseLocked(path, WRITER_QUEUE_SECONDS) from None
                 if not warned:
                     log.info("Waiting for another writer of %s to finish", path)
                     warned = True
@@ -130,10 +127,11 @@ def writer_turn(path: str | Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def session(path: str | Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def session(where: WarehouseConfig | str | Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to the warehouse; a writer first waits its turn among this project's writers."""
-    with contextlib.nullcontext() if read_only else writer_turn(path):
-        conn = connect(path, read_only=read_only)
+    settings = _config(where)
+    with contextlib.nullcontext() if read_only else writer_turn(settings.path):
+        conn = connect(settings, read_only=read_only)
         try:
             if not read_only:
                 ensure_schema(conn)
@@ -195,8 +193,7 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, table: sa.Table) -> list[str]:
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     for table in metadata.sorted_tables:
         ensure_table(conn, table)
-    for macro in MACROS:
-        conn.execute(macro)
+    macros.install(conn)
 
 
 def child_table(parent: str, field: str) -> sa.Table:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.landing.raw import details_dir
 from pipelines.warehouse import db
 
 DETAIL_TABLES = ("contracts", "contract_line_items", "contract_line_items__placeholders", "market_lines",
@@ -88,16 +89,6 @@ INSERTS = {
           FROM stage_details WHERE c IS NOT NULL) WHERE coalesce(f, '') <> ''""",
 }
 
-MACROS = (
-    """CREATE OR REPLACE MACRO ws_placeholder(c, tag) AS (
-         SELECT ph->>'value' FROM (
-           SELECT unnest(coalesce(TRY_CAST(li->'placeholders' AS JSON[]), [])) AS ph
-           FROM (SELECT unnest(coalesce(TRY_CAST(c->'$.MRCContract.lineItems' AS JSON[]), [])) AS li))
-         WHERE list_contains(coalesce(TRY_CAST(ph->'tags' AS VARCHAR[]), []), tag) LIMIT 1)""",
-    """CREATE OR REPLACE MACRO ws_date(s) AS CAST(coalesce(
-         try_strptime(trim(s), ['%d %b %Y', '%d %B %Y', '%Y-%m-%d', '%d/%m/%Y', '%B %d, %Y']),
-         CAST(TRY_CAST(trim(s) AS TIMESTAMP) AS TIMESTAMP)) AS DATE)""",
-)
 
 
 @dataclasses.dataclass
@@ -110,7 +101,7 @@ class DetailLoad:
 
 
 def pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str) -> list[Path]:
-    folder = Path(raw_dir) / user_id / "risk_details"
+    folder = details_dir(raw_dir, user_id)
     files = sorted(folder.glob("*.jsonl")) if folder.exists() else []
     loaded = {r[0] for r in conn.execute("SELECT path FROM detail_loads WHERE user_id = ?", [user_id]).fetchall()}
     return [f for f in files if f.relative_to(raw_dir).as_posix() not in loaded]
@@ -118,8 +109,6 @@ def pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str) -> lis
 
 def load(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str, now: dt.datetime | None = None) -> DetailLoad:
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
-    for macro in MACROS:
-        conn.execute(macro)
     files = pending(conn, raw_dir, user_id)
     failed: dict[str, str] = {}
     roots = 0

@@ -11,26 +11,8 @@ from pathlib import Path
 import duckdb
 
 from models import MART_TABLES
+from pipelines.config import DEFAULT_OPEN_ITEM_DAYS as OPEN_ITEM_DAYS
 from pipelines.warehouse import db
-
-OPEN_ITEM_DAYS = 30
-"""Open items are quotation or firm-order placements older than this; ``WHITESPACE_OPEN_ITEM_DAYS`` overrides it."""
-
-MACROS = (
-    # Statuses also come in display form ("Marketed Only"): compare them without spaces.
-    "CREATE OR REPLACE TEMP MACRO ws_status(s) AS replace(trim(s), ' ', '')",
-    # Not yet shown to the market.
-    "CREATE OR REPLACE TEMP MACRO ws_pre_market(s) AS ws_status(s) IN ('NotFinalised', 'MarketedOnly', 'Template')",
-    # Open items: still being quoted, or a firm order not yet signed.
-    """CREATE OR REPLACE TEMP MACRO ws_open_stage(s) AS CASE
-         WHEN ws_status(s) IN ('QuotationRequest', 'QuotationInPreparation', 'QuotedByUnderwriter', 'BindableQuote')
-           THEN 'quotation'
-         WHEN ws_status(s) = 'FirmOrder' THEN 'firm order' END""",
-    # The most advanced instance of a root: endorsements (::FO::EN1) over the firm order (::FO) over quotes.
-    """CREATE OR REPLACE TEMP MACRO ws_instance_rank(id) AS
-         CASE WHEN contains(id, '::FO::') THEN 3 WHEN suffix(id, '::FO') THEN 2 ELSE 1 END""",
-    """CREATE OR REPLACE TEMP MACRO ws_days(a, b) AS epoch(b) / 86400.0 - epoch(a) / 86400.0""",
-)
 
 # Which synced organisation sees which placement, and each placement as its most advanced instance.
 SETUP = (
@@ -132,19 +114,14 @@ class Built:
     open_item_days: int
 
 
-def open_item_days() -> int:
-    return int(os.environ.get("WHITESPACE_OPEN_ITEM_DAYS") or OPEN_ITEM_DAYS)
-
-
 def prepare(conn: duckdb.DuckDBPyConnection) -> None:
-    """The temporary helpers the marts and their checks share (this connection only)."""
-    for sql in MACROS + SETUP:
+    """The temporary tables the marts share (this connection only)."""
+    for sql in SETUP:
         conn.execute(sql)
 
 
-def build(conn: duckdb.DuckDBPyConnection, days: int | None = None, as_of: dt.datetime | None = None) -> Built:
+def build(conn: duckdb.DuckDBPyConnection, days: int = OPEN_ITEM_DAYS, as_of: dt.datetime | None = None) -> Built:
     """Rebuilds every mart in one transaction: readers see the old marts or the new, never a mix."""
-    days = open_item_days() if days is None else days
     as_of = (as_of or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None, microsecond=0)
     counts = {}
     with db.transaction(conn):

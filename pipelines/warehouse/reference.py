@@ -6,11 +6,10 @@ import datetime as dt
 
 import duckdb
 
+from pipelines.client import endpoints
+from pipelines.landing.raw import Landed
 from pipelines.warehouse import db
-from pipelines.warehouse.raw import Landed
 from pipelines.warehouse.risks import RAW_COLUMNS
-
-ENDPOINT = "/shared/corporate"
 
 STATEMENTS = {
     "organisations": """
@@ -60,7 +59,7 @@ def load(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str) -> 
             counts[table] = conn.execute(f"SELECT count(*) FROM {db.ident(table)}").fetchone()[0]  # noqa: S608
         conn.execute(
             f"INSERT OR REPLACE INTO raw_responses ({RAW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-            ["", ENDPOINT, fetched, landed.sha256, landed.bytes, landed.items, raw_rel_path],
+            ["", endpoints.CORPORATE, fetched, landed.sha256, landed.bytes, landed.items, raw_rel_path],
         )
     conn.execute("DROP TABLE IF EXISTS stage_corporate")
     return counts

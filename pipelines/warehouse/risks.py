@@ -14,10 +14,9 @@ from typing import Any
 
 import duckdb
 
+from pipelines.client import endpoints
+from pipelines.landing.raw import Landed
 from pipelines.warehouse import db
-from pipelines.warehouse.raw import Landed
-
-ENDPOINT = "/risks"
 
 # warehouse column -> (API field, JSON types the field is expected to have)
 FIELDS: dict[str, tuple[str, frozenset[str]]] = {
@@ -287,7 +286,7 @@ def _record(conn, landed: Landed, raw_rel_path: str, distinct: int, drift: list[
     fetched = landed.fetched_at.astimezone(dt.UTC).replace(tzinfo=None)
     conn.execute(
         f"INSERT OR REPLACE INTO raw_responses ({RAW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-        [landed.user_id, ENDPOINT, fetched, landed.sha256, landed.bytes, landed.items, raw_rel_path],
+        [landed.user_id, endpoints.RISKS, fetched, landed.sha256, landed.bytes, landed.items, raw_rel_path],
     )
     conn.execute(
         "INSERT OR REPLACE INTO sync_state (user_id, company_id, synced_at, api_items, distinct_risks, sha256) "
@@ -299,5 +298,5 @@ def _record(conn, landed: Landed, raw_rel_path: str, distinct: int, drift: list[
             """INSERT INTO schema_drift (endpoint, field, kind, json_types, first_seen_at, last_seen_at, child_table)
                VALUES (?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT DO UPDATE SET json_types = excluded.json_types, last_seen_at = excluded.last_seen_at""",
-            [ENDPOINT, item["field"], item["kind"], ",".join(item["json_types"]), now, now, item.get("child_table")],
+            [endpoints.RISKS, item["field"], item["kind"], ",".join(item["json_types"]), now, now, item.get("child_table")],
         )

@@ -58,10 +58,3 @@ def test_settings_name_what_is_missing() -> None:
     with pytest.raises(ConfigError, match="not an MU id"):
         Settings.from_values("http://x/sync", "b", "http://x/api", "t", user_ids="12345")
 
-
-def test_no_environment_means_the_sandbox() -> None:
-    assert Settings.from_env({}) is None
-    s = Settings.from_env({"WHITESPACE_SYNC_URL": "https://h/sync", "WHITESPACE_BUCKET": "b",
-                           "WHITESPACE_API_URL": "https://h/api", "WHITESPACE_REFRESH_TOKEN": "r",
-                           "WHITESPACE_USER_IDS": "MU1, MU2"})
-    assert s.user_ids == ("MU1", "MU2") and s.refresh_token.reveal() == "r"

@@ -77,7 +77,7 @@ def test_html_page_error_names_status_url_and_excerpt(sandbox, waits) -> None:
 
 def test_fatal_errors_are_not_retried(sandbox, single_client, waits) -> None:
     with pytest.raises(ApiError) as info:
-        single_client.risk("ICFFFFFFFF-0000-4000-8000-000000000000::FO")
+        single_client.risk_text("ICFFFFFFFF-0000-4000-8000-000000000000::FO")
     assert info.value.status == 400 and not info.value.transient and waits == []
     assert "Risk not found" in str(info.value)
 
@@ -95,6 +95,6 @@ def test_fan_out_shares_one_token(sandbox, sumo_client) -> None:
     mu = sumo_client.discover_organisations()[0].user_id
     bound = sumo_client.for_user(mu)
     ids = [r["id"] for r in bound.risks()[:40]]
-    results = list(bound.fan_out(bound.risk, ids))
-    assert [k for k, _, _ in results] == ids and all(e is None and v["_id"] == k for k, v, e in results)
+    results = list(bound.fan_out(bound.risk_text, ids))
+    assert [k for k, _, _ in results] == ids and all(e is None and json.loads(v)["_id"] == k for k, v, e in results)
     assert sumo_client.tokens.refresh_count == 1

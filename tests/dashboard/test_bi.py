@@ -11,7 +11,7 @@ import duckdb
 import sqlalchemy as sa
 
 from models import MART_TABLES, marts
-from pipelines.cli import main
+from pipelines.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def test_export_command_and_reading_the_files(synced, tmp_path, monkeypatch, cap
 def test_commands_say_what_to_do_without_a_warehouse(tmp_path) -> None:
     env = {"PATH": "/usr/bin:/bin", "WHITESPACE_WAREHOUSE": str(tmp_path / "none.duckdb"), "HOME": str(tmp_path)}
     for command in (["dashboard", "--port", "0"], ["export"]):
-        out = subprocess.run([sys.executable, "-m", "pipelines.cli", *command], cwd=ROOT, env=env,
+        out = subprocess.run([sys.executable, "-m", "pipelines.app.cli", *command], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 2, out.stderr
         assert "run 'whitespace-etl demo'" in out.stderr

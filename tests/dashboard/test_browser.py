@@ -36,7 +36,7 @@ def chromium() -> str:
 def dashboard(synced, tmp_path):
     port = free_port()
     env = {**os.environ, "WHITESPACE_WAREHOUSE": str(synced.db_path), "WHITESPACE_DASHBOARD_CACHE_SECONDS": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "dashboard", "--port", str(port)], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.app.cli", "dashboard", "--port", str(port)], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
 

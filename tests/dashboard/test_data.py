@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from models import MART_TABLES
-from pipelines.dashboard import data
+from pipelines.app.dashboard import data
 from pipelines.warehouse import db
 from tests.dashboard.conftest import writer_holding
 
@@ -40,7 +40,7 @@ def test_reads_the_export_while_a_sync_writes(synced) -> None:
 READER = """
 import sys, time
 from pathlib import Path
-from pipelines.dashboard import data
+from pipelines.app.dashboard import data
 reads = 0
 deadline = time.monotonic() + float(sys.argv[3])
 while time.monotonic() < deadline:

@@ -8,9 +8,11 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.assets.risks import organisations_partitions
-from pipelines.definitions import defs
-from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SUMO_USER_NAME, SandboxServer
+from pipelines import config
+from pipelines.defs import resources
+from pipelines.defs.build import build
+from pipelines.defs.partitions import organisations_partitions
+from sandbox import SandboxServer
 from sandbox.world import USERS
 
 SUMO_IDS = [m.user_id for m in USERS[0].memberships]
@@ -23,24 +25,24 @@ class Pipeline:
         self.server = server
         self.db_path = tmp / "warehouse" / "warehouse.duckdb"
         self.raw_dir = self.db_path.parent / "raw"
-        for name, value in {
-            "WHITESPACE_SYNC_URL": server.sync_url, "WHITESPACE_BUCKET": BUCKET,
-            "WHITESPACE_API_URL": server.api_url, "WHITESPACE_REFRESH_TOKEN": SUMO_REFRESH_TOKEN,
-            "WHITESPACE_USER_NAME": SUMO_USER_NAME, "WHITESPACE_WAREHOUSE": str(self.db_path),
-        }.items():
-            monkeypatch.setenv(name, value)
+        self.warehouse = config.WarehouseConfig(path=self.db_path)
+        self.defs = self.bind()
         self.instance = dg.DagsterInstance.ephemeral()
         self.instance.add_dynamic_partitions(organisations_partitions.name, SUMO_IDS)
 
+    def bind(self, warehouse: config.WarehouseConfig | None = None, **login: str) -> dg.Definitions:
+        """The project's definitions bound to this sandbox and warehouse (``login`` overrides fields)."""
+        return build(resources.for_sandbox(self.server, warehouse or self.warehouse, **login))
+
     def reference(self) -> dg.ExecuteInProcessResult:
-        return defs.resolve_job_def("reference_data").execute_in_process(instance=self.instance)
+        return self.defs.resolve_job_def("reference_data").execute_in_process(instance=self.instance)
 
     def sync(self, user_id: str, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-        return defs.resolve_job_def("sync_organisation").execute_in_process(
+        return self.defs.resolve_job_def("sync_organisation").execute_in_process(
             instance=self.instance, partition_key=user_id, raise_on_error=raise_on_error)
 
     def marts(self, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-        return defs.resolve_job_def("build_marts").execute_in_process(instance=self.instance,
+        return self.defs.resolve_job_def("build_marts").execute_in_process(instance=self.instance,
                                                                       run_config=run_config or {})
 
     def sync_all(self) -> list[dg.ExecuteInProcessResult]:

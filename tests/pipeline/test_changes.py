@@ -9,16 +9,16 @@ import dagster as dg
 import pytest
 
 from models import MART_TABLES
-from pipelines import changes
-from pipelines.definitions import defs
-from pipelines.resources import WarehouseResource, WhitespaceResource
-from pipelines.run import sync
+from pipelines.app.sync import sync
+from pipelines.client import WhitespaceClient
+from pipelines.extract import changes
 from sandbox import SandboxServer
+from tests.conftest import settings_for
 from tests.pipeline.conftest import SUMO_IDS, Pipeline
 
 
 class Synced:
-    """``pipelines.run.sync`` against the pipeline fixture, with what each call printed and did."""
+    """``pipelines.app.sync.sync`` against the pipeline fixture, with what each call printed and did."""
 
     def __init__(self, pipeline) -> None:
         self.pipeline = pipeline
@@ -29,9 +29,9 @@ class Synced:
         self.pipeline.server.admin("reset")  # counters and faults
         if faults:
             self.pipeline.server.set_faults(**faults)
-        outcomes = sync(self.pipeline.instance, defs, log=self.lines.append, everything=everything)
-        assert all(ok for _k, _label, ok, _note in outcomes), (outcomes, self.lines)
-        return {label: note for _key, label, _ok, note in outcomes}
+        outcomes = sync(self.pipeline.instance, self.pipeline.defs, log=self.lines.append, everything=everything)
+        assert all(o.ok for o in outcomes), (outcomes, self.lines)
+        return {o.label: o.note for o in outcomes}
 
     def runs(self) -> int:
         return len(self.pipeline.instance.get_runs())
@@ -59,8 +59,8 @@ def raw_files(pipeline) -> set[Path]:
     return {p for p in pipeline.raw_dir.rglob("*") if p.is_file()}
 
 
-def api_truth(user_id: str) -> set[tuple[str, str]]:
-    with WhitespaceResource().client() as client:
+def api_truth(pipeline, user_id: str) -> set[tuple[str, str]]:
+    with WhitespaceClient(settings_for(pipeline.server)) as client:
         return {(r["id"], r["rev"]) for r in client.for_user(user_id).risks()}
 
 
@@ -94,7 +94,7 @@ def test_what_changed_runs_once_and_the_warehouse_matches_the_api(synced) -> Non
     for mu in SUMO_IDS:
         rows = pipeline.query("SELECT r.risk_id, r.rev FROM risk_visibility v JOIN risks r USING (risk_id) "
                               "WHERE v.user_id = ?", [mu])
-        assert set(rows) == api_truth(mu), f"{mu}: nothing lost, nothing stale"
+        assert set(rows) == api_truth(pipeline, mu), f"{mu}: nothing lost, nothing stale"
     latest = pipeline.instance.get_latest_materialization_event(dg.AssetKey("raw_risks"))
     assert latest.asset_materialization.metadata["fetched_by"].value == "the sync's change check"
     assert set(synced().values()) == {changes.UNCHANGED}, "and then it is all in step"
@@ -141,7 +141,7 @@ def test_marts_are_rebuilt_when_their_export_is_missing_and_all_runs_when_asked(
 def test_a_run_told_of_an_answer_that_is_not_the_newest_fetches_its_own(pipeline) -> None:
     pipeline.reference()
     config = {"ops": {"raw_risks": {"config": {"reuse_sha256": "0" * 64}}}}
-    result = defs.resolve_job_def("sync_organisation").execute_in_process(
+    result = pipeline.defs.resolve_job_def("sync_organisation").execute_in_process(
         instance=pipeline.instance, partition_key=SUMO_IDS[0], run_config=config)
     [mat] = [m for m in result.asset_materializations_for_node("raw_risks")]
     assert mat.metadata["fetched_by"].value == "this run"
@@ -149,8 +149,8 @@ def test_a_run_told_of_an_answer_that_is_not_the_newest_fetches_its_own(pipeline
 
 
 def test_the_daily_schedule_requests_runs_only_for_what_changed(pipeline, tmp_path) -> None:
-    from pipelines.assets.risks import organisations_partitions
-    from pipelines.automation import daily_sync
+    from pipelines.defs.automation import daily_sync
+    from pipelines.defs.partitions import organisations_partitions
 
     (tmp_path / "dagster").mkdir()
     pipeline.instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))  # a schedule needs a stored one
@@ -160,9 +160,8 @@ def test_the_daily_schedule_requests_runs_only_for_what_changed(pipeline, tmp_pa
     def tick(day: int):
         when = dt.datetime(2026, 1, day, 6, tzinfo=dt.UTC)
         with dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=when,
-                                       repository_def=defs.get_repository_def(),
-                                       resources={"whitespace": WhitespaceResource(),
-                                                  "warehouse": WarehouseResource()}) as context:
+                                       repository_def=pipeline.defs.get_repository_def(),
+                                       resources=pipeline.defs.resources) as context:
             return daily_sync.evaluate_tick(context)
 
     quiet = tick(5)
@@ -170,7 +169,7 @@ def test_the_daily_schedule_requests_runs_only_for_what_changed(pipeline, tmp_pa
     pipeline.server.advance(changed_fraction=0.02, new_roots=2)
     requests = tick(6).run_requests
     assert requests and {r.partition_key for r in requests} <= set(SUMO_IDS)
-    job = defs.resolve_job_def("sync_organisation")
+    job = pipeline.defs.resolve_job_def("sync_organisation")
     for request in requests:
         sha = request.run_config["ops"]["raw_risks"]["config"]["reuse_sha256"]
         result = job.execute_in_process(instance=pipeline.instance, partition_key=request.partition_key,

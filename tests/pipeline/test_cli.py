@@ -16,7 +16,7 @@ from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SandboxServer
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "pipelines.cli"]
+CLI = [sys.executable, "-m", "pipelines.app.cli"]
 
 
 def run(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from pipelines.assets.risks import organisations_partitions
+from pipelines.defs.partitions import organisations_partitions
 from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SUMO_USER_NAME, SandboxServer
 from tests.pipeline.conftest import SUMO_IDS
 
@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RUN_ONE = """
 import sys, dagster as dg
 from pipelines.definitions import defs
+defs = defs()
 with dg.DagsterInstance.get() as instance:
     result = defs.resolve_job_def("sync_organisation").execute_in_process(
         instance=instance, partition_key=sys.argv[1], raise_on_error=False)
@@ -63,16 +64,17 @@ with db.session(sys.argv[1]) as conn:
 """
 
 
-def test_a_second_writer_waits_its_turn_without_waiting_on_duckdbs_lock(tmp_path: Path, monkeypatch) -> None:
+def test_a_second_writer_waits_its_turn_without_waiting_on_duckdbs_lock(tmp_path: Path) -> None:
     """If the pool ever lets two writers through at once (two run processes claiming its one slot
     together on SQLite storage), the second waits for the first instead of failing on the file lock."""
+    from pipelines.config import WarehouseConfig
     from pipelines.warehouse import db
 
     db_path = tmp_path / "warehouse.duckdb"
     holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITER, str(db_path)], cwd=ROOT, text=True,
                               stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert holder.stdout.readline().strip() == "writing"
-    monkeypatch.setenv("WHITESPACE_LOCK_WAIT_SECONDS", "0")  # DuckDB's lock alone would fail at once
-    with db.session(db_path) as conn:
+    no_wait = WarehouseConfig(path=db_path, lock_wait_seconds=0)  # DuckDB's lock alone would fail at once
+    with db.session(no_wait) as conn:
         assert conn.execute("SELECT n FROM held").fetchall() == [(1,)], "the first writer finished first"
     assert holder.wait(timeout=30) == 0

@@ -7,7 +7,9 @@ import sys
 
 import dagster as dg
 
-from pipelines.definitions import defs
+from pipelines.definitions import defs as load_defs
+
+defs = load_defs()
 
 
 def test_definitions_load_without_touching_the_network() -> None:
@@ -16,7 +18,7 @@ def test_definitions_load_without_touching_the_network() -> None:
         "def refuse(*a, **k):\n    raise RuntimeError('network touched at import')\n"
         "socket.socket.connect = refuse\nsocket.create_connection = refuse\n"
         "from pipelines.definitions import defs\n"
-        "defs.resolve_all_job_defs()\nprint('ok')\n"
+        "defs().resolve_all_job_defs()\nprint('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
@@ -39,15 +41,15 @@ def test_warehouse_writers_share_one_pool() -> None:
         assert graph.get(key).pools == {"duckdb_warehouse"}, key
 
 
-def test_sensor_adds_partitions_for_new_organisations(monkeypatch, tmp_path) -> None:
-    from sandbox import BUCKET, SINGLE_REFRESH_TOKEN, SandboxServer
+def test_sensor_adds_partitions_for_new_organisations(tmp_path) -> None:
+    from pipelines.defs import resources
+    from pipelines.defs.build import build
+    from sandbox import SINGLE_REFRESH_TOKEN, SandboxServer
 
     with SandboxServer() as server, dg.instance_for_test() as instance:
-        for k, v in {"WHITESPACE_SYNC_URL": server.sync_url, "WHITESPACE_BUCKET": BUCKET,
-                     "WHITESPACE_API_URL": server.api_url, "WHITESPACE_REFRESH_TOKEN": SINGLE_REFRESH_TOKEN}.items():
-            monkeypatch.setenv(k, v)
-        sensor = defs.resolve_sensor_def("organisations_sensor")
-        result = sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
+        bound = build(resources.for_sandbox(server, refresh_token=SINGLE_REFRESH_TOKEN, user_name=""))
+        sensor = bound.resolve_sensor_def("organisations_sensor")
+        result = sensor(dg.build_sensor_context(instance=instance, resources=bound.resources))
         assert [r.partition_key for r in result.run_requests] == ["MU4C3D5E60-8F70-4192-ACBD-3E4F50617283"]
         [request] = result.dynamic_partitions_requests
         assert list(request.partition_keys) == ["MU4C3D5E60-8F70-4192-ACBD-3E4F50617283"]

@@ -6,8 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from pipelines import details
+from pipelines.extract import details
 from pipelines.warehouse import details as detail_loader
+from pipelines.warehouse import macros
 from sandbox import documents
 from tests.pipeline.conftest import SUMO_IDS, check_results
 
@@ -155,6 +156,5 @@ def test_placeholder_dates_in_several_forms(tmp_path, text) -> None:
     import duckdb
 
     with duckdb.connect() as conn:
-        for macro in detail_loader.MACROS:
-            conn.execute(macro)
+        macros.install(conn)
         assert str(conn.execute("SELECT ws_date(?)", [text]).fetchone()[0]) == "2022-09-05"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.warehouse import db, raw, risks
+from pipelines.landing import raw
+from pipelines.warehouse import db, risks
 
 ROOT_A = "IC00000000-0000-4000-8000-00000000000A"
 ROOT_B = "IC00000000-0000-4000-8000-00000000000B"

@@ -11,8 +11,7 @@ import duckdb
 import pytest
 
 from models import MART_TABLES
-from pipelines import checks
-from pipelines.warehouse import db, marts
+from pipelines.warehouse import db, marts, quality
 from sandbox.documents import shares
 from tests.pipeline.conftest import check_results
 
@@ -35,7 +34,7 @@ def test_marts_are_built_checked_and_exported(built) -> None:
     pipeline, result = built
     assert result.success
     evaluations = check_results(result)
-    assert set(evaluations) == set(checks.MART_TIES)
+    assert set(evaluations) == set(quality.MART_TIES)
     assert all(evaluations.values()), evaluations
     for table in MART_TABLES:
         [(rows,)] = pipeline.query(f"SELECT count(*) FROM {table}")
@@ -153,9 +152,9 @@ def test_a_broken_mart_fails_its_check(built) -> None:
     with db.session(pipeline.db_path) as conn:
         conn.execute("DELETE FROM mart_placements WHERE root_id IN (SELECT root_id FROM mart_placements LIMIT 3)")
         conn.execute("UPDATE mart_carrier_participation SET written_pct_total = written_pct_total + 1")
-        assert not checks.mart_ties_back(conn, "mart_placements_ties_back", 30).passed
-        assert not checks.mart_ties_back(conn, "mart_carrier_participation_ties_back", 30).passed
-        assert checks.mart_ties_back(conn, "mart_open_items_ties_back", 30).passed
+        assert not quality.mart_ties_back(conn, "mart_placements_ties_back", 30).passed
+        assert not quality.mart_ties_back(conn, "mart_carrier_participation_ties_back", 30).passed
+        assert quality.mart_ties_back(conn, "mart_open_items_ties_back", 30).passed
 
 
 def test_open_item_days_is_configurable(built) -> None:

@@ -14,8 +14,8 @@ import dagster as dg
 import duckdb
 import httpx
 
-from pipelines.assets.risks import organisations_partitions
 from pipelines.definitions import defs
+from pipelines.defs.partitions import organisations_partitions
 from tests.conftest import free_port
 from tests.pipeline.conftest import SUMO_IDS
 
@@ -26,8 +26,8 @@ mutation($partitions: [String!], $assets: [AssetKeyInput!]) {
 }
 """
 # Every organisation-partitioned asset: what "Materialize all" on the partitioned group selects.
-PARTITIONED = [{"path": k.path} for k in defs.resolve_asset_graph().get_all_asset_keys()
-               if defs.resolve_asset_graph().get(k).partitions_def is not None]
+GRAPH = defs().resolve_asset_graph()
+PARTITIONED = [{"path": k.path} for k in GRAPH.get_all_asset_keys() if GRAPH.get(k).partitions_def is not None]
 RUNS = "{ runsOrError { ... on Runs { results { status tags { key value } } } } }"
 
 
@@ -47,7 +47,8 @@ def test_backfill_of_all_organisations_from_the_ui_succeeds(tmp_path: Path) -> N
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHITESPACE_")}
     env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(ROOT), WHITESPACE_WAREHOUSE=str(db_path),
-               WHITESPACE_LOCK_WAIT_SECONDS="0")  # only the pool may keep the writers apart
+               WHITESPACE_LOCK_WAIT_SECONDS="0",  # only the pool may keep the writers apart
+               WHITESPACE_SANDBOX="1")  # trying dagster dev without an account, as the README says
     dagster = Path(sys.executable).with_name("dagster")
     proc = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -136,14 +136,19 @@ def test_duplicates_and_empty_lists(pipeline) -> None:
 
 
 def test_rebuild_from_raw_needs_no_api(pipeline) -> None:
-    from pipelines.run import rebuild
+    from pipelines.app.sync import rebuild
 
     pipeline.sync_all()
+    pipeline.marts()
+    tables = ("contracts", "market_lines", "contract_line_items", "mart_placements", "mart_carrier_participation")
     before = pipeline.counts()
+    details_before = {t: pipeline.query(f"SELECT count(*) FROM {t}")[0][0] for t in tables}
     requests_before = pipeline.server.stats()
     pipeline.db_path.unlink()
-    counts = rebuild(pipeline.db_path, pipeline.raw_dir, log=lambda *_: None)
+    counts = rebuild(pipeline.warehouse, log=lambda *_: None)
     assert pipeline.counts() == before and counts["risks"] == before["risks"]
+    assert {t: counts[t] for t in tables} == details_before, "every table it names is rebuilt, details and marts too"
+    assert all(details_before.values())
     assert pipeline.server.stats() == requests_before
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import httpx
 
-from pipelines.assets.risks import organisations_partitions
+from pipelines.defs.partitions import organisations_partitions
 from tests.conftest import free_port
 from tests.pipeline.conftest import SUMO_IDS
 

@@ -102,8 +102,8 @@ def test_persistent_outage_fails_cleanly(pipeline, no_waiting) -> None:
     assert fingerprint(pipeline.db_path) == before
 
 
-def test_timeouts(pipeline, monkeypatch, no_waiting) -> None:
-    monkeypatch.setenv("WHITESPACE_TIMEOUT_SECONDS", "0.5")
+def test_timeouts(pipeline, no_waiting) -> None:
+    pipeline.defs = pipeline.bind(timeout_seconds="0.5")
     pipeline.reference()
     pipeline.server.set_faults(hang=2, hang_seconds=1.0, only="/api/risks")
     assert synced(pipeline).success

@@ -39,7 +39,7 @@ def env_for(server: SandboxServer, folder: Path, **extra: str) -> dict[str, str]
 
 
 def start_sync(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "sync", *args], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, "-m", "pipelines.app.cli", "sync", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -104,16 +104,18 @@ def test_two_syncs_at_once_both_finish_with_the_clean_result(server, clean, tmp_
 
 
 HOLD = """
-import sys, time, duckdb
+import sys, duckdb
 conn = duckdb.connect(sys.argv[1], read_only=True)
 conn.execute("SELECT count(*) FROM risks").fetchall()
 print("holding", flush=True)
-time.sleep(float(sys.argv[2]))
+sys.stdin.readline()  # until the test says so
 """
 
 
-def hold_open(db_path: Path, seconds: float) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(db_path), str(seconds)], stdout=subprocess.PIPE, text=True)
+def hold_open(db_path: Path) -> subprocess.Popen:
+    """A BI tool holding the warehouse open (read-only) until a line arrives on its standard input."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(db_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
     assert proc.stdout.readline().strip() == "holding"
     return proc
 
@@ -121,14 +123,20 @@ def hold_open(db_path: Path, seconds: float) -> subprocess.Popen:
 def test_a_bi_reader_makes_the_sync_wait_not_fail(server, clean, tmp_path) -> None:
     env = env_for(server, tmp_path)
     assert finish(start_sync(env, tmp_path))[0] == 0
-    reader = hold_open(tmp_path / "warehouse.duckdb", 8)
+    reader = hold_open(tmp_path / "warehouse.duckdb")
     code, text = finish(start_sync(env, tmp_path))
     assert code == 0, text
     assert "0 of 4 lists changed" in text and "waiting" not in text, "nothing to write: no need to wait"
-    code, text = finish(start_sync(env, tmp_path, "--all"))
-    reader.wait(timeout=30)
-    assert code == 0, text
-    assert "in use by another process; waiting" in text
+    sync = start_sync(env, tmp_path, "--all")
+    waited = ""
+    for line in sync.stderr:  # the sync says it waits; only then does the reader let go
+        waited += line
+        if "in use by another process; waiting" in line:
+            break
+    reader.communicate("done\n", timeout=30)
+    code, text = finish(sync)
+    assert code == 0, waited + text
+    assert "in use by another process; waiting" in waited
     assert fingerprint(tmp_path / "warehouse.duckdb") == clean["fingerprint"]
 
 
@@ -136,14 +144,15 @@ def test_a_reader_that_never_lets_go_gives_a_clear_failure(server, clean, tmp_pa
     env = env_for(server, tmp_path)
     assert finish(start_sync(env, tmp_path))[0] == 0
     before = fingerprint(tmp_path / "warehouse.duckdb")
-    reader = hold_open(tmp_path / "warehouse.duckdb", 60)
+    reader = hold_open(tmp_path / "warehouse.duckdb")
     try:
         code, text = finish(start_sync({**env, "WHITESPACE_LOCK_WAIT_SECONDS": "1"}, tmp_path, "--all"))
     finally:
         reader.kill()
         reader.wait(timeout=30)
     assert code != 0
-    assert "stayed locked by another process" in text
+    assert "is locked by another process" in text and "Traceback" not in text, text
+    assert text.count("FAILED") == 1 and "Stopped:" in text, "the first locked run stops the sync"
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True):
         pass
     assert fingerprint(tmp_path / "warehouse.duckdb") == before

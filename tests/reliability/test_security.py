@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from pipelines.client import retry
-from pipelines.resources import WhitespaceResource
+from pipelines.defs.resources import WhitespaceResource
 from sandbox import SUMO_REFRESH_TOKEN
 from tests.conftest import record_issued_tokens
 from tests.pipeline.conftest import SUMO_IDS
@@ -65,7 +65,7 @@ def test_run_config_names_the_variable_never_its_value(pipeline, monkeypatch) ->
         with whitespace.client() as client:
             assert client.version()
 
-    resource = WhitespaceResource(refresh_token=dg.EnvVar("WHITESPACE_REFRESH_TOKEN"))
+    resource = WhitespaceResource(**{**pipeline.server.login(), "refresh_token": dg.EnvVar("WHITESPACE_REFRESH_TOKEN")})
     result = dg.materialize([probe], resources={"whitespace": resource}, instance=pipeline.instance)
     run = pipeline.instance.get_run_by_id(result.run_id)
     shown = repr(run.run_config) + repr(resource) + repr(dg.Definitions(assets=[probe], resources={"whitespace": resource}))

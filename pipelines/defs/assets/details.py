@@ -2,13 +2,15 @@
 
 import dagster as dg
 
-from pipelines import checks, details
-from pipelines.assets.risks import WAREHOUSE_POOL, organisations_partitions, raw_risks
-from pipelines.metadata import table_specs
-from pipelines.resources import WarehouseResource, WhitespaceResource
-from pipelines.warehouse import db, raw
+from pipelines.client import endpoints
+from pipelines.defs import checks
+from pipelines.defs.assets.risks import raw_risks
+from pipelines.defs.metadata import table_specs
+from pipelines.defs.partitions import WAREHOUSE_POOL, organisations_partitions
+from pipelines.defs.resources import WarehouseResource, WhitespaceResource
+from pipelines.extract import details
+from pipelines.landing import raw
 from pipelines.warehouse import details as detail_loader
-from pipelines.warehouse import risks as risk_loader
 
 
 @dg.asset(partitions_def=organisations_partitions, group_name="extract", kinds={"whitespace", "json"},
@@ -20,9 +22,7 @@ def raw_risk_details(
     combinedSets``), landed as received. Only roots whose document revisions changed are fetched."""
     user_id = context.partition_key
     raw_dir = warehouse.raw_path()
-    listing = raw.latest(raw_dir, risk_loader.ENDPOINT).get(user_id)
-    if listing is None:
-        raise dg.Failure(f"No landed /api/risks answer for {user_id}: materialise raw_risks first.")
+    listing = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
     with whitespace.client() as client:
         fetched = details.fetch(client.for_user(user_id), raw_dir, listing, log=context.log.info)
     if fetched.failed:
@@ -41,17 +41,7 @@ def raw_risk_details(
 
 @dg.multi_asset(
     specs=table_specs(detail_loader.DETAIL_TABLES, [raw_risk_details, "risks"], organisations_partitions),
-    check_specs=[
-        dg.AssetCheckSpec("contracts_fetched", asset="contracts", blocking=False,
-                          description="every root's detail calls succeeded (failures are retried next run)"),
-        dg.AssetCheckSpec("contracts_unique_key", asset="contracts", description="root_id is unique"),
-        dg.AssetCheckSpec("contract_line_items_has_parent", asset="contract_line_items",
-                          description="every line item has its contract"),
-        dg.AssetCheckSpec("market_lines_has_parent", asset="market_lines",
-                          description="every market line's root is a known risk"),
-        dg.AssetCheckSpec("market_lines_signed_total", asset="market_lines",
-                          description="signed lines of a root total at most 100%"),
-    ],
+    check_specs=checks.specs(checks.DETAILS),
     partitions_def=organisations_partitions,
     pool=WAREHOUSE_POOL,
     name="detail_tables",
@@ -60,19 +50,9 @@ def detail_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     """Applies every landed detail file not yet in the warehouse: contracts, line items and their
     placeholders, market lines with exact decimal shares, and facility links."""
     user_id = context.partition_key
-    with db.session(warehouse.db_path()) as conn:
+    with warehouse.session() as conn:
         result = detail_loader.load(conn, warehouse.raw_path(), user_id)
-        failures = conn.execute("SELECT root_id, error FROM detail_failures WHERE user_id = ?", [user_id]).fetchall()
-        results = [
-            dg.AssetCheckResult(check_name="contracts_fetched", asset_key="contracts", passed=not failures,
-                                severity=dg.AssetCheckSeverity.WARN,
-                                metadata={"failed_roots": len(failures),
-                                          "examples": dg.MetadataValue.json(dict(failures[:10]))}),
-            checks.unique_key(conn, "contracts", "root_id"),
-            checks.has_parent(conn, "contract_line_items", "contracts", "root_id"),
-            checks.has_parent(conn, "market_lines", "risks", "root_id"),
-            checks.signed_total(conn),
-        ]
+        results = checks.evaluate(checks.DETAILS, conn, user_id=user_id)
     for table in detail_loader.DETAIL_TABLES:
         yield dg.MaterializeResult(asset_key=table, metadata={
             "dagster/row_count": result.counts[table],

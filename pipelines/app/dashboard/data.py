@@ -69,7 +69,5 @@ def load(db_path: Path, marts_dir: Path) -> Snapshot:
         raise NoMarts(f"No warehouse at {db_path}: run 'whitespace-etl demo' (or 'whitespace-etl sync') first.")
     try:
         return _from_warehouse(db_path)
-    except (RuntimeError, duckdb.IOException) as exc:
-        if isinstance(exc, NoMarts) or "lock" not in str(exc).lower():
-            raise
+    except db.WarehouseLocked:
         return _from_parquet(marts_dir, "A sync is writing the warehouse; showing the marts it exported last")

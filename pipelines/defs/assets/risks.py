@@ -2,34 +2,17 @@
 
 import dataclasses
 import datetime as dt
-from pathlib import Path
 
 import dagster as dg
 
-from pipelines import checks
-from pipelines.metadata import preview, table_specs
-from pipelines.resources import WarehouseResource, WhitespaceResource
-from pipelines.warehouse import db, raw
+from pipelines.client import endpoints
+from pipelines.defs import checks
+from pipelines.defs.metadata import preview, table_specs
+from pipelines.defs.partitions import WAREHOUSE_POOL, LandedConfig, organisations_partitions
+from pipelines.defs.resources import WarehouseResource, WhitespaceResource
+from pipelines.landing import raw
+from pipelines.warehouse import db
 from pipelines.warehouse import risks as risk_loader
-
-organisations_partitions = dg.DynamicPartitionsDefinition(name="organisations")
-WAREHOUSE_POOL = "duckdb_warehouse"
-"""DuckDB has one writer: every asset that writes the warehouse is in this pool (limit 1)."""
-
-
-class LandedConfig(dg.Config):
-    reuse_sha256: str = ""
-    """Set by ``whitespace-etl sync``: its change check landed this answer moments ago, with this
-    SHA-256, so the run records that one instead of fetching it again. Empty: fetch (the default)."""
-
-
-def reusable(raw_dir: Path, user_id: str, endpoint: str, sha256: str) -> raw.Landed | None:
-    """The newest landed answer, if it is the one with ``sha256``. None otherwise (not asked for, or
-    another sync has landed a newer answer since): the run then fetches the answer itself."""
-    if not sha256:
-        return None
-    landed = raw.latest(raw_dir, endpoint).get(user_id)
-    return landed if landed is not None and landed.sha256 == sha256 and landed.path.exists() else None
 
 
 @dg.asset(partitions_def=organisations_partitions, group_name="extract", kinds={"whitespace", "json"})
@@ -44,10 +27,10 @@ def raw_risks(
     with whitespace.client() as client:
         bound = client.for_user(user_id)
         company_id = str(bound.my_details().get("companyId", ""))
-        landed = reusable(raw_dir, user_id, risk_loader.ENDPOINT, config.reuse_sha256)
+        landed = raw.reusable(raw_dir, user_id, endpoints.RISKS, config.reuse_sha256)
         if landed is None:
-            dest = raw.landing_path(raw_dir, user_id, risk_loader.ENDPOINT, dt.datetime.now(dt.UTC))
-            landed = raw.record(bound.download_risks(dest), raw_dir, user_id, risk_loader.ENDPOINT, company_id)
+            dest = raw.landing_path(raw_dir, user_id, endpoints.RISKS, dt.datetime.now(dt.UTC))
+            landed = raw.record(bound.download_risks(dest), raw_dir, user_id, endpoints.RISKS, company_id)
             fetched_by = "this run"
         else:
             landed = dataclasses.replace(landed, company_id=company_id)
@@ -72,16 +55,7 @@ RISK_TABLES = ("risks", "risk_channels", "risk_visibility", "risk_history")
 
 @dg.multi_asset(
     specs=table_specs(RISK_TABLES, [raw_risks], organisations_partitions),
-    check_specs=[
-        dg.AssetCheckSpec("risks_unique_key", asset="risks", description="risk_id is unique"),
-        dg.AssetCheckSpec("risks_root_id_not_null", asset="risks", description="every risk has a root id"),
-        dg.AssetCheckSpec("risk_channels_unique_key", asset="risk_channels", description="(risk_id, position) is unique"),
-        dg.AssetCheckSpec("risk_channels_has_parent", asset="risk_channels", description="every channel row has its risk"),
-        dg.AssetCheckSpec("risk_channels_format", asset="risk_channels", description="channels look like company_TEAM"),
-        dg.AssetCheckSpec("risk_visibility_has_parent", asset="risk_visibility", description="every visibility row has its risk"),
-        dg.AssetCheckSpec("risk_visibility_matches_api", asset="risk_visibility",
-                          description="the organisation's rows equal the distinct ids the API returned"),
-    ],
+    check_specs=checks.specs(checks.RISKS),
     partitions_def=organisations_partitions,
     pool=WAREHOUSE_POOL,
     name="risk_tables",
@@ -91,21 +65,11 @@ def risk_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     ``risk_visibility``, replacing exactly that organisation's rows in one transaction."""
     user_id = context.partition_key
     raw_dir = warehouse.raw_path()
-    landed = raw.latest(raw_dir, risk_loader.ENDPOINT).get(user_id)
-    if landed is None:
-        raise dg.Failure(f"No landed /api/risks answer for {user_id} in {raw_dir}: materialise raw_risks first.")
-    with db.session(warehouse.db_path()) as conn:
+    landed = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
+    with warehouse.session() as conn:
         result = risk_loader.load(conn, landed, landed.relative_to(raw_dir))
         totals = {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in RISK_TABLES}  # noqa: S608
-        check_results = [
-            checks.unique_key(conn, "risks", "risk_id"),
-            checks.no_null_root_ids(conn),
-            checks.unique_key(conn, "risk_channels", "risk_id, position"),
-            checks.has_parent(conn, "risk_channels", "risks", "risk_id"),
-            checks.channel_format(conn),
-            checks.has_parent(conn, "risk_visibility", "risks", "risk_id"),
-            checks.partition_matches_api(conn, user_id, str(landed.path), landed.items),
-        ]
+        check_results = checks.evaluate(checks.RISKS, conn, user_id=user_id, landed=landed)
     drift = result.drift
     if drift:
         context.log.warning("Schema drift in /api/risks for %s: %s", user_id, drift)

@@ -1,10 +1,22 @@
-"""``whitespace-etl``: the sandbox, a headless sync, and the demo (sandbox plus sync)."""
+"""``whitespace-etl``: the sandbox, a headless sync, the demo (sandbox plus sync), and the warehouse's tools.
+
+Every failure a user can cause or meet (a setting, the login, the network, a locked warehouse, a
+full disk) ends in one ``error:`` line that says what to do, and a non-zero exit; ``--debug`` shows
+the traceback and the runs' logs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
 import sys
+import warnings
+from pathlib import Path
+
+from pipelines import config
+from pipelines.client import WhitespaceError
 
 
 def _sandbox(args: argparse.Namespace) -> int:
@@ -32,22 +44,55 @@ def _sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sync(args: argparse.Namespace) -> int:
-    from pipelines.run import run_sync
+def _run_sync(args: argparse.Namespace, demo: bool) -> int:
+    from pipelines.app import sync
+    from pipelines.defs import resources
+    from pipelines.defs.build import build
 
-    return run_sync(demo=False, scale=args.scale, everything=args.all)
+    home = sync.dagster_home()
+    warehouse = config.warehouse()
+    with contextlib.ExitStack() as stack:
+        if demo:
+            from sandbox import SandboxServer
+
+            server = stack.enter_context(SandboxServer(scale=args.scale))
+            print(f"Sandbox of the Whitespace API on {server.url} (seed 1, scale {args.scale})")
+            bound = resources.for_sandbox(server, warehouse)
+        else:
+            bound = resources.from_environment()
+            if not bound["whitespace"].sandbox:
+                bound["whitespace"].process_config_and_initialize().settings()  # a bad setting fails here, first
+        instance = stack.enter_context(sync.open_instance(home))
+        print(f"Dagster home {home}; warehouse {warehouse.path}")
+        outcomes = sync.sync(instance, build(bound), everything=args.all, debug=args.debug)
+    failed = [o for o in outcomes if not o.ok]
+    if warehouse.path.exists():
+        print(sync.summary(warehouse))
+    if failed:
+        print(f"\nerror: {len(failed)} of {len(outcomes)} runs failed:", file=sys.stderr)
+        for outcome in failed:
+            print(f"  {outcome.label}: {outcome.note}", file=sys.stderr)
+        return 1
+    print(f"\nDone. Browse the runs: DAGSTER_HOME={home} dagster dev   (from this directory)")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    return _run_sync(args, demo=False)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pipelines.run import run_sync
-
-    return run_sync(demo=True, scale=args.scale, everything=args.all)
+    return _run_sync(args, demo=True)
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    from pipelines.run import run_rebuild
+    from pipelines.app import sync
 
-    return run_rebuild()
+    warehouse = config.warehouse()
+    print(f"Rebuilding {warehouse.path} from {warehouse.raw_dir} (no API call):")
+    sync.rebuild(warehouse)
+    print(sync.summary(warehouse))
+    return 0
 
 
 def _no_warehouse(path) -> int:
@@ -58,13 +103,12 @@ def _no_warehouse(path) -> int:
 def _sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    from pipelines.resources import WarehouseResource
     from pipelines.warehouse import db
 
-    path = WarehouseResource().db_path()
-    if not path.exists():
-        return _no_warehouse(path)
-    with db.session(path, read_only=True) as conn:
+    warehouse = config.warehouse()
+    if not warehouse.path.exists():
+        return _no_warehouse(warehouse.path)
+    with db.session(warehouse, read_only=True) as conn:
         try:
             relation = conn.sql(args.query)
         except duckdb.Error as exc:
@@ -77,15 +121,12 @@ def _sql(args: argparse.Namespace) -> int:
 
 def _dashboard(args: argparse.Namespace) -> int:
     import os
-    from pathlib import Path
 
-    from pipelines.resources import WarehouseResource
-
-    warehouse = WarehouseResource()
-    if not warehouse.db_path().exists() and not any(warehouse.marts_path().glob("*.parquet")):
-        return _no_warehouse(warehouse.db_path())
+    warehouse = config.warehouse()
+    if not warehouse.path.exists() and not any(warehouse.marts_dir.glob("*.parquet")):
+        return _no_warehouse(warehouse.path)
     app = Path(__file__).parent / "dashboard" / "app.py"
-    print(f"Dashboard on http://{args.host}:{args.port}/ over {warehouse.db_path()} (read-only); Ctrl-C stops it")
+    print(f"Dashboard on http://{args.host}:{args.port}/ over {warehouse.path} (read-only); Ctrl-C stops it")
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
                "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none", "--global.developmentMode", "false",
@@ -96,15 +137,12 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from pipelines.resources import WarehouseResource
     from pipelines.warehouse import db, marts
 
-    path = WarehouseResource().db_path()
-    if not path.exists():
-        return _no_warehouse(path)
-    with db.session(path, read_only=True) as conn:
+    warehouse = config.warehouse()
+    if not warehouse.path.exists():
+        return _no_warehouse(warehouse.path)
+    with db.session(warehouse, read_only=True) as conn:
         written = marts.export_parquet(conn, Path(args.to))
     for table, file in written.items():
         print(f"  {table:<28} {file}")
@@ -114,6 +152,7 @@ def _export(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whitespace-etl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log HTTP requests and more")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and the runs' own logs")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sb = sub.add_parser("sandbox", help="serve the local Whitespace sandbox (Sync Gateway and API)")
@@ -129,10 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="answer a rejected refresh token with 401 (Sync Gateway 2.7) instead of 500")
     sb.set_defaults(func=_sandbox)
 
-    sy = sub.add_parser("sync", help="discover organisations and materialise every asset (WHITESPACE_* settings)")
-    sy.add_argument("--scale", type=float, default=1.0, help="sandbox scale when no WHITESPACE_* setting is present")
+    sy = sub.add_parser("sync", help="sync the configured login (WHITESPACE_* settings) into the warehouse")
+    sy.set_defaults(scale=1.0)
     sy.add_argument("--all", action="store_true",
-                    help="run every job even where the change check finds nothing changed")
+                    help="run every job: no change check, every organisation and the reference data are fetched "
+                         "and loaded again")
     sy.set_defaults(func=_sync)
 
     de = sub.add_parser("demo", help="start the sandbox and sync it into the warehouse, no configuration needed")
@@ -162,10 +202,31 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    return args.func(args)
+    if not args.debug:
+        warnings.filterwarnings("ignore")
+        logging.getLogger("dagster").setLevel(logging.CRITICAL)
+    try:
+        return args.func(args)
+    except (WhitespaceError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {describe(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a person: the error's own words, or what a system error means here."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return f"the disk is full ({exc.filename or 'writing the warehouse or the raw landing'}): free space and run again."
+    if isinstance(exc, OSError) and not isinstance(exc, WhitespaceError):
+        return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
+    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":

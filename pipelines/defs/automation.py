@@ -2,27 +2,30 @@
 
 import dagster as dg
 
-from pipelines import changes
-from pipelines.assets.details import detail_tables, raw_risk_details
-from pipelines.assets.marts import marts
-from pipelines.assets.reference import raw_corporate, reference_tables
-from pipelines.assets.risks import organisations_partitions, raw_risks, risk_tables
-from pipelines.resources import WarehouseResource, WhitespaceResource
+from pipelines.defs.assets.details import detail_tables, raw_risk_details
+from pipelines.defs.assets.marts import marts
+from pipelines.defs.assets.reference import raw_corporate, reference_tables
+from pipelines.defs.assets.risks import raw_risks, risk_tables
+from pipelines.defs.partitions import organisations_partitions
+from pipelines.defs.plan import MARTS_JOB, ORGANISATION_JOB, REFERENCE_JOB, SyncPlan
+from pipelines.defs.resources import WarehouseResource, WhitespaceResource
+from pipelines.extract import changes
+from pipelines.warehouse import state
 
 sync_organisation = dg.define_asset_job(
-    "sync_organisation",
+    ORGANISATION_JOB,
     selection=dg.AssetSelection.assets(raw_risks, risk_tables, raw_risk_details, detail_tables),
     partitions_def=organisations_partitions,
     description="Extract and load one organisation's risks, contracts and lines (one partition = one MU id).",
 )
 reference_data = dg.define_asset_job(
-    "reference_data",
+    REFERENCE_JOB,
     selection=dg.AssetSelection.assets(raw_corporate, reference_tables),
     description="Refresh organisations, teams and users from the corporate list.",
 )
 
 build_marts = dg.define_asset_job(
-    "build_marts",
+    MARTS_JOB,
     selection=dg.AssetSelection.assets(marts),
     description="Rebuild the BI marts from every organisation's tables and export them to Parquet.",
 )
@@ -48,18 +51,13 @@ def daily_sync(context: dg.ScheduleEvaluationContext, whitespace: WhitespaceReso
     organisation: a run for each one whose list changed (loading the answer the check landed), an
     observation on ``raw_risks`` for each one that did not."""
     known = context.instance.get_dynamic_partitions(organisations_partitions.name)
+    loaded = state.read(warehouse.settings(), known)
     with whitespace.client() as client:
-        found = changes.check_all(client, known, warehouse.raw_path(), warehouse.db_path(), corporate_list=False)
-    requests = []
-    for mu in known:
-        check = found[mu]
-        if not check.changed:
-            changes.observe_unchanged(context.instance, "raw_risks", mu, check)
-            continue
-        config = {"ops": {"raw_risks": {"config": {"reuse_sha256": check.landed.sha256}}}} if check.landed else {}
-        requests.append(dg.RunRequest(partition_key=mu, run_config=config,
-                                      run_key=f"{context.scheduled_execution_time:%Y-%m-%d}-{mu}",
-                                      tags={"whitespace/change": check.reason}))
+        found = changes.check_all(client, known, warehouse.raw_path(), loaded, corporate_list=False)
+    plan = SyncPlan.make({mu: mu for mu in known}, found)
+    for step in plan.unchanged:
+        step.observe(context.instance)
+    requests = plan.run_requests(f"{context.scheduled_execution_time:%Y-%m-%d}")
     return requests or dg.SkipReason(f"nothing changed in {len(known)} organisations")
 
 

@@ -1,4 +1,7 @@
-"""The raw landing: every API answer kept on disk exactly as received, with a manifest beside it."""
+"""The raw landing: every API answer kept on disk exactly as received, with a manifest beside it.
+
+Layout: ``<raw>/<MU id>/<endpoint slug>/<UTC stamp>.json`` with ``.meta.json`` beside each body;
+the corporate list under ``_``; contracts and line sets in ``<MU id>/risk_details/`` (JSON lines)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipelines.client import Download
+from pipelines.client import Download, WhitespaceError
+
+DETAILS_FOLDER = "risk_details"
+"""Where an organisation's contracts and line sets are landed, and the index of what was fetched."""
+
+
+class NothingLanded(WhitespaceError):
+    """A load found no landed answer to load."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,3 +113,27 @@ def latest(raw_dir: Path, endpoint: str) -> dict[str, Landed]:
         if landed.path.exists():
             out[landed.user_id] = landed  # sorted by time stamp: the last one wins
     return out
+
+
+def require_latest(raw_dir: Path, endpoint: str, user_id: str) -> Landed:
+    """The newest landed answer of ``endpoint`` for ``user_id`` (``""``: the corporate list), or NothingLanded."""
+    landed = latest(raw_dir, endpoint).get(user_id)
+    if landed is None:
+        whose = f" for {user_id}" if user_id else ""
+        raise NothingLanded(f"No landed {endpoint} answer{whose} in {raw_dir}: run its extraction first "
+                            "(raw_risks / raw_corporate, or 'whitespace-etl sync').")
+    return landed
+
+
+def details_dir(raw_dir: Path, user_id: str) -> Path:
+    """An organisation's landed contracts and line sets (``*.jsonl``) and their index."""
+    return Path(raw_dir) / (user_id or "_") / DETAILS_FOLDER
+
+
+def reusable(raw_dir: Path, user_id: str, endpoint: str, sha256: str) -> Landed | None:
+    """The newest landed answer, if it is the one with ``sha256``. None otherwise (not asked for, or
+    another sync has landed a newer answer since): the caller then fetches the answer itself."""
+    if not sha256:
+        return None
+    landed = latest(raw_dir, endpoint).get(user_id)
+    return landed if landed is not None and landed.sha256 == sha256 and landed.path.exists() else None

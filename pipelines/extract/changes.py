@@ -12,22 +12,15 @@ process holds, a missing file. The run then does the work, or reports the error,
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 from pathlib import Path
 
-import dagster as dg
-import duckdb
-
-from pipelines import details
-from pipelines.client import WhitespaceClient
-from pipelines.warehouse import db, raw
-from pipelines.warehouse import details as detail_loader
-from pipelines.warehouse import reference as reference_loader
-from pipelines.warehouse import risks as risk_loader
-from pipelines.warehouse.raw import Landed
+from pipelines.client import WhitespaceClient, endpoints
+from pipelines.extract import details
+from pipelines.landing import raw
+from pipelines.landing.raw import Landed
 
 UNCHANGED = "unchanged"
 CORPORATE = ""
@@ -50,7 +43,7 @@ class Check:
 
 @dataclasses.dataclass
 class WarehouseState:
-    """What the warehouse has loaded, read once before the checks."""
+    """What the warehouse has loaded, read once before the checks (``pipelines.warehouse.state.read``)."""
 
     risk_lists: dict[str, str]
     """MU id -> SHA-256 of the risk list loaded for it."""
@@ -59,36 +52,20 @@ class WarehouseState:
     details_waiting: set[str]
     """MU ids with a failed root or a landed detail file not loaded yet."""
 
-    @classmethod
-    def read(cls, db_path: Path, raw_dir: Path, user_ids: list[str]) -> WarehouseState | None:
-        """None when it cannot be read now (another process holds it): every check then says "changed"."""
-        if not Path(db_path).exists():
-            return cls({}, None, set())
-        try:
-            with contextlib.closing(db.connect(db_path, read_only=True, wait=0)) as conn:
-                loaded = dict(conn.execute("SELECT user_id, sha256 FROM sync_state").fetchall())
-                corporate = conn.execute(
-                    "SELECT sha256 FROM raw_responses WHERE user_id = '' AND endpoint = ? "
-                    "ORDER BY fetched_at DESC LIMIT 1", [reference_loader.ENDPOINT]).fetchall()
-                failed = {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM detail_failures").fetchall()}
-                waiting = {u for u in user_ids if detail_loader.pending(conn, raw_dir, u)}
-        except (duckdb.Error, RuntimeError):
-            return None
-        return cls(loaded, corporate[0][0] if corporate else None, failed | waiting)
 
 
 def check_organisation(client: WhitespaceClient, raw_dir: Path, state: WarehouseState | None,
                        previous: Landed | None, user_id: str) -> Check:
     """Fetches the organisation's risk list and compares it with what the warehouse holds. An
     identical answer is deleted again (the one already landed stays); a new one is kept, landed."""
-    dest = raw.landing_path(raw_dir, user_id, risk_loader.ENDPOINT, dt.datetime.now(dt.UTC))
+    dest = raw.landing_path(raw_dir, user_id, endpoints.RISKS, dt.datetime.now(dt.UTC))
     download = client.download_risks(dest)
     reason = _risk_list_reason(raw_dir, state, previous, user_id, download.sha256)
     if reason == UNCHANGED:
         dest.unlink()
         return Check(user_id, UNCHANGED, previous)
     company_id = previous.company_id if previous else ""
-    return Check(user_id, reason, raw.record(download, raw_dir, user_id, risk_loader.ENDPOINT, company_id))
+    return Check(user_id, reason, raw.record(download, raw_dir, user_id, endpoints.RISKS, company_id))
 
 
 def _answer_reason(state: WarehouseState | None, previous: Landed | None, sha256: str, loaded: str | None,
@@ -127,17 +104,17 @@ def check_corporate(client: WhitespaceClient, raw_dir: Path, state: WarehouseSta
     reason = _answer_reason(state, previous, sha256, state.corporate if state else None, "corporate list")
     if reason is None:
         return Check(CORPORATE, UNCHANGED, previous)
-    return Check(CORPORATE, reason, raw.land_json(raw_dir, CORPORATE, reference_loader.ENDPOINT, payload))
+    return Check(CORPORATE, reason, raw.land_json(raw_dir, CORPORATE, endpoints.CORPORATE, payload))
 
 
-def check_all(client: WhitespaceClient, user_ids: list[str], raw_dir: Path, db_path: Path,
+def check_all(client: WhitespaceClient, user_ids: list[str], raw_dir: Path, state: WarehouseState | None,
               corporate_list: bool = True) -> dict[str, Check]:
     """Checks every organisation (and the corporate list, unless told not to), ``max_concurrency``
-    requests at a time. A check that fails says so as its reason: the run it leads to reports the
+    requests at a time, against ``state`` (None: the warehouse could not be read, so everything
+    counts as changed). A check that fails says so as its reason: the run it leads to reports the
     error properly."""
-    state = WarehouseState.read(db_path, raw_dir, user_ids)
-    lists = raw.latest(raw_dir, risk_loader.ENDPOINT)
-    corporate = raw.latest(raw_dir, reference_loader.ENDPOINT).get(CORPORATE)
+    lists = raw.latest(raw_dir, endpoints.RISKS)
+    corporate = raw.latest(raw_dir, endpoints.CORPORATE).get(CORPORATE)
 
     def one(key: str) -> Check:
         if key == CORPORATE:
@@ -149,12 +126,3 @@ def check_all(client: WhitespaceClient, user_ids: list[str], raw_dir: Path, db_p
         out[key] = check if exc is None else Check(key, f"the check failed ({type(exc).__name__})")
     return out
 
-
-def observe_unchanged(instance: dg.DagsterInstance, asset: str, partition: str | None, check: Check) -> None:
-    """An unchanged answer is not landed again; its asset gets an observation saying it was checked."""
-    landed = check.landed
-    instance.report_runless_asset_event(dg.AssetObservation(
-        asset_key=asset, partition=partition, description="checked: the same answer as the one loaded",
-        metadata={"unchanged_since": landed.fetched_at.isoformat() if landed else "",
-                  "sha256": landed.sha256 if landed else "", "items": landed.items if landed else 0},
-    ))

@@ -1,16 +1,14 @@
 """The book-of-business dashboard: a Streamlit app over the marts. Run it with ``whitespace-etl dashboard``."""
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pipelines.dashboard import data
-from pipelines.resources import WarehouseResource
-from pipelines.warehouse import marts
+from pipelines import config
+from pipelines.app.dashboard import data
 
 STAGES = ("Quotation requests", "Firm orders", "Signed")
 
@@ -19,7 +17,7 @@ st.set_page_config(page_title="Whitespace book of business", layout="wide")
 
 # How long a page shows the same read of the marts before it reads them again (0: every load).
 # (A comment, not a docstring: Streamlit would print a bare string on the page.)
-CACHE_SECONDS = float(os.environ.get("WHITESPACE_DASHBOARD_CACHE_SECONDS") or 15)
+CACHE_SECONDS = config.dashboard_cache_seconds()
 
 
 @st.cache_data(ttl=max(CACHE_SECONDS, 0.001), show_spinner="Reading the marts…")
@@ -47,10 +45,10 @@ def in_period(frame: pd.DataFrame, column: str, start: dt.date, end: dt.date) ->
 
 
 def main() -> None:
-    warehouse = WarehouseResource()
+    warehouse = config.warehouse()
     st.title("Whitespace book of business")
     try:
-        snap = snapshot(str(warehouse.db_path()), str(warehouse.marts_path()))
+        snap = snapshot(str(warehouse.path), str(warehouse.marts_dir))
     except data.NoMarts as exc:
         st.error(str(exc))
         st.stop()
@@ -70,7 +68,7 @@ def main() -> None:
         first, last = month_range([status["month"], funnel["month"], carriers["inception_month"]])
         start, end = st.slider("Period (month)", min_value=first, max_value=last, value=(first, last),
                                format="MMM YYYY")
-        older = st.number_input("Open items older than (days)", min_value=0, value=marts.open_item_days(), step=15,
+        older = st.number_input("Open items older than (days)", min_value=0, value=warehouse.open_item_days, step=15,
                                 help="The mart keeps items older than WHITESPACE_OPEN_ITEM_DAYS (30) at build time.")
 
     def of_orgs(frame: pd.DataFrame) -> pd.DataFrame:

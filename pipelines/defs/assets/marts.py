@@ -4,12 +4,13 @@ and exported to Parquet."""
 import dagster as dg
 
 from models import MART_TABLES
-from pipelines import checks
-from pipelines.assets.details import detail_tables
-from pipelines.assets.reference import reference_tables
-from pipelines.assets.risks import WAREHOUSE_POOL, risk_tables
-from pipelines.metadata import preview, table_specs
-from pipelines.resources import WarehouseResource
+from pipelines.defs import checks
+from pipelines.defs.assets.details import detail_tables
+from pipelines.defs.assets.reference import reference_tables
+from pipelines.defs.assets.risks import risk_tables
+from pipelines.defs.metadata import preview, table_specs
+from pipelines.defs.partitions import WAREHOUSE_POOL
+from pipelines.defs.resources import WarehouseResource
 from pipelines.warehouse import db
 from pipelines.warehouse import marts as mart_builder
 
@@ -24,18 +25,17 @@ class MartsConfig(dg.Config):
 
 @dg.multi_asset(
     specs=table_specs(MART_TABLES, BASE_TABLES, group_name="marts"),
-    check_specs=[dg.AssetCheckSpec(name, asset=mart, description=description)
-                 for name, (mart, description, _m, _b) in checks.MART_TIES.items()],
+    check_specs=checks.specs(checks.MARTS),
     pool=WAREHOUSE_POOL,
     name="marts",
 )
 def marts(context: dg.AssetExecutionContext, config: MartsConfig, warehouse: WarehouseResource):
     """Rebuilds the marts in one transaction (a reader sees the old or the new, never a mix), ties
     each back to the base tables, and writes ``<warehouse dir>/marts/<mart>.parquet``."""
-    days = config.open_item_days or mart_builder.open_item_days()
-    with db.session(warehouse.db_path()) as conn:
+    days = config.open_item_days or warehouse.settings().open_item_days
+    with warehouse.session() as conn:
         built = mart_builder.build(conn, days)
-        results = [checks.mart_ties_back(conn, name, days) for name in checks.MART_TIES]
+        results = checks.evaluate(checks.MARTS, conn, open_item_days=days)
         files = mart_builder.export_parquet(conn, warehouse.marts_path())
         previews = {t: conn.execute(f"SELECT * FROM {db.ident(t)} LIMIT 5").fetchall() for t in MART_TABLES}  # noqa: S608
         columns = {t: db.existing_columns(conn, t) for t in MART_TABLES}

@@ -21,9 +21,8 @@ from pathlib import Path
 import duckdb
 
 from pipelines.client import WhitespaceClient
-from pipelines.warehouse.raw import Landed, landing_path
+from pipelines.landing.raw import DETAILS_FOLDER, Landed, details_dir, landing_path
 
-ENDPOINT = "/risks/{riskID}+/lines/{rootID}/combinedSets"
 INDEX = "index.json"
 
 
@@ -76,7 +75,7 @@ def roots_in_list(list_path: Path) -> dict[str, tuple[str, str]]:
 
 
 def index_path(raw_dir: Path, user_id: str) -> Path:
-    return Path(raw_dir) / user_id / "risk_details" / INDEX
+    return details_dir(raw_dir, user_id) / INDEX
 
 
 def read_index(raw_dir: Path, user_id: str) -> dict[str, str]:
@@ -100,10 +99,10 @@ def fetch(client: WhitespaceClient, raw_dir: Path, list_landed: Landed, log=lamb
 
     def one(item: tuple[str, str, str]) -> tuple[str, str]:
         root, lead, _sig = item
-        return client.get_text(f"/risks/{lead}"), client.get_text(f"/lines/{root}/combinedSets")
+        return client.risk_text(lead), client.combined_sets_text(root)
 
     now = dt.datetime.now(dt.UTC)
-    path = landing_path(raw_dir, user_id, "risk_details", now).with_suffix(".jsonl")
+    path = landing_path(raw_dir, user_id, DETAILS_FOLDER, now).with_suffix(".jsonl")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part")
     failed: dict[str, str] = {}

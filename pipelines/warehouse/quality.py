@@ -1,48 +1,51 @@
-"""Data quality rules as SQL: each returns (passed, details) for an ``AssetCheckResult``."""
+"""Data quality rules as SQL: each returns an ``Outcome`` (passed, and the figures behind it).
+
+Dagster's check declarations (``pipelines/defs/checks.py``) name them; nothing here knows Dagster."""
 
 from __future__ import annotations
 
-import dagster as dg
+import dataclasses
+from typing import Any
+
 import duckdb
 
-from pipelines.warehouse import marts
-
 CHANNEL_PATTERN = "^[a-z0-9]+_[A-Za-z0-9]+$"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    passed: bool
+    metadata: dict[str, Any]
 
 
 def _count(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> int:
     return int(conn.execute(sql, params or []).fetchone()[0])
 
 
-def unique_key(conn, table: str, key: str) -> dg.AssetCheckResult:
+def unique_key(conn, table: str, key: str) -> Outcome:
     dupes = _count(conn, f"SELECT count(*) FROM (SELECT {key} FROM {table} GROUP BY ALL HAVING count(*) > 1)")  # noqa: S608
-    return dg.AssetCheckResult(check_name=f"{table}_unique_key", passed=dupes == 0,
-                               metadata={"duplicate_keys": dupes, "key": key}, asset_key=table)
+    return Outcome(passed=dupes == 0, metadata={"duplicate_keys": dupes, "key": key})
 
 
-def has_parent(conn, child: str, parent: str, column: str, parent_column: str | None = None) -> dg.AssetCheckResult:
+def has_parent(conn, child: str, parent: str, column: str, parent_column: str | None = None) -> Outcome:
     orphans = _count(conn, f"SELECT count(*) FROM {child} WHERE {column} NOT IN (SELECT {parent_column or column} FROM {parent})")  # noqa: S608
-    return dg.AssetCheckResult(check_name=f"{child}_has_parent", passed=orphans == 0,
-                               metadata={"orphan_rows": orphans, "parent": parent}, asset_key=child)
+    return Outcome(passed=orphans == 0, metadata={"orphan_rows": orphans, "parent": parent})
 
 
-def no_null_root_ids(conn) -> dg.AssetCheckResult:
+def no_null_root_ids(conn) -> Outcome:
     nulls = _count(conn, "SELECT count(*) FROM risks WHERE root_id IS NULL OR root_id = ''")
-    return dg.AssetCheckResult(check_name="risks_root_id_not_null", passed=nulls == 0,
-                               metadata={"null_root_ids": nulls}, asset_key="risks")
+    return Outcome(passed=nulls == 0, metadata={"null_root_ids": nulls})
 
 
-def channel_format(conn) -> dg.AssetCheckResult:
+def channel_format(conn) -> Outcome:
     bad = conn.execute(
         "SELECT channel FROM risk_channels WHERE NOT regexp_full_match(channel, ?) LIMIT 5", [CHANNEL_PATTERN]
     ).fetchall()
     total = _count(conn, "SELECT count(*) FROM risk_channels WHERE NOT regexp_full_match(channel, ?)", [CHANNEL_PATTERN])
-    return dg.AssetCheckResult(check_name="risk_channels_format", passed=total == 0,
-                               metadata={"bad_channels": total, "examples": ", ".join(r[0] for r in bad)},
-                               asset_key="risk_channels")
+    return Outcome(passed=total == 0, metadata={"bad_channels": total, "examples": ", ".join(r[0] for r in bad)})
 
 
-def partition_matches_api(conn, user_id: str, raw_path: str, items: int) -> dg.AssetCheckResult:
+def partition_matches_api(conn, user_id: str, raw_path: str, items: int) -> Outcome:
     """This organisation's visible risks equal the distinct ids of the API answer, counted anew."""
     expected = _count(
         conn,
@@ -50,18 +53,15 @@ def partition_matches_api(conn, user_id: str, raw_path: str, items: int) -> dg.A
         [raw_path],
     ) if items else 0
     actual = _count(conn, "SELECT count(*) FROM risk_visibility WHERE user_id = ?", [user_id])
-    return dg.AssetCheckResult(check_name="risk_visibility_matches_api", passed=expected == actual,
-                               metadata={"api_distinct_ids": expected, "warehouse_rows": actual},
-                               asset_key="risk_visibility")
+    return Outcome(passed=expected == actual, metadata={"api_distinct_ids": expected, "warehouse_rows": actual})
 
 
-def signed_total(conn) -> dg.AssetCheckResult:
+def signed_total(conn) -> Outcome:
     over = conn.execute(
         """SELECT root_id, sum(signed_pct) FROM market_lines WHERE set_type = 'signed'
            GROUP BY 1 HAVING sum(signed_pct) > 100 LIMIT 5"""
     ).fetchall()
-    return dg.AssetCheckResult(check_name="market_lines_signed_total", passed=not over, asset_key="market_lines",
-                               metadata={"roots_over_100": len(over), "examples": str(over)})
+    return Outcome(passed=not over, metadata={"roots_over_100": len(over), "examples": str(over)})
 
 
 # -- marts: each ties back to the base tables ---------------------------------------------------
@@ -107,8 +107,7 @@ MART_TIES = {
         "mart_open_items", "open items per organisation = roots whose latest instance is open, counted in risks",
         "SELECT company_id, count(*) FROM mart_open_items GROUP BY 1",
         """SELECT o.company_id, count(*) FROM base_root_orgs o JOIN (
-              SELECT root_id, arg_max(status, (CASE WHEN contains(risk_id, '::FO::') THEN 3
-                                                    WHEN suffix(risk_id, '::FO') THEN 2 ELSE 1 END) * 1e10
+              SELECT root_id, arg_max(status, ws_instance_rank(risk_id) * 1e10
                                                + coalesce(epoch(updated_at), 0)) AS status
               FROM risks GROUP BY 1) cur USING (root_id)
             WHERE ws_open_stage(cur.status) IS NOT NULL
@@ -120,19 +119,23 @@ MART_TIES = {
 }
 
 
-def mart_ties_back(conn, name: str, open_item_days: int) -> dg.AssetCheckResult:
+def mart_ties_back(conn, name: str, open_item_days: int) -> Outcome:
     """Compares a per-organisation figure of a mart with the same figure computed from the base tables."""
-    mart, description, mart_sql, base_sql = MART_TIES[name]
-    for macro in marts.MACROS:  # the status rules (ws_pre_market, ws_open_stage) the marts use
-        conn.execute(macro)
+    _mart, _description, mart_sql, base_sql = MART_TIES[name]
     conn.execute(BASE_ROOT_ORGS)
     params = [open_item_days] if "?" in base_sql else []
     got = {r[0]: tuple(r[1:]) for r in conn.execute(mart_sql).fetchall()}
     want = {r[0]: tuple(r[1:]) for r in conn.execute(base_sql, params).fetchall()}
     keys = sorted(set(got) | set(want), key=str)
     differ = {str(k): {"mart": str(got.get(k)), "base": str(want.get(k))} for k in keys if got.get(k) != want.get(k)}
-    return dg.AssetCheckResult(
-        check_name=name, asset_key=mart, passed=not differ, description=description,
-        metadata={"organisations": len(keys), "differences": dg.MetadataValue.json(differ),
-                  "mart": dg.MetadataValue.json({str(k): [str(x) for x in v] for k, v in got.items()})},
+    return Outcome(
+        passed=not differ,
+        metadata={"organisations": len(keys), "differences": differ,
+                  "mart": {str(k): [str(x) for x in v] for k, v in got.items()}},
     )
+
+
+def detail_failures(conn, user_id: str) -> Outcome:
+    """Roots of this organisation whose detail calls failed (they are fetched again next run)."""
+    failures = conn.execute("SELECT root_id, error FROM detail_failures WHERE user_id = ?", [user_id]).fetchall()
+    return Outcome(passed=not failures, metadata={"failed_roots": len(failures), "examples": dict(failures[:10])})

@@ -1,0 +1,256 @@
+"""The headless sync: discover organisations, check what changed, run the plan through Dagster."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines import config
+from pipelines.client import endpoints
+from pipelines.defs.partitions import organisations_partitions
+from pipelines.defs.plan import CORPORATE, MARTS_JOB, UNCHANGED, Step, SyncPlan
+from pipelines.defs.resources import WarehouseResource, WhitespaceResource
+from pipelines.extract import changes
+from pipelines.landing import raw
+from pipelines.warehouse import db, state
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+"""Runs report through this module's one line each; their full logs are in the Dagster instance."""
+DEBUG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+SUMMARY_TABLES = ("risks", "risk_channels", "risk_visibility", "organisations", "teams", "users")
+FATAL = frozenset({"WarehouseLocked", "RefreshTokenRejected", "ConfigError", "NotAuthorised"})
+"""Errors that every later run would meet again: the sync stops at the first one (a full disk too)."""
+DISK_FULL = "No space left on device"
+PID_TAG = "whitespace/pid"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    key: str
+    label: str
+    ok: bool
+    note: str
+    """Why it failed (``ErrorClass: message``), ``UNCHANGED``, or empty."""
+
+    @property
+    def fatal(self) -> bool:
+        return not self.ok and (self.note.split(":", 1)[0] in FATAL or DISK_FULL in self.note)
+
+
+INSTANCE_SETTINGS = Path(__file__).with_name("dagster.yaml")
+"""The project's Dagster instance settings (the warehouse pool, telemetry off), as the repository's
+``dagster.yaml`` has them for ``dagster dev``."""
+
+
+def dagster_home() -> Path:
+    """``$DAGSTER_HOME``, or ``.dagster/`` in the working directory; given the project's instance
+    settings when it has none of its own."""
+    home = (config.dagster_home() or Path(".dagster")).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(INSTANCE_SETTINGS, home / "dagster.yaml")
+    return home
+
+
+def open_instance(home: Path) -> dg.DagsterInstance:
+    """The Dagster instance in ``home``. Two syncs starting together on a new home would both create
+    its SQLite tables; a file lock makes the second wait for the first."""
+    import fcntl
+
+    with open(home / ".instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            instance = dg.DagsterInstance.from_config(str(home))
+            instance.get_runs(limit=1)  # storage created and migrated while the lock is held
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return instance
+
+
+def _failure(result: dg.ExecuteInProcessResult) -> str:
+    """``ErrorClass: message`` of the first failed step, past Dagster's own wrappers."""
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data:
+            err = event.step_failure_data.error
+            while err is not None and err.cause is not None and "dagster" in err.cls_name.lower():
+                err = err.cause
+            return f"{err.cls_name}: {err.message.strip()}" if err else "step failed"
+    return "run failed"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release_dead_runs(instance: dg.DagsterInstance, log=print) -> int:
+    """Runs of a sync process that was killed stay "started" and keep their warehouse-pool slot,
+    which would block every later run: mark them failed and free their slots."""
+    released = 0
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED,
+                                                                 dg.DagsterRunStatus.STARTING])):
+        pid = run.tags.get(PID_TAG)
+        if pid and pid.isdigit() and not _alive(int(pid)):
+            instance.report_run_failed(run, "the sync process that ran it is gone (killed)")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            released += 1
+    if released:
+        log(f"Released {released} run{'s' if released != 1 else ''} left behind by a killed sync")
+    return released
+
+
+def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, warehouse: WarehouseResource,
+              everything: bool, log=print) -> SyncPlan:
+    """Discovers the organisations, adds their partitions and checks what changed (unless ``everything``)."""
+    started = time.perf_counter()
+    with whitespace.client() as client:
+        organisations = client.discover_organisations()
+        keys = [o.user_id for o in organisations]
+        found = None
+        if not everything:
+            loaded = state.read(warehouse.settings(), keys)
+            found = changes.check_all(client, keys, warehouse.raw_path(), loaded)
+    known = set(instance.get_dynamic_partitions(organisations_partitions.name))
+    new = [k for k in keys if k not in known]
+    if new:
+        instance.add_dynamic_partitions(organisations_partitions.name, new)
+    labels = {CORPORATE: "reference data", **{o.user_id: o.company_id or o.user_id for o in organisations}}
+    plan = SyncPlan.make(labels, found)
+    log(f"Organisations: {len(keys)} ({len(new)} new partition{'s' if len(new) != 1 else ''}); "
+        f"{plan.summary()} ({time.perf_counter() - started:.1f} s)")
+    return plan
+
+
+def _prefix(step: Step, n: int, total: int) -> str:
+    if step.key == CORPORATE:
+        return "[ref] reference data "
+    return f"[{n}/{total}] {step.label:<14} {step.key} "
+
+
+def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan, log=print,
+             debug: bool = False) -> list[Outcome]:
+    """Runs each step that needs a run, records an observation for each that does not, and stops at
+    the first error that every later run would meet again."""
+    tags = {PID_TAG: str(os.getpid())}
+    outcomes: list[Outcome] = []
+    total = len([s for s in plan.steps if s.key != CORPORATE])
+    for n, step in enumerate(plan.steps):
+        prefix = _prefix(step, n, total)
+        if not step.needs_run:
+            step.observe(instance)
+            log(f"{prefix}unchanged")
+            outcomes.append(Outcome(step.key, step.label, True, UNCHANGED))
+            continue
+        started = time.perf_counter()
+        run_config = {**(DEBUG if debug else QUIET), **step.run_config()}
+        result = defs.resolve_job_def(step.job).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=run_config, tags=tags, partition_key=step.partition)
+        outcome = Outcome(step.key, step.label, result.success, "" if result.success else _failure(result))
+        why = f" ({step.reason})" if step.check is not None else ""
+        log(f"{prefix}{'ok' if outcome.ok else 'FAILED'}{why} ({time.perf_counter() - started:.1f} s)")
+        outcomes.append(outcome)
+        if outcome.fatal:
+            log(f"Stopped: {outcome.note.split(': ', 1)[-1]}")
+            return outcomes
+    outcomes.append(_marts(instance, defs, plan, tags, log, debug))
+    return outcomes
+
+
+def _marts(instance, defs: dg.Definitions, plan: SyncPlan, tags: dict, log, debug: bool) -> Outcome:
+    warehouse: WarehouseResource = defs.resources["warehouse"].process_config_and_initialize()
+    if not plan.forced and not plan.runs and marts_current(instance, warehouse):
+        log("[marts] unchanged")
+        return Outcome("", "marts", True, UNCHANGED)
+    started = time.perf_counter()
+    result = defs.resolve_job_def(MARTS_JOB).execute_in_process(
+        instance=instance, raise_on_error=False, run_config=DEBUG if debug else QUIET, tags=tags)
+    outcome = Outcome("", "marts", result.success, "" if result.success else _failure(result))
+    log(f"[marts] marts {'ok' if outcome.ok else 'FAILED'} ({time.perf_counter() - started:.1f} s)")
+    return outcome
+
+
+def marts_current(instance: dg.DagsterInstance, warehouse: WarehouseResource) -> bool:
+    """The marts need no rebuild when they were built today (open-item ages count days), after the
+    last load of every base table, and their Parquet files are all there."""
+    from models import MART_TABLES
+
+    def last(key: str) -> float | None:
+        event = instance.get_latest_materialization_event(dg.AssetKey(key))
+        return event.timestamp if event else None
+
+    built = min((last(t) or 0.0) for t in MART_TABLES)
+    if not built or dt.datetime.fromtimestamp(built, dt.UTC).date() != dt.datetime.now(dt.UTC).date():
+        return False
+    if any((last(t) or 0.0) > built for t in ("risks", "contracts", "organisations")):
+        return False
+    return all((warehouse.marts_path() / f"{t}.parquet").exists() for t in MART_TABLES)
+
+
+def sync(instance: dg.DagsterInstance, defs: dg.Definitions, log=print, everything: bool = False,
+         debug: bool = False) -> list[Outcome]:
+    """The whole sync against ``defs``' resources: plan, then run. Returns one outcome per step."""
+    release_dead_runs(instance, log)
+    whitespace = defs.resources["whitespace"].process_config_and_initialize()
+    warehouse = defs.resources["warehouse"].process_config_and_initialize()
+    plan = plan_sync(instance, whitespace, warehouse, everything, log)
+    return run_plan(instance, defs, plan, log, debug)
+
+
+def summary(warehouse: config.WarehouseConfig) -> str:
+    """Row counts of the main tables; a line saying why when the warehouse cannot be read now."""
+    try:
+        conn = db.connect(warehouse, read_only=True, wait=0)
+    except db.WarehouseLocked:
+        return f"\nWarehouse {warehouse.path}: in use by another process, no summary."
+    with conn:
+        lines = ["", f"Warehouse {warehouse.path}:"]
+        for t in SUMMARY_TABLES:
+            lines.append(f"  {t:<16} {conn.execute(f'SELECT count(*) FROM {db.ident(t)}').fetchone()[0]:>8,} rows")  # noqa: S608
+        lines.append("  risks per organisation:")
+        rows = conn.execute(
+            """SELECT v.user_id, coalesce(s.company_id, ''), count(*) FROM risk_visibility v
+               LEFT JOIN sync_state s USING (user_id) GROUP BY ALL ORDER BY 3 DESC"""
+        ).fetchall()
+        for user_id, company, count in rows:
+            lines.append(f"    {company:<14} {user_id}  {count:>8,}")
+    return "\n".join(lines)
+
+
+def rebuild(warehouse: config.WarehouseConfig, log: Callable[[str], object] = print) -> dict[str, int]:
+    """Brings the warehouse up to the landed answers without calling the API: the reference tables from
+    the newest corporate list, each organisation's risk tables from its newest risk list, the detail
+    tables from every landed detail file not loaded yet, then the marts. Returns each table's rows."""
+    from models import MART_TABLES
+    from pipelines.warehouse import details, marts, reference, risks
+
+    raw_dir = warehouse.raw_dir
+    corporate = raw.latest(raw_dir, endpoints.CORPORATE).get(CORPORATE)
+    answers = raw.latest(raw_dir, endpoints.RISKS)
+    if corporate is None and not answers:
+        raise raw.NothingLanded(f"No landed answers in {raw_dir}: run a sync first.")
+    with db.session(warehouse) as conn:
+        if corporate is not None:
+            reference.load(conn, corporate, corporate.relative_to(raw_dir))
+            log(f"  reference tables   from {corporate.path.name}")
+        for user_id, landed in sorted(answers.items()):
+            result = risks.load(conn, landed, landed.relative_to(raw_dir))
+            loaded = details.load(conn, raw_dir, user_id)
+            log(f"  {landed.company_id or user_id:<18} {result.distinct_risks:>8,} risks from {landed.path.name}, "
+                f"{loaded.files} detail file{'s' if loaded.files != 1 else ''} not loaded before")
+        marts.build(conn, warehouse.open_item_days)
+        marts.export_parquet(conn, warehouse.marts_dir)
+        log(f"  marts              rebuilt and exported to {warehouse.marts_dir}")
+        tables = (*SUMMARY_TABLES, "users__teams", "risk_history", *details.DETAIL_TABLES, *MART_TABLES)
+        return {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in tables}  # noqa: S608

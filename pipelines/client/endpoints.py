@@ -1,0 +1,14 @@
+"""Every API endpoint the project calls, declared once (paths under ``WHITESPACE_API_URL``).
+
+The paths of answers that are landed double as their landing names: the raw landing, its manifests
+and the warehouse's ``raw_responses`` record them under these strings.
+"""
+
+VERSION = "/version"
+MY_DETAILS = "/user/myDetails"
+CORPORATE = "/shared/corporate"
+RISKS = "/risks"
+RISK = "/risks/{riskID}"
+COMBINED_SETS = "/lines/{rootID}/combinedSets"
+RISK_DETAILS = f"{RISK}+{COMBINED_SETS}"
+"""A root's contract and line sets, landed together as one JSON line per root."""

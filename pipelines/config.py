@@ -1,0 +1,174 @@
+"""The project's configuration: every environment variable it reads is declared, read and checked here.
+
+Nothing else in the project reads ``os.environ``. Values are parsed when read, and a wrong one
+raises ``ConfigError`` with one line naming the variable. There is no silent default that points
+somewhere else: with no login configured, a sync is an error, unless the sandbox is asked for
+(``WHITESPACE_SANDBOX=1``, ``whitespace-etl demo`` or ``whitespace-etl sandbox``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pipelines.client.errors import ConfigError
+from pipelines.client.settings import Settings
+
+LOGIN = {
+    # resource field: (variable, meaning)
+    "sync_url": ("WHITESPACE_SYNC_URL", "Sync Gateway root, `$ROOT/sync`"),
+    "bucket": ("WHITESPACE_BUCKET", "Sync Gateway bucket"),
+    "api_url": ("WHITESPACE_API_URL", "API root, `$ROOT/api`"),
+    "refresh_token": ("WHITESPACE_REFRESH_TOKEN", "the renewable token copied from Whitespace's User Profile panel"),
+    "user_ids": ("WHITESPACE_USER_IDS", "comma-separated MU ids to sync (skips discovery)"),
+    "user_name": ("WHITESPACE_USER_NAME", "your name as Whitespace shows it: how a SUMO login finds its MU ids"),
+    "timeout_seconds": ("WHITESPACE_TIMEOUT_SECONDS", "per-request timeout in seconds (default 60)"),
+}
+REQUIRED = ("sync_url", "bucket", "api_url", "refresh_token")
+"""The login's fields without which nothing can be fetched."""
+
+WAREHOUSE = {
+    "path": ("WHITESPACE_WAREHOUSE", "the DuckDB file (default `data/warehouse.duckdb`)"),
+    "lock_wait_seconds": ("WHITESPACE_LOCK_WAIT_SECONDS", "how long a writer waits for a locked warehouse (300)"),
+    "memory_limit": ("WHITESPACE_DUCKDB_MEMORY", "DuckDB's working memory before it spills to disk (768MB)"),
+    "open_item_days": ("WHITESPACE_OPEN_ITEM_DAYS", "open items: quotation / firm-order placements older than this (30)"),
+}
+OTHER = {
+    "sandbox": ("WHITESPACE_SANDBOX", "`1`: use the local sandbox instead of a login (for trying `dagster dev`)"),
+    "dashboard_cache_seconds": ("WHITESPACE_DASHBOARD_CACHE_SECONDS", "how long the dashboard reuses one read (15)"),
+    "dagster_home": ("DAGSTER_HOME", "where `whitespace-etl sync` records its runs (`.dagster/`)"),
+}
+VARIABLES = {name: meaning for table in (LOGIN, WAREHOUSE, OTHER) for name, meaning in table.values()}
+"""Every variable the project reads, with its meaning: the README's configuration table lists them all."""
+
+DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_LOCK_WAIT = 300.0
+DEFAULT_MEMORY = "768MB"
+"""DuckDB's working memory; past it, it spills beside the warehouse, so a load of a million risks stays under 1 GiB."""
+DEFAULT_OPEN_ITEM_DAYS = 30
+DEFAULT_DASHBOARD_CACHE = 15.0
+
+
+def environ() -> Mapping[str, str]:
+    """The process environment: the one place the project reads it."""
+    return os.environ
+
+
+def _get(env: Mapping[str, str] | None, name: str) -> str:
+    return (environ() if env is None else env).get(name, "").strip()
+
+
+def number(name: str, value: str | float | int, default: float, *, integer: bool = False) -> float:
+    """A positive number (or zero) from a variable's text; ``default`` when empty; else a ConfigError."""
+    if value in ("", None):
+        return default
+    try:
+        parsed = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(f"{name} must be {kind}, not {str(value)!r}.") from None
+    if parsed < 0:
+        raise ConfigError(f"{name} must not be negative, not {str(value)!r}.")
+    return parsed
+
+
+def sandbox_requested(env: Mapping[str, str] | None = None) -> bool:
+    """``WHITESPACE_SANDBOX`` set to a true value: the only way production code reaches the sandbox."""
+    value = _get(env, "WHITESPACE_SANDBOX").lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"WHITESPACE_SANDBOX must be 1 or 0, not {value!r}.")
+
+
+def login_variables_set(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Resource field -> variable, for the login variables that are set (their values are not read here)."""
+    return {field: name for field, (name, _) in LOGIN.items() if _get(env, name)}
+
+
+def login_from_values(values: Mapping[str, str], max_concurrency: int = 8) -> Settings:
+    """A checked login from field values (as the resource holds them, or as read from the environment):
+    every missing or wrong value is a ConfigError naming its variable."""
+    missing = [LOGIN[f][0] for f in REQUIRED if not str(values.get(f) or "").strip()]
+    if len(missing) == len(REQUIRED):
+        raise ConfigError(
+            "No Whitespace login is configured: set " + ", ".join(LOGIN[f][0] for f in REQUIRED)
+            + " (README, Configuration), or WHITESPACE_SANDBOX=1 to use the local sandbox.")
+    if missing:
+        raise ConfigError(f"Missing {', '.join(missing)}: a login needs all of "
+                          + ", ".join(LOGIN[f][0] for f in REQUIRED) + " (README, Configuration).")
+    return Settings.from_values(
+        str(values["sync_url"]).strip(), str(values["bucket"]).strip(), str(values["api_url"]).strip(),
+        str(values["refresh_token"]).strip(), str(values.get("user_ids") or ""),
+        str(values.get("user_name") or "").strip() or None,
+        timeout=number("WHITESPACE_TIMEOUT_SECONDS", str(values.get("timeout_seconds") or ""), DEFAULT_TIMEOUT),
+        max_concurrency=max_concurrency,
+    )
+
+
+def login(env: Mapping[str, str] | None = None) -> Settings:
+    """The login the environment configures; a ConfigError when it configures none, part of one, or
+    both a login and the sandbox."""
+    if sandbox_requested(env):
+        if login_variables_set(env).keys() & set(REQUIRED):
+            raise ConfigError("WHITESPACE_SANDBOX=1 and a Whitespace login are both set: unset one of them.")
+        raise ConfigError("WHITESPACE_SANDBOX=1 is set: this command syncs a configured login only "
+                          "(use 'whitespace-etl demo' for the sandbox).")
+    return login_from_values({f: _get(env, name) for f, (name, _) in LOGIN.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class WarehouseConfig:
+    """Where the warehouse lives and how it is opened."""
+
+    path: Path = DEFAULT_WAREHOUSE
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT
+    memory_limit: str = DEFAULT_MEMORY
+    open_item_days: int = DEFAULT_OPEN_ITEM_DAYS
+
+    @property
+    def raw_dir(self) -> Path:
+        """The raw landing: every answer as received, beside the warehouse file."""
+        return self.path.parent / "raw"
+
+    @property
+    def marts_dir(self) -> Path:
+        """The marts' Parquet export, beside the warehouse file."""
+        return self.path.parent / "marts"
+
+
+def warehouse(env: Mapping[str, str] | None = None) -> WarehouseConfig:
+    values = {f: _get(env, name) for f, (name, _) in WAREHOUSE.items()}
+    return warehouse_from_values(values)
+
+
+def warehouse_from_values(values: Mapping[str, str | float | int]) -> WarehouseConfig:
+    memory = str(values.get("memory_limit") or "").strip() or DEFAULT_MEMORY
+    return WarehouseConfig(
+        path=Path(str(values.get("path") or "").strip() or DEFAULT_WAREHOUSE),
+        lock_wait_seconds=number("WHITESPACE_LOCK_WAIT_SECONDS", values.get("lock_wait_seconds", ""),
+                                 DEFAULT_LOCK_WAIT),
+        memory_limit=memory,
+        open_item_days=int(number("WHITESPACE_OPEN_ITEM_DAYS", values.get("open_item_days", ""),
+                                  DEFAULT_OPEN_ITEM_DAYS, integer=True)),
+    )
+
+
+def warehouse_variables_set(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Resource field -> variable, for the warehouse variables that are set."""
+    return {field: name for field, (name, _) in WAREHOUSE.items() if _get(env, name)}
+
+
+def dashboard_cache_seconds(env: Mapping[str, str] | None = None) -> float:
+    return number("WHITESPACE_DASHBOARD_CACHE_SECONDS", _get(env, "WHITESPACE_DASHBOARD_CACHE_SECONDS"),
+                  DEFAULT_DASHBOARD_CACHE)
+
+
+def dagster_home(env: Mapping[str, str] | None = None) -> Path | None:
+    """``DAGSTER_HOME`` when set."""
+    value = _get(env, "DAGSTER_HOME")
+    return Path(value) if value else None

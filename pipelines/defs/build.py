@@ -1,0 +1,30 @@
+"""Everything the project defines for Dagster, bound to the resources it is given."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.defs.assets.details import detail_tables, raw_risk_details
+from pipelines.defs.assets.marts import marts
+from pipelines.defs.assets.reference import raw_corporate, reference_tables
+from pipelines.defs.assets.risks import raw_risks, risk_tables
+from pipelines.defs.automation import (
+    build_marts,
+    daily_marts,
+    daily_reference,
+    daily_sync,
+    organisations_sensor,
+    reference_data,
+    sync_organisation,
+)
+
+
+def build(resources: dict[str, dg.ConfigurableResource]) -> dg.Definitions:
+    """Everything the project defines, bound to ``resources`` (``whitespace`` and ``warehouse``)."""
+    return dg.Definitions(
+        assets=[raw_corporate, reference_tables, raw_risks, risk_tables, raw_risk_details, detail_tables, marts],
+        jobs=[sync_organisation, reference_data, build_marts],
+        schedules=[daily_sync, daily_reference, daily_marts],
+        sensors=[organisations_sensor],
+        resources=resources,
+    )

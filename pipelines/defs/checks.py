@@ -1,0 +1,95 @@
+"""Every asset check, declared once: its name, asset, description and rule. The assets build their
+``check_specs`` and their results from the same declarations, so a name can never drift apart."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import dagster as dg
+
+from pipelines.warehouse import quality
+from pipelines.warehouse.quality import Outcome
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    name: str
+    asset: str
+    description: str
+    rule: Callable[..., Outcome]
+    """``rule(conn, **context)``: the SQL behind the check (``pipelines/warehouse/quality.py``)."""
+    warn_only: bool = False
+    """A WARN check that never blocks what follows (for failures the next run retries)."""
+
+    def spec(self) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec(self.name, asset=self.asset, description=self.description,
+                                 blocking=not self.warn_only)
+
+    def evaluate(self, conn, **context: Any) -> dg.AssetCheckResult:
+        outcome = self.rule(conn, **context)
+        return dg.AssetCheckResult(
+            check_name=self.name, asset_key=self.asset, passed=outcome.passed, description=self.description,
+            severity=dg.AssetCheckSeverity.WARN if self.warn_only else dg.AssetCheckSeverity.ERROR,
+            metadata={k: dg.MetadataValue.json(v) if isinstance(v, dict | list) else v
+                      for k, v in outcome.metadata.items()},
+        )
+
+
+def unique(table: str, key: str, description: str) -> Check:
+    return Check(f"{table}_unique_key", table, description, lambda conn, **_: quality.unique_key(conn, table, key))
+
+
+def has_parent(child: str, parent: str, column: str, description: str) -> Check:
+    return Check(f"{child}_has_parent", child, description,
+                 lambda conn, **_: quality.has_parent(conn, child, parent, column))
+
+
+RISKS = (
+    unique("risks", "risk_id", "risk_id is unique"),
+    Check("risks_root_id_not_null", "risks", "every risk has a root id", lambda conn, **_: quality.no_null_root_ids(conn)),
+    unique("risk_channels", "risk_id, position", "(risk_id, position) is unique"),
+    has_parent("risk_channels", "risks", "risk_id", "every channel row has its risk"),
+    Check("risk_channels_format", "risk_channels", "channels look like company_TEAM",
+          lambda conn, **_: quality.channel_format(conn)),
+    has_parent("risk_visibility", "risks", "risk_id", "every visibility row has its risk"),
+    Check("risk_visibility_matches_api", "risk_visibility",
+          "the organisation's rows equal the distinct ids the API returned",
+          lambda conn, user_id, landed, **_: quality.partition_matches_api(conn, user_id, str(landed.path),
+                                                                             landed.items)),
+)
+
+DETAILS = (
+    Check("contracts_fetched", "contracts", "every root's detail calls succeeded (failures are retried next run)",
+          lambda conn, user_id, **_: quality.detail_failures(conn, user_id), warn_only=True),
+    unique("contracts", "root_id", "root_id is unique"),
+    has_parent("contract_line_items", "contracts", "root_id", "every line item has its contract"),
+    has_parent("market_lines", "risks", "root_id", "every market line's root is a known risk"),
+    Check("market_lines_signed_total", "market_lines", "signed lines of a root total at most 100%",
+          lambda conn, **_: quality.signed_total(conn)),
+)
+
+REFERENCE = (
+    unique("organisations", "company_id", "company_id is unique"),
+    has_parent("teams", "organisations", "company_id", "every team belongs to a known organisation"),
+    unique("users", "user_id", "user_id (MU id) is unique"),
+    has_parent("users__teams", "users", "user_id", "every row has its user"),
+)
+
+
+def _tie(name: str) -> Check:
+    mart, description, _mart_sql, _base_sql = quality.MART_TIES[name]
+    return Check(name, mart, description,
+                 lambda conn, open_item_days, **_: quality.mart_ties_back(conn, name, open_item_days))
+
+
+MARTS = tuple(_tie(name) for name in quality.MART_TIES)
+
+
+def specs(checks: Iterable[Check]) -> list[dg.AssetCheckSpec]:
+    return [c.spec() for c in checks]
+
+
+def evaluate(checks: Iterable[Check], conn, **context: Any) -> list[dg.AssetCheckResult]:
+    return [c.evaluate(conn, **context) for c in checks]

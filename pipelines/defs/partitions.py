@@ -1,0 +1,15 @@
+"""What the Dagster definitions share: the organisation partitions, the warehouse pool, the landing config."""
+
+import dagster as dg
+
+organisations_partitions = dg.DynamicPartitionsDefinition(name="organisations")
+"""One partition per organisation (MU id) the login acts for."""
+
+WAREHOUSE_POOL = "duckdb_warehouse"
+"""DuckDB has one writer: every asset that writes the warehouse is in this pool (limit 1)."""
+
+
+class LandedConfig(dg.Config):
+    reuse_sha256: str = ""
+    """Set by the sync plan: its change check landed this answer moments ago, with this SHA-256, so
+    the run records that one instead of fetching it again. Empty: fetch (the default)."""

@@ -1,0 +1,97 @@
+"""The sync plan: what the change check found, turned into the runs to start and the observations to
+record. ``whitespace-etl sync`` and the ``daily_sync`` schedule both consume it."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import dagster as dg
+
+from pipelines.extract.changes import CORPORATE, UNCHANGED, Check
+
+ORGANISATION_JOB = "sync_organisation"
+REFERENCE_JOB = "reference_data"
+MARTS_JOB = "build_marts"
+CHANGE_TAG = "whitespace/change"
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One organisation (or the corporate list): the job that loads it and what the check found."""
+
+    key: str
+    """MU id, or ``CORPORATE``."""
+    label: str
+    check: Check | None
+    """None: not checked (every run forced)."""
+
+    @property
+    def job(self) -> str:
+        return REFERENCE_JOB if self.key == CORPORATE else ORGANISATION_JOB
+
+    @property
+    def landing_asset(self) -> str:
+        return "raw_corporate" if self.key == CORPORATE else "raw_risks"
+
+    @property
+    def partition(self) -> str | None:
+        return None if self.key == CORPORATE else self.key
+
+    @property
+    def needs_run(self) -> bool:
+        return self.check is None or self.check.changed
+
+    @property
+    def reason(self) -> str:
+        return self.check.reason if self.check is not None else "forced"
+
+    def run_config(self) -> dict[str, Any]:
+        """Changed: the run records the answer the check landed (``reuse_sha256``) instead of fetching it again."""
+        if self.check is None or self.check.landed is None:
+            return {}
+        return {"ops": {self.landing_asset: {"config": {"reuse_sha256": self.check.landed.sha256}}}}
+
+    def observe(self, instance: dg.DagsterInstance) -> None:
+        """An unchanged answer is not landed again; its asset gets an observation saying it was checked."""
+        landed = self.check.landed if self.check else None
+        instance.report_runless_asset_event(dg.AssetObservation(
+            asset_key=self.landing_asset, partition=self.partition,
+            description="checked: the same answer as the one loaded",
+            metadata={"unchanged_since": landed.fetched_at.isoformat() if landed else "",
+                      "sha256": landed.sha256 if landed else "", "items": landed.items if landed else 0},
+        ))
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncPlan:
+    steps: list[Step]
+    forced: bool
+
+    @classmethod
+    def make(cls, labels: dict[str, str], checks: dict[str, Check] | None) -> SyncPlan:
+        """``labels``: key -> label, in the order to run (the corporate list first, when it is part of it)."""
+        return cls([Step(k, label, None if checks is None else checks[k]) for k, label in labels.items()],
+                   checks is None)
+
+    @property
+    def runs(self) -> list[Step]:
+        return [s for s in self.steps if s.needs_run]
+
+    @property
+    def unchanged(self) -> list[Step]:
+        return [s for s in self.steps if not s.needs_run]
+
+    def summary(self) -> str:
+        if self.forced:
+            return "every run forced"
+        return f"{len(self.runs)} of {len(self.steps)} lists changed"
+
+    def run_requests(self, run_key_prefix: str) -> list[dg.RunRequest]:
+        """The schedule's requests: one per organisation that changed."""
+        return [dg.RunRequest(partition_key=s.partition, run_config=s.run_config(),
+                              run_key=f"{run_key_prefix}-{s.key}", tags={CHANGE_TAG: s.reason})
+                for s in self.runs if s.key != CORPORATE]
+
+
+__all__ = ["CORPORATE", "UNCHANGED", "SyncPlan", "Step"]

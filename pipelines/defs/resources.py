@@ -1,0 +1,101 @@
+"""Dagster resources: the Whitespace login and the warehouse, configured from ``pipelines.config``.
+
+``from_environment`` wires every variable that is set with ``dg.EnvVar``, so the UI shows the
+variable's name, never its value, and the value is read where the run executes. A run whose process
+lacks the login fails with a message naming the variables; it never falls back to the sandbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from pipelines import config
+from pipelines.client import Settings, WhitespaceClient
+from pipelines.warehouse import db
+
+
+class WhitespaceResource(dg.ConfigurableResource):
+    """The Whitespace login: Sync Gateway, bucket, API root and renewable token (set the token only
+    through ``dg.EnvVar``), the MU ids or user name that select organisations, and the timeout.
+    ``sandbox=True`` serves an embedded sandbox of the platform instead, for trying the project."""
+
+    sync_url: str = ""
+    bucket: str = ""
+    api_url: str = ""
+    refresh_token: str = ""
+    user_ids: str = ""
+    user_name: str = ""
+    timeout_seconds: str = ""
+    """Per-request timeout in seconds; empty means 60."""
+    max_concurrency: int = 8
+    sandbox: bool = False
+    sandbox_scale: float = 1.0
+    sandbox_seed: int = 1
+
+    def settings(self) -> Settings:
+        """The checked login; a ConfigError naming what is missing or wrong."""
+        return config.login_from_values({f: getattr(self, f) for f in config.LOGIN}, self.max_concurrency)
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[WhitespaceClient]:
+        if not self.sandbox:
+            with WhitespaceClient(self.settings()) as client:
+                yield client
+            return
+        if any(getattr(self, f) for f in config.REQUIRED):
+            raise config.ConfigError("WHITESPACE_SANDBOX=1 and a Whitespace login are both set: unset one of them.")
+        from sandbox import SandboxServer  # only when the sandbox was asked for
+
+        with SandboxServer(seed=self.sandbox_seed, scale=self.sandbox_scale) as server:
+            values = {**server.login(), "timeout_seconds": self.timeout_seconds}
+            with WhitespaceClient(config.login_from_values(values, self.max_concurrency)) as client:
+                yield client
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse file (``WHITESPACE_WAREHOUSE``, default ``data/warehouse.duckdb``), with the
+    raw landing in ``raw/`` and the marts' Parquet export in ``marts/`` beside it."""
+
+    path: str = ""
+    lock_wait_seconds: str = ""
+    memory_limit: str = ""
+    open_item_days: str = ""
+
+    def settings(self) -> config.WarehouseConfig:
+        return config.warehouse_from_values({f: getattr(self, f) for f in config.WAREHOUSE})
+
+    def db_path(self) -> Path:
+        return self.settings().path
+
+    def raw_path(self) -> Path:
+        return self.settings().raw_dir
+
+    def marts_path(self) -> Path:
+        return self.settings().marts_dir
+
+    def session(self, read_only: bool = False) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return db.session(self.settings(), read_only=read_only)
+
+
+def from_environment() -> dict[str, dg.ConfigurableResource]:
+    """The resources as the environment configures them, each set variable wired by name."""
+    warehouse = WarehouseResource(**{f: dg.EnvVar(name) for f, name in config.warehouse_variables_set().items()})
+    login = {f: dg.EnvVar(name) for f, name in config.login_variables_set().items()}
+    return {"whitespace": WhitespaceResource(sandbox=config.sandbox_requested(), **login), "warehouse": warehouse}
+
+
+def for_sandbox(server, warehouse: config.WarehouseConfig | None = None, **login: str
+                ) -> dict[str, dg.ConfigurableResource]:
+    """Resources bound to a running sandbox (the demo, the tests): plain values, no environment."""
+    values = {**server.login(), **login}
+    return {"whitespace": WhitespaceResource(**values), "warehouse": for_warehouse(warehouse or config.WarehouseConfig())}
+
+
+def for_warehouse(warehouse: config.WarehouseConfig) -> WarehouseResource:
+    return WarehouseResource(path=str(warehouse.path), lock_wait_seconds=str(warehouse.lock_wait_seconds),
+                             memory_limit=warehouse.memory_limit, open_item_days=str(warehouse.open_item_days))

@@ -1,0 +1,33 @@
+"""What the warehouse has loaded, for the change check (``pipelines.extract.changes``)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import duckdb
+
+from pipelines.client import endpoints
+from pipelines.config import WarehouseConfig
+from pipelines.extract.changes import WarehouseState
+from pipelines.warehouse import db
+from pipelines.warehouse import details as detail_loader
+
+
+def read(warehouse: WarehouseConfig, user_ids: list[str]) -> WarehouseState | None:
+    """None when it cannot be read now (another process holds it): every check then says "changed".
+    It never waits for the lock."""
+    raw_dir = warehouse.raw_dir
+    if not Path(warehouse.path).exists():
+        return WarehouseState({}, None, set())
+    try:
+        with contextlib.closing(db.connect(warehouse, read_only=True, wait=0)) as conn:
+            loaded = dict(conn.execute("SELECT user_id, sha256 FROM sync_state").fetchall())
+            corporate = conn.execute(
+                "SELECT sha256 FROM raw_responses WHERE user_id = '' AND endpoint = ? "
+                "ORDER BY fetched_at DESC LIMIT 1", [endpoints.CORPORATE]).fetchall()
+            failed = {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM detail_failures").fetchall()}
+            waiting = {u for u in user_ids if detail_loader.pending(conn, raw_dir, u)}
+    except (duckdb.Error, db.WarehouseLocked):
+        return None
+    return WarehouseState(loaded, corporate[0][0] if corporate else None, failed | waiting)
