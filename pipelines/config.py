@@ -110,16 +110,6 @@ def login_from_values(values: Mapping[str, str], max_concurrency: int = 8) -> Se
     )
 
 
-def login(env: Mapping[str, str] | None = None) -> Settings:
-    """The login the environment configures; a ConfigError when it configures none, part of one, or
-    both a login and the sandbox."""
-    if sandbox_requested(env):
-        if login_variables_set(env).keys() & set(REQUIRED):
-            raise ConfigError("WHITESPACE_SANDBOX=1 and a Whitespace login are both set: unset one of them.")
-        raise ConfigError("WHITESPACE_SANDBOX=1 is set: this command syncs a configured login only "
-                          "(use 'whitespace-etl demo' for the sandbox).")
-    return login_from_values({f: _get(env, name) for f, (name, _) in LOGIN.items()})
-
 
 @dataclasses.dataclass(frozen=True)
 class WarehouseConfig:

@@ -167,3 +167,18 @@ def test_a_full_disk_is_one_line(sandbox, full_disk, monkeypatch, tmp_path, capf
     assert code != 0 and "Traceback" not in err + out, err
     assert "No space left on device" in err or "disk is full" in err, err
     assert len([line for line in err.splitlines() if line.strip()]) <= 4, err
+
+
+def test_the_readme_lists_every_variable_the_project_reads() -> None:
+    from pipelines import config
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration"):readme.index("## How the client behaves")]
+    assert [name for name in config.VARIABLES if f"| `{name}` |" not in table] == []
+
+
+def test_sync_gateway_answers_an_unknown_bucket_with_its_404(sandbox) -> None:
+    import httpx
+
+    r = httpx.get(f"{sandbox.url}/sync/otherbucket/_oidc_refresh", params={"refresh_token": "x"}, trust_env=False)
+    assert r.status_code == 404 and r.json() == {"error": "not_found", "reason": 'no such database "otherbucket"'}

@@ -1,0 +1,1 @@
+"""What to fetch: the change check before a sync, and the incremental plan for contracts and line sets."""

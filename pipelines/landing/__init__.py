@@ -1,0 +1,1 @@
+"""The raw landing: every API answer on disk exactly as received, with its manifest."""

@@ -1,1 +1,1 @@
-"""The DuckDB warehouse: schema upkeep, raw landing and the bulk loaders."""
+"""The DuckDB warehouse: schema upkeep, SQL macros, the bulk loaders, data-quality rules and the marts."""

@@ -53,3 +53,18 @@ def test_sensor_adds_partitions_for_new_organisations(tmp_path) -> None:
         assert [r.partition_key for r in result.run_requests] == ["MU4C3D5E60-8F70-4192-ACBD-3E4F50617283"]
         [request] = result.dynamic_partitions_requests
         assert list(request.partition_keys) == ["MU4C3D5E60-8F70-4192-ACBD-3E4F50617283"]
+
+
+def test_dg_check_defs_loads_the_project_without_configuration() -> None:
+    """The dg CLI (``[tool.dg]`` in pyproject.toml) finds the project and loads its definitions."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHITESPACE_")}
+    env["VIRTUAL_ENV"] = sys.prefix  # dg checks that the project's environment is the active one
+    dg_cli = Path(sys.executable).with_name("dg")
+    out = subprocess.run([str(dg_cli), "check", "defs"], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "All definitions loaded successfully" in out.stdout + out.stderr

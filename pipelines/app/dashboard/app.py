@@ -44,8 +44,7 @@ def in_period(frame: pd.DataFrame, column: str, start: dt.date, end: dt.date) ->
     return frame[(when >= pd.Timestamp(start)) & (when <= pd.Timestamp(end))]
 
 
-def main() -> None:
-    warehouse = config.warehouse()
+def header(warehouse) -> data.Snapshot:
     st.title("Whitespace book of business")
     try:
         snap = snapshot(str(warehouse.path), str(warehouse.marts_dir))
@@ -56,10 +55,13 @@ def main() -> None:
     st.caption(f"Data as of {snap.as_of:%Y-%m-%d %H:%M} UTC · read from the {source}" if snap.as_of else source)
     if snap.note:
         st.info(snap.note)
+    return snap
 
+
+def filtered(snap: data.Snapshot, default_days: int) -> tuple[dict[str, pd.DataFrame], int]:
+    """The sidebar's filters, and each mart cut to the chosen organisations and period."""
     status, funnel, placements = snap["mart_status_monthly"], snap["mart_placing_funnel"], snap["mart_placements"]
     carriers, open_items = snap["mart_carrier_participation"], snap["mart_open_items"]
-
     with st.sidebar:
         st.header("Filters")
         organisations = sorted(placements["organisation"].dropna().unique())
@@ -68,27 +70,34 @@ def main() -> None:
         first, last = month_range([status["month"], funnel["month"], carriers["inception_month"]])
         start, end = st.slider("Period (month)", min_value=first, max_value=last, value=(first, last),
                                format="MMM YYYY")
-        older = st.number_input("Open items older than (days)", min_value=0, value=warehouse.open_item_days, step=15,
+        older = st.number_input("Open items older than (days)", min_value=0, value=default_days, step=15,
                                 help="The mart keeps items older than WHITESPACE_OPEN_ITEM_DAYS (30) at build time.")
 
     def of_orgs(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[frame["organisation"].isin(chosen)]
 
-    status_f = in_period(of_orgs(status), "month", start, end)
-    funnel_f = in_period(of_orgs(funnel), "month", start, end)
-    placed_f = in_period(of_orgs(placements).dropna(subset=["requested_at"]), "requested_at", start,
-                         pd.Timestamp(end) + pd.offsets.MonthEnd(1))
-    carriers_f = in_period(of_orgs(carriers).dropna(subset=["inception_month"]), "inception_month", start, end)
     open_f = of_orgs(open_items)
-    open_f = open_f[open_f["days_in_status"] > older]
+    return {
+        "status": in_period(of_orgs(status), "month", start, end),
+        "funnel": in_period(of_orgs(funnel), "month", start, end),
+        "placements": of_orgs(placements),
+        "placed": in_period(of_orgs(placements).dropna(subset=["requested_at"]), "requested_at", start,
+                            pd.Timestamp(end) + pd.offsets.MonthEnd(1)),
+        "carriers": in_period(of_orgs(carriers).dropna(subset=["inception_month"]), "inception_month", start, end),
+        "open": open_f[open_f["days_in_status"] > older],
+    }, older
 
+
+def key_figures(f: dict[str, pd.DataFrame]) -> None:
     kpi = st.columns(5)
-    kpi[0].metric("Placements", f"{len(of_orgs(placements)):,}", help="All placements of the chosen organisations")
-    kpi[1].metric("Quotation requests", f"{int(funnel_f['quotation_requests'].sum()):,}")
-    kpi[2].metric("Firm orders", f"{int(funnel_f['firm_orders'].sum()):,}")
-    kpi[3].metric("Signed", f"{int(funnel_f['signed'].sum()):,}")
-    kpi[4].metric("Open items", f"{len(open_f):,}")
+    kpi[0].metric("Placements", f"{len(f['placements']):,}", help="All placements of the chosen organisations")
+    kpi[1].metric("Quotation requests", f"{int(f['funnel']['quotation_requests'].sum()):,}")
+    kpi[2].metric("Firm orders", f"{int(f['funnel']['firm_orders'].sum()):,}")
+    kpi[3].metric("Signed", f"{int(f['funnel']['signed'].sum()):,}")
+    kpi[4].metric("Open items", f"{len(f['open']):,}")
 
+
+def status_over_time(status_f: pd.DataFrame) -> None:
     st.subheader("Placements by status over time")
     by_status = status_f.groupby(["month", "status"], as_index=False)["placements"].sum()
     st.altair_chart(
@@ -101,49 +110,53 @@ def main() -> None:
         width="stretch",
     )
 
-    left, right = st.columns(2)
-    with left:
-        st.subheader("Placing funnel")
-        totals = pd.DataFrame({"stage": STAGES, "placements": [int(funnel_f["quotation_requests"].sum()),
-                                                                int(funnel_f["firm_orders"].sum()),
-                                                                int(funnel_f["signed"].sum())]})
-        st.altair_chart(
-            alt.Chart(totals).mark_bar().encode(
-                y=alt.Y("stage:N", sort=list(STAGES), title=None),
-                x=alt.X("placements:Q", title="Placements requested in the period"),
-                tooltip=["stage:N", "placements:Q"],
-            ).properties(height=180),
-            width="stretch",
-        )
-        medians = pd.DataFrame({
-            "step": ["Request → firm order", "Firm order → signed", "Request → signed"],
-            "median days": [placed_f["days_to_firm_order"].median(), placed_f["days_firm_order_to_signed"].median(),
-                            placed_f["days_to_signed"].median()],
-            "placements": [placed_f["days_to_firm_order"].count(), placed_f["days_firm_order_to_signed"].count(),
-                           placed_f["days_to_signed"].count()],
-        })
-        st.dataframe(medians.round(1), hide_index=True)
-    with right:
-        st.subheader("Carrier participation")
-        shares = carriers_f.groupby("carrier", as_index=False)[["written_pct_total", "signed_pct_total"]].sum()
-        long = shares.melt("carrier", var_name="line", value_name="pct")
-        long["line"] = long["line"].map({"written_pct_total": "written", "signed_pct_total": "signed"})
-        long["pct"] = long["pct"].astype(float)
-        st.altair_chart(
-            alt.Chart(long).mark_bar().encode(
-                x=alt.X("carrier:N", title=None),
-                xOffset="line:N",
-                y=alt.Y("pct:Q", title="Sum of lines (% of whole)"),
-                color=alt.Color("line:N", title="Line"),
-                tooltip=["carrier:N", "line:N", alt.Tooltip("pct:Q", format=",.2f")],
-            ).properties(height=260),
-            width="stretch",
-        )
-        by_lead = carriers_f.fillna({"lead_company_id": "(no lead yet)"}).groupby(
-            ["lead_company_id", "carrier"], as_index=False)[["placements", "lead_lines"]].sum()
-        by_lead = by_lead.rename(columns={"lead_company_id": "lead", "lead_lines": "as lead"})
-        st.dataframe(by_lead, hide_index=True)
 
+def placing_funnel(funnel_f: pd.DataFrame, placed_f: pd.DataFrame) -> None:
+    st.subheader("Placing funnel")
+    totals = pd.DataFrame({"stage": STAGES, "placements": [int(funnel_f["quotation_requests"].sum()),
+                                                            int(funnel_f["firm_orders"].sum()),
+                                                            int(funnel_f["signed"].sum())]})
+    st.altair_chart(
+        alt.Chart(totals).mark_bar().encode(
+            y=alt.Y("stage:N", sort=list(STAGES), title=None),
+            x=alt.X("placements:Q", title="Placements requested in the period"),
+            tooltip=["stage:N", "placements:Q"],
+        ).properties(height=180),
+        width="stretch",
+    )
+    medians = pd.DataFrame({
+        "step": ["Request → firm order", "Firm order → signed", "Request → signed"],
+        "median days": [placed_f["days_to_firm_order"].median(), placed_f["days_firm_order_to_signed"].median(),
+                        placed_f["days_to_signed"].median()],
+        "placements": [placed_f["days_to_firm_order"].count(), placed_f["days_firm_order_to_signed"].count(),
+                       placed_f["days_to_signed"].count()],
+    })
+    st.dataframe(medians.round(1), hide_index=True)
+
+
+def carrier_participation(carriers_f: pd.DataFrame) -> None:
+    st.subheader("Carrier participation")
+    shares = carriers_f.groupby("carrier", as_index=False)[["written_pct_total", "signed_pct_total"]].sum()
+    long = shares.melt("carrier", var_name="line", value_name="pct")
+    long["line"] = long["line"].map({"written_pct_total": "written", "signed_pct_total": "signed"})
+    long["pct"] = long["pct"].astype(float)
+    st.altair_chart(
+        alt.Chart(long).mark_bar().encode(
+            x=alt.X("carrier:N", title=None),
+            xOffset="line:N",
+            y=alt.Y("pct:Q", title="Sum of lines (% of whole)"),
+            color=alt.Color("line:N", title="Line"),
+            tooltip=["carrier:N", "line:N", alt.Tooltip("pct:Q", format=",.2f")],
+        ).properties(height=260),
+        width="stretch",
+    )
+    by_lead = carriers_f.fillna({"lead_company_id": "(no lead yet)"}).groupby(
+        ["lead_company_id", "carrier"], as_index=False)[["placements", "lead_lines"]].sum()
+    by_lead = by_lead.rename(columns={"lead_company_id": "lead", "lead_lines": "as lead"})
+    st.dataframe(by_lead, hide_index=True)
+
+
+def open_items(open_f: pd.DataFrame, older: int) -> None:
     st.subheader(f"Open items: quotation or firm order for more than {older} days")
     st.dataframe(
         open_f.sort_values("days_in_status", ascending=False)[
@@ -151,6 +164,20 @@ def main() -> None:
         ].round({"days_in_status": 0}),
         hide_index=True,
     )
+
+
+def main() -> None:
+    warehouse = config.warehouse()
+    snap = header(warehouse)
+    f, older = filtered(snap, warehouse.open_item_days)
+    key_figures(f)
+    status_over_time(f["status"])
+    left, right = st.columns(2)
+    with left:
+        placing_funnel(f["funnel"], f["placed"])
+    with right:
+        carrier_participation(f["carriers"])
+    open_items(f["open"], older)
 
 
 main()

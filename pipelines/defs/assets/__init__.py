@@ -1,0 +1,1 @@
+"""The assets: raw answers, the warehouse tables they load, and the marts."""
