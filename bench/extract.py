@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 import tempfile
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from pipelines.client import Settings, WhitespaceClient
+from pipelines.client import Settings, WhitespaceClient, endpoints
 from pipelines.extract import details
 from pipelines.landing import raw
 from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SUMO_USER_NAME, sandbox_process
@@ -33,8 +32,8 @@ def extraction(scale: float, latency_ms: float) -> dict:
             orgs = client.discover_organisations()
             for org in orgs:
                 bound = client.for_user(org.user_id)
-                dest = raw.landing_path(Path(tmp), org.user_id, "/risks", dt.datetime.now(dt.UTC))
-                landed = raw.record(bound.download_risks(dest), Path(tmp), org.user_id, "/risks")
+                download = raw.download_risk_list(bound, Path(tmp), org.user_id)
+                landed = raw.record(download, Path(tmp), org.user_id, endpoints.RISKS)
                 details.fetch(bound, Path(tmp), landed)
             seconds = time.perf_counter() - started
             requests = api_requests(url) - before - 1  # less the stats call itself

@@ -27,7 +27,7 @@ def ours(payload: Path, work: Path) -> dict[str, int]:
     landed = raw.Landed(payload, USER_ID, "/risks", dt.datetime.now(dt.UTC), "bench", payload.stat().st_size, items)
     started = time.perf_counter()
     with db.session(work / "ours.duckdb") as conn:
-        risks.load(conn, landed, payload.name)
+        risks.load_list(conn, landed, payload.name)
         TIMINGS["load_only"] = time.perf_counter() - started
         return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - constant names
                 for t in ("risks", "risk_channels", "risk_visibility")}

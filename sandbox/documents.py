@@ -115,15 +115,11 @@ def _line_item(index: int, section: str, heading: str, original: str, text: str,
     }
 
 
-def placing(root: Root, suffix: str) -> dict[str, Any]:
-    """``GET /api/risks/{riskID}``: an ``RWPlacing`` with ``control`` and ``MRCContract``."""
-    doc_id = f"{root.root_id}::{suffix}"
-    rng = random.Random(f"{root.seed}:{doc_id}")
+def _mrc_line_items(root: Root, rng: random.Random) -> list[dict[str, Any]]:
+    """The contract's MRC line items (risk and security details) with their Defined Data placeholders."""
     page = lambda: f"Page:{rng.getrandbits(32):08X}-5AEC-4259-8E8C-2AF144361591"  # noqa: E731
     expiry = root.inception + dt.timedelta(days=364)
-    broker = ORG_BY_ID[root.broker]
-    lead = ORG_BY_ID[root.lead] if root.lead and root.stage >= 1 else None
-    items = [
+    return [
         _line_item(0, "RiskDetails", "NonMRCHeading", "RISK DETAILS ", ""),
         _line_item(
             1, "RiskDetails", "UMR", "UNIQUE MARKET REFERENCE", " [[DefinedData0]]",
@@ -157,6 +153,15 @@ def placing(root: Root, suffix: str) -> dict[str, Any]:
             [_placeholder("DefinedData0", [page(), "Order"], "100% of 100%")],
         ),
     ]
+
+
+def placing(root: Root, suffix: str) -> dict[str, Any]:
+    """``GET /api/risks/{riskID}``: an ``RWPlacing`` with ``control`` and ``MRCContract``."""
+    doc_id = f"{root.root_id}::{suffix}"
+    rng = random.Random(f"{root.seed}:{doc_id}")
+    broker = ORG_BY_ID[root.broker]
+    lead = ORG_BY_ID[root.lead] if root.lead and root.stage >= 1 else None
+    items = _mrc_line_items(root, rng)
     control: dict[str, Any] = {
         "contractType": root.contract_type,
         "createdInVersion": 21100,

@@ -401,36 +401,8 @@ class World:
         if not is_facility and index > 20 and rng.random() < 0.05:
             facility_root = self._facility_for(index)
         path = STATUS_PATHS[rng.randrange(len(STATUS_PATHS))]
-        born = self._born_at(index)
-        if born == 0:
-            created = EPOCH - dt.timedelta(days=rng.randrange(30, 700), seconds=rng.randrange(86400))
-            base_gen = rng.randrange(1, len(path) + 1)
-        else:
-            created = EPOCH + dt.timedelta(days=born - 1, seconds=rng.randrange(86400))
-            base_gen = 1
-        # Each step along the path takes 1 to 45 days; a revision a few hours after the last step.
-        times = [created]
-        for g in range(1, base_gen):
-            step = dt.timedelta(days=1 + int(mix(self.seed, index, g, 11) * 45), seconds=int(mix(self.seed, index, g, 12) * 86399))
-            times.append(times[-1] + step)
-        gen, updated = base_gen, times[-1] + dt.timedelta(hours=rng.randrange(1, 400))
-        for k in range(max(born, 0) + 1, self.tick + 1):
-            if mix(self.seed, index, k, 3) < self.ticks[k - 1].changed_fraction:
-                gen += 1
-                updated = EPOCH + dt.timedelta(days=k - 1, seconds=int(mix(self.seed, index, k, 4) * 86399))
-                times.append(updated)
-        updated = min(max(updated, created), self.now)
-        times = [min(t, updated) for t in times]
-        code = org.broker_code
-        tail = "".join(rng.choice(UMR_CHARS) for _ in range(rng.randrange(4, 13)))
-        umr = f"B{code}{tail}"
-        if rng.random() < 0.04:
-            umr = " " + umr  # real payloads carry stray spaces
-        elif rng.random() < 0.02:
-            umr = umr + " "
-        name = f"{rng.choice(INSURED_FIRST)} {rng.choice(INSURED_SECOND)}"
-        if rng.random() < 0.03:
-            name = name + " "
+        created, gen, updated, times = self._timeline(index, rng, path)
+        umr, name = _umr_and_name(rng, org.broker_code)
         lead = carriers[0] if carriers else None
         inception = (created + dt.timedelta(days=rng.randrange(10, 90))).date()
         return Root(
@@ -455,6 +427,29 @@ class World:
             stage_times=tuple(times),
         )
 
+    def _timeline(self, index: int, rng: random.Random, path) -> tuple[dt.datetime, int, dt.datetime, list]:
+        """(created, revision generation, updated, the time of each step) of root ``index`` at the current tick."""
+        born = self._born_at(index)
+        if born == 0:
+            created = EPOCH - dt.timedelta(days=rng.randrange(30, 700), seconds=rng.randrange(86400))
+            base_gen = rng.randrange(1, len(path) + 1)
+        else:
+            created = EPOCH + dt.timedelta(days=born - 1, seconds=rng.randrange(86400))
+            base_gen = 1
+        # Each step along the path takes 1 to 45 days; a revision a few hours after the last step.
+        times = [created]
+        for g in range(1, base_gen):
+            step = dt.timedelta(days=1 + int(mix(self.seed, index, g, 11) * 45), seconds=int(mix(self.seed, index, g, 12) * 86399))
+            times.append(times[-1] + step)
+        gen, updated = base_gen, times[-1] + dt.timedelta(hours=rng.randrange(1, 400))
+        for k in range(max(born, 0) + 1, self.tick + 1):
+            if mix(self.seed, index, k, 3) < self.ticks[k - 1].changed_fraction:
+                gen += 1
+                updated = EPOCH + dt.timedelta(days=k - 1, seconds=int(mix(self.seed, index, k, 4) * 86399))
+                times.append(updated)
+        updated = min(max(updated, created), self.now)
+        return created, gen, updated, [min(t, updated) for t in times]
+
     def _facility_for(self, index: int) -> str | None:
         """The root id of an earlier facility (a declaration's associated facility), if any."""
         for j in range(index - 1, max(-1, index - 200), -1):
@@ -477,3 +472,17 @@ class World:
         if index is None or not self.exists(index):
             return None
         return self.root(index)
+
+
+def _umr_and_name(rng: random.Random, broker_code: str) -> tuple[str, str]:
+    """A UMR and an insured's name, now and then with the stray spaces real payloads carry."""
+    tail = "".join(rng.choice(UMR_CHARS) for _ in range(rng.randrange(4, 13)))
+    umr = f"B{broker_code}{tail}"
+    if rng.random() < 0.04:
+        umr = " " + umr
+    elif rng.random() < 0.02:
+        umr = umr + " "
+    name = f"{rng.choice(INSURED_FIRST)} {rng.choice(INSURED_SECOND)}"
+    if rng.random() < 0.03:
+        name = name + " "
+    return umr, name

@@ -25,7 +25,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 """Runs report through this module's one line each; their full logs are in the Dagster instance."""
 DEBUG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 SUMMARY_TABLES = ("risks", "risk_channels", "risk_visibility", "organisations", "teams", "users")
-FATAL = frozenset({"WarehouseLocked", "RefreshTokenRejected", "ConfigError", "NotAuthorised"})
+FATAL = frozenset({"WarehouseLocked", "RefreshTokenRejected", "ConfigError", "NotAuthorised", "InvalidUserId"})
 """Errors that every later run would meet again: the sync stops at the first one (a full disk too)."""
 DISK_FULL = "No space left on device"
 PID_TAG = "whitespace/pid"
@@ -242,11 +242,11 @@ def rebuild(warehouse: config.WarehouseConfig, log: Callable[[str], object] = pr
         raise raw.NothingLanded(f"No landed answers in {raw_dir}: run a sync first.")
     with db.session(warehouse) as conn:
         if corporate is not None:
-            reference.load(conn, corporate, corporate.relative_to(raw_dir))
+            reference.load_corporate(conn, corporate, corporate.relative_to(raw_dir))
             log(f"  reference tables   from {corporate.path.name}")
         for user_id, landed in sorted(answers.items()):
-            result = risks.load(conn, landed, landed.relative_to(raw_dir))
-            loaded = details.load(conn, raw_dir, user_id)
+            result = risks.load_list(conn, landed, landed.relative_to(raw_dir))
+            loaded = details.load_pending(conn, raw_dir, user_id)
             log(f"  {landed.company_id or user_id:<18} {result.distinct_risks:>8,} risks from {landed.path.name}, "
                 f"{loaded.files} detail file{'s' if loaded.files != 1 else ''} not loaded before")
         marts.build(conn, warehouse.open_item_days)

@@ -9,6 +9,7 @@ from pipelines.client.errors import (
     RefreshTokenRejected,
     TransportError,
     WhitespaceError,
+    stops_everything,
 )
 from pipelines.client.redact import Secret, redact
 from pipelines.client.retry import RetryPolicy
@@ -29,4 +30,5 @@ __all__ = [
     "WhitespaceClient",
     "WhitespaceError",
     "redact",
+    "stops_everything",
 ]

@@ -68,7 +68,6 @@ class TokenManager:
         self._policy = policy or retry.RetryPolicy()
         self._lock = threading.Lock()
         self._token: Secret | None = None
-        self.expires_at = 0.0
         self._refresh_at = 0.0
         self.generation = 0
         """How many tokens this manager has obtained; a 401 on generation g refreshes only once."""
@@ -111,7 +110,6 @@ class TokenManager:
         iat = float(claims.get("iat") or now)
         margin = min(MAX_MARGIN, max(0.0, (exp - iat) * MARGIN_FRACTION))
         self._token = Secret(token)
-        self.expires_at = exp
         # A token that arrives with less life left than the margin is still used for half of it,
         # rather than renewed on every request.
         self._refresh_at = max(exp - margin, now + (exp - now) / 2)

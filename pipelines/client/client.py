@@ -18,7 +18,14 @@ import httpx
 
 from pipelines.client import endpoints, retry
 from pipelines.client.auth import BearerAuth, TokenManager
-from pipelines.client.errors import ApiError, ConfigError, InvalidUserId, NotAuthorised, TransportError
+from pipelines.client.errors import (
+    ApiError,
+    ConfigError,
+    InvalidUserId,
+    NotAuthorised,
+    TransportError,
+    stops_everything,
+)
 from pipelines.client.jsonscan import scan_json_array
 from pipelines.client.settings import Settings
 
@@ -57,7 +64,7 @@ class WhitespaceClient:
         self,
         settings: Settings,
         policy: retry.RetryPolicy | None = None,
-        _shared: tuple[httpx.Client, TokenManager] | None = None,
+        _shared: tuple[httpx.Client, TokenManager, dict[str, InvalidUserId]] | None = None,
         user_id: str | None = None,
     ) -> None:
         self.settings = settings
@@ -68,15 +75,15 @@ class WhitespaceClient:
             limits = httpx.Limits(max_connections=settings.max_concurrency * 2, max_keepalive_connections=settings.max_concurrency)
             http = httpx.Client(auth=BearerAuth(tokens), timeout=settings.timeout, limits=limits,
                                 headers={"Accept": "application/json", "User-Agent": "whitespace-etl/0.1"})
-            _shared = (http, tokens)
-        self._http, self.tokens = _shared
+            _shared = (http, tokens, {})
+        self._http, self.tokens, self._refused_user_ids = _shared
         self.user_id = user_id
 
     def __repr__(self) -> str:
         return f"WhitespaceClient(api_url={self.settings.api_url!r}, user_id={self.user_id!r})"
 
     def for_user(self, user_id: str | None) -> WhitespaceClient:
-        return WhitespaceClient(self.settings, self.policy, (self._http, self.tokens), user_id)
+        return WhitespaceClient(self.settings, self.policy, (self._http, self.tokens, self._refused_user_ids), user_id)
 
     def close(self) -> None:
         self._http.close()
@@ -113,13 +120,20 @@ class WhitespaceClient:
         return self.get_text(endpoints.COMBINED_SETS.format(rootID=root_id))
 
     def fan_out(self, fn: Callable[[str], Any], keys: Iterable[str]) -> Iterator[tuple[str, Any, Exception | None]]:
-        """``fn(key)`` for every key, ``max_concurrency`` at a time, sharing one token; in key order."""
-        with ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="whitespace") as pool:
+        """``fn(key)`` for every key, ``max_concurrency`` at a time, sharing one token; in key order.
+        An error that every later call would meet too (a dead login) is raised, and the calls not
+        yet started are cancelled; any other error is yielded with its key."""
+        pool = ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="whitespace")
+        try:
             keys = list(keys)
             futures = [pool.submit(fn, k) for k in keys]
             for key, future in zip(keys, futures, strict=True):
                 exc = future.exception()
+                if exc is not None and stops_everything(exc):
+                    raise exc
                 yield key, (None if exc else future.result()), exc
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     # -- organisations (SUMO) -----------------------------------------------------------------
     def discover_organisations(self) -> list[Organisation]:
@@ -165,6 +179,8 @@ class WhitespaceClient:
     def _request(self, path: str, params: dict | None, dest: Path | None, send_user_id: bool) -> Any:
         url = self._shown(path)
         headers = {"UserID": self.user_id} if (self.user_id and send_user_id) else {}
+        if headers and self.user_id in self._refused_user_ids:  # refused once: never sent again
+            raise self._refused_user_ids[self.user_id]
         return retry.run(self.policy, lambda: self._once(url, params, headers, dest), f"GET {url}")
 
     def _once(self, url: str, params: dict | None, headers: dict, dest: Path | None) -> Any:
@@ -217,7 +233,10 @@ class WhitespaceClient:
         except (ValueError, AttributeError):
             reason = ""
         if status == 401 and "UserID" in reason:
-            return InvalidUserId(self.user_id, url)
+            error = InvalidUserId(self.user_id, url)
+            if self.user_id:
+                self._refused_user_ids[self.user_id] = error
+            return error
         if status == 401:
             return NotAuthorised("The API refused a freshly renewed token (Invalid WSAUTH)", status, url, _excerpt(body))
         transient = status in retry.RETRY_STATUSES

@@ -60,3 +60,9 @@ class NotAuthorised(ApiError):
 
 class TransportError(ApiError):
     """The connection failed, was dropped or timed out, after every retry."""
+
+
+def stops_everything(exc: BaseException) -> bool:
+    """An error every later request of this login would meet again (a wrong setting, a rejected
+    renewable token or UserID, a fresh token refused): a fan-out stops at it, and so does a sync."""
+    return isinstance(exc, ConfigError | RefreshTokenRejected | InvalidUserId | NotAuthorised)

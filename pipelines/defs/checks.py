@@ -54,6 +54,8 @@ RISKS = (
     Check("risk_channels_format", "risk_channels", "channels look like company_TEAM",
           lambda conn, **_: quality.channel_format(conn)),
     has_parent("risk_visibility", "risks", "risk_id", "every visibility row has its risk"),
+    Check("risks_timestamps_parse", "risks", "every createdAt / updatedAt the platform sent was read (else NULL, kept in raw)",
+          lambda conn, **_: quality.unparsed_timestamps(conn), warn_only=True),
     Check("risk_visibility_matches_api", "risk_visibility",
           "the organisation's rows equal the distinct ids the API returned",
           lambda conn, user_id, landed, **_: quality.partition_matches_api(conn, user_id, str(landed.path),

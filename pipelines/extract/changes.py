@@ -13,7 +13,6 @@ process holds, a missing file. The run then does the work, or reports the error,
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 from pathlib import Path
 
@@ -58,11 +57,10 @@ def check_organisation(client: WhitespaceClient, raw_dir: Path, state: Warehouse
                        previous: Landed | None, user_id: str) -> Check:
     """Fetches the organisation's risk list and compares it with what the warehouse holds. An
     identical answer is deleted again (the one already landed stays); a new one is kept, landed."""
-    dest = raw.landing_path(raw_dir, user_id, endpoints.RISKS, dt.datetime.now(dt.UTC))
-    download = client.download_risks(dest)
+    download = raw.download_risk_list(client, raw_dir, user_id)
     reason = _risk_list_reason(raw_dir, state, previous, user_id, download.sha256)
     if reason == UNCHANGED:
-        dest.unlink()
+        download.path.unlink()
         return Check(user_id, UNCHANGED, previous)
     company_id = previous.company_id if previous else ""
     return Check(user_id, reason, raw.record(download, raw_dir, user_id, endpoints.RISKS, company_id))

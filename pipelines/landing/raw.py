@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipelines.client import Download, WhitespaceError
+from pipelines.client import Download, WhitespaceError, endpoints
 
 DETAILS_FOLDER = "risk_details"
 """Where an organisation's contracts and line sets are landed, and the index of what was fetched."""
@@ -54,6 +54,12 @@ def _slug(endpoint: str) -> str:
 def landing_path(raw_dir: Path, user_id: str, endpoint: str, fetched_at: dt.datetime, tag: str = "") -> Path:
     stamp = fetched_at.strftime("%Y%m%dT%H%M%S%fZ")
     return Path(raw_dir) / (user_id or "_") / _slug(endpoint) / f"{stamp}{'-' + tag if tag else ''}.json"
+
+
+def download_risk_list(client, raw_dir: Path, user_id: str) -> Download:
+    """Streams ``client``'s risk list to its landing path (a ``Download``; ``record`` writes its manifest)."""
+    dest = landing_path(raw_dir, user_id, endpoints.RISKS, dt.datetime.now(dt.UTC))
+    return client.download_risks(dest)
 
 
 def record(download: Download, raw_dir: Path, user_id: str, endpoint: str, company_id: str = "") -> Landed:

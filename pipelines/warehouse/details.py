@@ -107,7 +107,7 @@ def pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str) -> lis
     return [f for f in files if f.relative_to(raw_dir).as_posix() not in loaded]
 
 
-def load(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str, now: dt.datetime | None = None) -> DetailLoad:
+def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str, now: dt.datetime | None = None) -> DetailLoad:
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     files = pending(conn, raw_dir, user_id)
     failed: dict[str, str] = {}

@@ -45,6 +45,20 @@ def channel_format(conn) -> Outcome:
     return Outcome(passed=total == 0, metadata={"bad_channels": total, "examples": ", ".join(r[0] for r in bad)})
 
 
+def unparsed_timestamps(conn) -> Outcome:
+    """Risk timestamps the answer carried that no form of the timestamp rule could read (NULL in the
+    typed column, kept as sent in ``raw``)."""
+    bad = conn.execute(
+        """SELECT count(*), list(DISTINCT v)[:5] FROM (
+             SELECT lower(k) AS k, trim(json_extract_string(raw, '$."' || k || '"')) AS v, created_at, updated_at
+             FROM (SELECT raw, created_at, updated_at, unnest(json_keys(raw)) AS k FROM risks)
+             WHERE lower(k) IN ('createdat', 'updatedat'))
+           WHERE coalesce(v, '') <> ''
+             AND ((k = 'createdat' AND created_at IS NULL) OR (k = 'updatedat' AND updated_at IS NULL))"""
+    ).fetchone()
+    return Outcome(passed=bad[0] == 0, metadata={"unreadable_timestamps": bad[0], "examples": bad[1] or []})
+
+
 def partition_matches_api(conn, user_id: str, raw_path: str, items: int) -> Outcome:
     """This organisation's visible risks equal the distinct ids of the API answer, counted anew."""
     expected = _count(

@@ -43,7 +43,7 @@ STATEMENTS = {
 }
 
 
-def load(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str) -> dict[str, int]:
+def load_corporate(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str) -> dict[str, int]:
     """Replaces the reference tables with the landed corporate list, in one transaction."""
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE stage_corporate AS "

@@ -153,7 +153,7 @@ RISK_COLUMNS = [c for c in FIELDS if c != "channels"] + ["root_id", "rev_generat
 STAGED_KEYS = "SELECT risk_id FROM stage_risks"
 
 
-def load(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str, now: dt.datetime | None = None) -> RiskLoad:
+def load_list(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str, now: dt.datetime | None = None) -> RiskLoad:
     """Replace exactly this organisation's view of the risks, in one transaction."""
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     path, user = str(landed.path), landed.user_id

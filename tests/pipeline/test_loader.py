@@ -39,7 +39,7 @@ def test_keys_are_read_case_insensitively_and_timestamps_in_every_form(conn, tmp
          "insuredName": "lower co", "contractType": "Facilities", "isFacility": "true", "Channels": ["atlasbkr_MARINE"],
          "PlacingBrokerChannel": "atlasbkr_MARINE", "createdat": 1708527947, "updatedat": "2024-02-22T11:00:00+01:00"},
     ]
-    result = risks.load(conn, land(tmp_path, rows), "x.json")
+    result = risks.load_list(conn, land(tmp_path, rows), "x.json")
     got = {r[0]: r[1:] for r in conn.execute(
         "SELECT risk_id, root_id, umr, status, insured_name, is_facility, created_at, updated_at FROM risks").fetchall()}
     assert got[f"{ROOT_A}::QR1"] == (ROOT_A, "B0999ABC", "FirmOrder", "Upper Co", False,
@@ -60,7 +60,7 @@ def test_hostile_values_are_stored_as_given(conn, tmp_path) -> None:
         {"rev": "1-dd"},
     ]
     rows.append(dict(rows[0]))  # the same object twice in one answer
-    result = risks.load(conn, land(tmp_path, rows), "x.json")
+    result = risks.load_list(conn, land(tmp_path, rows), "x.json")
     assert result.skipped_without_id == 2 and result.duplicates == 1 and result.distinct_risks == 1
     name, status, umr, created, updated = conn.execute(
         "SELECT insured_name, status, umr, created_at, updated_at FROM risks").fetchone()
@@ -71,17 +71,66 @@ def test_hostile_values_are_stored_as_given(conn, tmp_path) -> None:
 def test_the_highest_revision_wins_among_duplicates(conn, tmp_path) -> None:
     rows = [{"id": f"{ROOT_A}::FO", "rev": "3-new", "Status": "Signed"},
             {"id": f"{ROOT_A}::FO", "rev": "2-old", "Status": "FirmOrder"}]
-    risks.load(conn, land(tmp_path, rows), "x.json")
+    risks.load_list(conn, land(tmp_path, rows), "x.json")
     assert conn.execute("SELECT rev, status FROM risks").fetchone() == ("3-new", "Signed")
 
 
 def test_an_empty_answer_empties_only_that_organisation(conn, tmp_path) -> None:
     row = {"id": f"{ROOT_A}::FO", "rev": "1-a", "channels": ["gailbkr_ALL", "whitesails_MARINE"]}
-    risks.load(conn, land(tmp_path, [row], "MU-A"), "a.json")
-    risks.load(conn, land(tmp_path, [row], "MU-B"), "b.json")
-    result = risks.load(conn, land(tmp_path, [], "MU-A"), "a2.json")
+    risks.load_list(conn, land(tmp_path, [row], "MU-A"), "a.json")
+    risks.load_list(conn, land(tmp_path, [row], "MU-B"), "b.json")
+    result = risks.load_list(conn, land(tmp_path, [], "MU-A"), "a2.json")
     assert result.gone == 1 and result.removed_from_warehouse == 0
     assert conn.execute("SELECT user_id FROM risk_visibility").fetchall() == [("MU-B",)]
-    risks.load(conn, land(tmp_path, [], "MU-B"), "b2.json")
+    risks.load_list(conn, land(tmp_path, [], "MU-B"), "b2.json")
     assert conn.execute("SELECT count(*) FROM risks").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM risk_channels").fetchone()[0] == 0
+
+
+TIMESTAMP_FORMS = {  # what the platform (or an older or newer one) may send -> the UTC instant it means
+    "2024-02-21 15:05:47": "2024-02-21 15:05:47",
+    "2024-02-21T15:05:47": "2024-02-21 15:05:47",
+    "2024-02-21T15:05:47.250": "2024-02-21 15:05:47.250000",
+    "2024-02-21T15:05:47Z": "2024-02-21 15:05:47",
+    "2024-02-21T16:05:47+01:00": "2024-02-21 15:05:47",
+    "2024-02-21T10:05:47-0500": "2024-02-21 15:05:47",
+    1708527947: "2024-02-21 15:05:47",
+    "1708527947": "2024-02-21 15:05:47",
+    1708527947250: "2024-02-21 15:05:47.250000",
+    "next tuesday": "None",
+    "2024-13-45 10:00:00": "None",
+}
+LOAD_UNDER_TZ = """
+import json, sys
+from pathlib import Path
+from tests.pipeline.test_loader import TIMESTAMP_FORMS, land
+from pipelines.warehouse import db, quality, risks
+tmp = Path(sys.argv[1])
+rows = [{"id": f"IC{n:08d}-0000-4000-8000-000000000000::QR1", "rev": "1-a", "createdAt": v, "updatedAt": v}
+        for n, v in enumerate(TIMESTAMP_FORMS)]
+with db.session(tmp / "w.duckdb") as conn:
+    risks.load_list(conn, land(tmp, rows), "x.json")
+    got = [str(r[0]) for r in conn.execute("SELECT created_at FROM risks ORDER BY risk_id").fetchall()]
+    history = conn.execute("SELECT count(*) FROM risk_history").fetchone()[0]
+    check = quality.unparsed_timestamps(conn)
+print(json.dumps({"got": got, "history": history, "passed": check.passed, "metadata": check.metadata}))
+"""
+
+
+@pytest.mark.parametrize("tz", ["America/New_York", "Asia/Tokyo"])
+def test_one_timestamp_rule_whatever_the_machines_time_zone(tmp_path, tz) -> None:
+    """Zone-less forms are UTC, epoch seconds and milliseconds are told apart, and a value that cannot
+    be read is NULL, counted by a check, and never stops the load."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "TZ": tz, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", LOAD_UNDER_TZ, str(tmp_path)], env=env, cwd=root,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["got"] == list(TIMESTAMP_FORMS.values())
+    assert result["history"] == len(TIMESTAMP_FORMS), "every row loaded"
+    assert not result["passed"] and result["metadata"]["unreadable_timestamps"] == 4  # two values, two columns

@@ -51,7 +51,7 @@ def detail_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     placeholders, market lines with exact decimal shares, and facility links."""
     user_id = context.partition_key
     with warehouse.session() as conn:
-        result = detail_loader.load(conn, warehouse.raw_path(), user_id)
+        result = detail_loader.load_pending(conn, warehouse.raw_path(), user_id)
         results = checks.evaluate(checks.DETAILS, conn, user_id=user_id)
     for table in detail_loader.DETAIL_TABLES:
         yield dg.MaterializeResult(asset_key=table, metadata={

@@ -41,7 +41,7 @@ def reference_tables(warehouse: WarehouseResource):
     raw_dir = warehouse.raw_path()
     landed = raw.require_latest(raw_dir, endpoints.CORPORATE, "")
     with warehouse.session() as conn:
-        counts = reference_loader.load(conn, landed, landed.relative_to(raw_dir))
+        counts = reference_loader.load_corporate(conn, landed, landed.relative_to(raw_dir))
         results = checks.evaluate(checks.REFERENCE, conn)
     for table in REFERENCE_TABLES:
         yield dg.MaterializeResult(asset_key=table, metadata={"dagster/row_count": counts[table]})

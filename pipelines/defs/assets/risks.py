@@ -1,7 +1,6 @@
 """Risk assets, one dynamic partition per organisation (MU id) the login acts for."""
 
 import dataclasses
-import datetime as dt
 
 import dagster as dg
 
@@ -29,8 +28,8 @@ def raw_risks(
         company_id = str(bound.my_details().get("companyId", ""))
         landed = raw.reusable(raw_dir, user_id, endpoints.RISKS, config.reuse_sha256)
         if landed is None:
-            dest = raw.landing_path(raw_dir, user_id, endpoints.RISKS, dt.datetime.now(dt.UTC))
-            landed = raw.record(bound.download_risks(dest), raw_dir, user_id, endpoints.RISKS, company_id)
+            download = raw.download_risk_list(bound, raw_dir, user_id)
+            landed = raw.record(download, raw_dir, user_id, endpoints.RISKS, company_id)
             fetched_by = "this run"
         else:
             landed = dataclasses.replace(landed, company_id=company_id)
@@ -67,7 +66,7 @@ def risk_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     raw_dir = warehouse.raw_path()
     landed = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
     with warehouse.session() as conn:
-        result = risk_loader.load(conn, landed, landed.relative_to(raw_dir))
+        result = risk_loader.load_list(conn, landed, landed.relative_to(raw_dir))
         totals = {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in RISK_TABLES}  # noqa: S608
         check_results = checks.evaluate(checks.RISKS, conn, user_id=user_id, landed=landed)
     drift = result.drift
