@@ -34,6 +34,7 @@ WAREHOUSE = {
     "lock_wait_seconds": ("WHITESPACE_LOCK_WAIT_SECONDS", "how long a writer waits for a locked warehouse (300)"),
     "memory_limit": ("WHITESPACE_DUCKDB_MEMORY", "DuckDB's working memory before it spills to disk (768MB)"),
     "open_item_days": ("WHITESPACE_OPEN_ITEM_DAYS", "open items: quotation / firm-order placements older than this (30)"),
+    "max_shrink": ("WHITESPACE_MAX_SHRINK", "the share of an organisation's risks one answer may drop before it is refused (0.5)"),
 }
 OTHER = {
     "sandbox": ("WHITESPACE_SANDBOX", "`1`: use the local sandbox instead of a login (for trying `dagster dev`)"),
@@ -49,6 +50,8 @@ DEFAULT_LOCK_WAIT = 300.0
 DEFAULT_MEMORY = "768MB"
 """DuckDB's working memory; past it, it spills beside the warehouse, so a load of a million risks stays under 1 GiB."""
 DEFAULT_OPEN_ITEM_DAYS = 30
+DEFAULT_MAX_SHRINK = 0.5
+"""An answer that drops more than half an organisation's risks (an empty one included) is refused."""
 DEFAULT_DASHBOARD_CACHE = 15.0
 
 
@@ -119,6 +122,7 @@ class WarehouseConfig:
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT
     memory_limit: str = DEFAULT_MEMORY
     open_item_days: int = DEFAULT_OPEN_ITEM_DAYS
+    max_shrink: float = DEFAULT_MAX_SHRINK
 
     @property
     def raw_dir(self) -> Path:
@@ -145,7 +149,15 @@ def warehouse_from_values(values: Mapping[str, str | float | int]) -> WarehouseC
         memory_limit=memory,
         open_item_days=int(number("WHITESPACE_OPEN_ITEM_DAYS", values.get("open_item_days", ""),
                                   DEFAULT_OPEN_ITEM_DAYS, integer=True)),
+        max_shrink=_share("WHITESPACE_MAX_SHRINK", values.get("max_shrink", "")),
     )
+
+
+def _share(name: str, value: str | float) -> float:
+    share = number(name, value, DEFAULT_MAX_SHRINK)
+    if share > 1:
+        raise ConfigError(f"{name} is a share between 0 and 1 (0.5: half), not {value!r}.")
+    return share
 
 
 def warehouse_variables_set(env: Mapping[str, str] | None = None) -> dict[str, str]:

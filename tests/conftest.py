@@ -47,6 +47,20 @@ def sandbox(sandbox_server: SandboxServer) -> Iterator[SandboxServer]:
 
 
 @pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch):
+    """Moves the wall clock (``time.time``, which token expiry on both sides reads) forward on demand,
+    so expiry is tested without waiting for it."""
+    import time
+
+    real, offset = time.time, [0.0]
+    monkeypatch.setattr(time, "time", lambda: real() + offset[0])
+
+    def advance(seconds: float) -> None:
+        offset[0] += seconds
+    return advance
+
+
+@pytest.fixture
 def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Retries run at once; the waits they asked for are recorded here."""
     recorded: list[float] = []

@@ -64,7 +64,8 @@ def _run_sync(args: argparse.Namespace, demo: bool) -> int:
                 bound["whitespace"].process_config_and_initialize().settings()  # a bad setting fails here, first
         instance = stack.enter_context(sync.open_instance(home))
         print(f"Dagster home {home}; warehouse {warehouse.path}")
-        outcomes = sync.sync(instance, build(bound), everything=args.all, debug=args.debug)
+        outcomes = sync.sync(instance, build(bound), everything=args.all, debug=args.debug,
+                             accept_shrink=args.accept_shrink)
     failed = [o for o in outcomes if not o.ok]
     if warehouse.path.exists():
         print(sync.summary(warehouse))
@@ -173,13 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--all", action="store_true",
                     help="run every job: no change check, every organisation and the reference data are fetched "
                          "and loaded again")
+    sy.add_argument("--accept-shrink", action="store_true",
+                    help="apply risk lists that drop more of an organisation's risks than WHITESPACE_MAX_SHRINK "
+                         "allows (by default such an answer is refused until it comes twice in a row)")
     sy.set_defaults(func=_sync)
 
     de = sub.add_parser("demo", help="start the sandbox and sync it into the warehouse, no configuration needed")
     de.add_argument("--scale", type=float, default=1.0, help="sandbox scale")
     de.add_argument("--all", action="store_true",
                     help="run every job even where the change check finds nothing changed")
-    de.set_defaults(func=_demo)
+    de.set_defaults(func=_demo, accept_shrink=False)
     sq = sub.add_parser("sql", help="run a SQL query on the warehouse (read-only) and print the result")
     sq.add_argument("query")
     sq.add_argument("--max-rows", type=int, default=40)

@@ -25,7 +25,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 """Runs report through this module's one line each; their full logs are in the Dagster instance."""
 DEBUG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 SUMMARY_TABLES = ("risks", "risk_channels", "risk_visibility", "organisations", "teams", "users")
-FATAL = frozenset({"WarehouseLocked", "RefreshTokenRejected", "ConfigError", "NotAuthorised", "InvalidUserId"})
+FATAL = frozenset({"WarehouseLocked", "RefreshTokenRejected", "ConfigError", "InvalidUserId"})
 """Errors that every later run would meet again: the sync stops at the first one (a full disk too)."""
 DISK_FULL = "No space left on device"
 PID_TAG = "whitespace/pid"
@@ -140,7 +140,7 @@ def _prefix(step: Step, n: int, total: int) -> str:
 
 
 def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan, log=print,
-             debug: bool = False) -> list[Outcome]:
+             debug: bool = False, accept_shrink: bool = False) -> list[Outcome]:
     """Runs each step that needs a run, records an observation for each that does not, and stops at
     the first error that every later run would meet again."""
     tags = {PID_TAG: str(os.getpid())}
@@ -154,7 +154,7 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
             outcomes.append(Outcome(step.key, step.label, True, UNCHANGED))
             continue
         started = time.perf_counter()
-        run_config = {**(DEBUG if debug else QUIET), **step.run_config()}
+        run_config = {**(DEBUG if debug else QUIET), **step.run_config(accept_shrink)}
         result = defs.resolve_job_def(step.job).execute_in_process(
             instance=instance, raise_on_error=False, run_config=run_config, tags=tags, partition_key=step.partition)
         outcome = Outcome(step.key, step.label, result.success, "" if result.success else _failure(result))
@@ -199,13 +199,13 @@ def marts_current(instance: dg.DagsterInstance, warehouse: WarehouseResource) ->
 
 
 def sync(instance: dg.DagsterInstance, defs: dg.Definitions, log=print, everything: bool = False,
-         debug: bool = False) -> list[Outcome]:
+         debug: bool = False, accept_shrink: bool = False) -> list[Outcome]:
     """The whole sync against ``defs``' resources: plan, then run. Returns one outcome per step."""
     release_dead_runs(instance, log)
     whitespace = defs.resources["whitespace"].process_config_and_initialize()
     warehouse = defs.resources["warehouse"].process_config_and_initialize()
     plan = plan_sync(instance, whitespace, warehouse, everything, log)
-    return run_plan(instance, defs, plan, log, debug)
+    return run_plan(instance, defs, plan, log, debug, accept_shrink)
 
 
 def summary(warehouse: config.WarehouseConfig) -> str:
@@ -245,7 +245,7 @@ def rebuild(warehouse: config.WarehouseConfig, log: Callable[[str], object] = pr
             reference.load_corporate(conn, corporate, corporate.relative_to(raw_dir))
             log(f"  reference tables   from {corporate.path.name}")
         for user_id, landed in sorted(answers.items()):
-            result = risks.load_list(conn, landed, landed.relative_to(raw_dir))
+            result = risks.load_list(conn, landed, landed.relative_to(raw_dir), max_shrink=warehouse.max_shrink)
             loaded = details.load_pending(conn, raw_dir, user_id)
             log(f"  {landed.company_id or user_id:<18} {result.distinct_risks:>8,} risks from {landed.path.name}, "
                 f"{loaded.files} detail file{'s' if loaded.files != 1 else ''} not loaded before")

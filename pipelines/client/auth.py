@@ -142,8 +142,10 @@ class TokenManager:
             raise ApiError(f"Sync Gateway refused the refresh: {reason or 'bad request'}", 400, shown)
         if status == 200 and isinstance(data, dict) and data.get("id_token"):
             return data
-        error = ApiError(f"Sync Gateway answered without an id_token: {reason}", status, shown,
-                         body[:120].decode("utf-8", "replace"), status in retry.RETRY_STATUSES or status == 200)
+        # A 200 body holds (part of) an id_token: it never goes into an error's excerpt.
+        excerpt = "" if status == 200 else body[:120].decode("utf-8", "replace")
+        error = ApiError(f"Sync Gateway answered without a whole id_token: {reason or 'no JSON'}", status, shown,
+                         excerpt, status in retry.RETRY_STATUSES or status == 200)
         error.retry_after = response.headers.get("Retry-After")  # type: ignore[attr-defined]
         raise error
 

@@ -64,5 +64,6 @@ class TransportError(ApiError):
 
 def stops_everything(exc: BaseException) -> bool:
     """An error every later request of this login would meet again (a wrong setting, a rejected
-    renewable token or UserID, a fresh token refused): a fan-out stops at it, and so does a sync."""
-    return isinstance(exc, ConfigError | RefreshTokenRejected | InvalidUserId | NotAuthorised)
+    renewable token or UserID): a fan-out stops at it, and so does a sync. (A fresh token refused once
+    is not: under many concurrent requests a short-lived token can die between renewal and use.)"""
+    return isinstance(exc, ConfigError | RefreshTokenRejected | InvalidUserId)

@@ -32,6 +32,9 @@ class RetryPolicy:
     backoff_cap: float = 20.0
     retry_after_cap: float = 60.0
     """A ``Retry-After`` longer than this is cut down to it."""
+    max_rate_limited: int = 20
+    """A 429 that says when to come back (``Retry-After``) is waited out without using up a try, this
+    many times at most: being asked to slow down is not a failure."""
 
     def delay(self, attempt: int, retry_after: str | None = None, now: float | None = None) -> float:
         """Seconds to wait after failed try number ``attempt`` (1-based)."""
@@ -49,16 +52,24 @@ def run(policy: RetryPolicy, attempt: Callable[[], T], what: str) -> T:
     """``attempt()`` until it returns, retrying the failures it marks transient (``ApiError.transient``:
     408, 429, 5xx, timeouts, dropped connections, bodies that are not whole JSON) with ``policy``'s
     waits; any other error, or the last try's, is raised as it is."""
-    tries = 0
+    failures = limited = 0
     while True:
-        tries += 1
         try:
             return attempt()
         except ApiError as exc:
-            if not exc.transient or not policy.should_retry(tries):
+            retry_after = getattr(exc, "retry_after", None)
+            if not exc.transient:
                 raise
-            wait = policy.delay(tries, getattr(exc, "retry_after", None))
-            log.warning("%s: %s; try %d of %d in %.1f s", what, exc, tries + 1, policy.max_attempts, wait)
+            if exc.status == 429 and retry_after:
+                limited += 1
+                if limited >= policy.max_rate_limited:
+                    raise
+            else:
+                failures += 1
+                if not policy.should_retry(failures):
+                    raise
+            wait = policy.delay(max(failures, 1), retry_after)
+            log.warning("%s: %s; try %d of %d in %.1f s", what, exc, failures + 1, policy.max_attempts, wait)
             sleep(wait)
 
 

@@ -9,6 +9,12 @@ WAREHOUSE_POOL = "duckdb_warehouse"
 """DuckDB has one writer: every asset that writes the warehouse is in this pool (limit 1)."""
 
 
+class RiskTablesConfig(dg.Config):
+    accept_shrink: bool = False
+    """Apply the organisation's risk list even if it drops more of its risks than
+    ``WHITESPACE_MAX_SHRINK`` allows (``whitespace-etl sync --accept-shrink``)."""
+
+
 class LandedConfig(dg.Config):
     reuse_sha256: str = ""
     """Set by the sync plan: its change check landed this answer moments ago, with this SHA-256, so

@@ -46,11 +46,15 @@ class Step:
     def reason(self) -> str:
         return self.check.reason if self.check is not None else "forced"
 
-    def run_config(self) -> dict[str, Any]:
-        """Changed: the run records the answer the check landed (``reuse_sha256``) instead of fetching it again."""
-        if self.check is None or self.check.landed is None:
-            return {}
-        return {"ops": {self.landing_asset: {"config": {"reuse_sha256": self.check.landed.sha256}}}}
+    def run_config(self, accept_shrink: bool = False) -> dict[str, Any]:
+        """Changed: the run records the answer the check landed (``reuse_sha256``) instead of fetching it
+        again. ``accept_shrink``: an organisation's list is applied even if it drops many of its risks."""
+        ops: dict[str, Any] = {}
+        if self.check is not None and self.check.landed is not None:
+            ops[self.landing_asset] = {"config": {"reuse_sha256": self.check.landed.sha256}}
+        if accept_shrink and self.key != CORPORATE:
+            ops["risk_tables"] = {"config": {"accept_shrink": True}}
+        return {"ops": ops} if ops else {}
 
     def observe(self, instance: dg.DagsterInstance) -> None:
         """An unchanged answer is not landed again; its asset gets an observation saying it was checked."""

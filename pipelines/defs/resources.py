@@ -65,6 +65,7 @@ class WarehouseResource(dg.ConfigurableResource):
     lock_wait_seconds: str = ""
     memory_limit: str = ""
     open_item_days: str = ""
+    max_shrink: str = ""
 
     def settings(self) -> config.WarehouseConfig:
         return config.warehouse_from_values({f: getattr(self, f) for f in config.WAREHOUSE})
@@ -98,4 +99,5 @@ def for_sandbox(server, warehouse: config.WarehouseConfig | None = None, **login
 
 def for_warehouse(warehouse: config.WarehouseConfig) -> WarehouseResource:
     return WarehouseResource(path=str(warehouse.path), lock_wait_seconds=str(warehouse.lock_wait_seconds),
-                             memory_limit=warehouse.memory_limit, open_item_days=str(warehouse.open_item_days))
+                             memory_limit=warehouse.memory_limit, open_item_days=str(warehouse.open_item_days),
+                             max_shrink=str(warehouse.max_shrink))

@@ -121,6 +121,17 @@ def latest(raw_dir: Path, endpoint: str) -> dict[str, Landed]:
     return out
 
 
+def landed_before(raw_dir: Path, endpoint: str, landed: Landed) -> Landed | None:
+    """The answer of the same endpoint and organisation landed just before ``landed``, if any."""
+    folder = landed.path.parent
+    earlier = [m for m in sorted(folder.glob("*.meta.json")) if m.name < landed.path.with_suffix(".meta.json").name]
+    for meta in reversed(earlier):
+        before = read_manifest(meta)
+        if before.path.exists() and before.endpoint == endpoint:
+            return before
+    return None
+
+
 def require_latest(raw_dir: Path, endpoint: str, user_id: str) -> Landed:
     """The newest landed answer of ``endpoint`` for ``user_id`` (``""``: the corporate list), or NothingLanded."""
     landed = latest(raw_dir, endpoint).get(user_id)

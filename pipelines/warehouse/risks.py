@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines.client import endpoints
+from pipelines.client import WhitespaceError, endpoints
 from pipelines.landing.raw import Landed
 from pipelines.warehouse import db
 
@@ -153,8 +153,23 @@ RISK_COLUMNS = [c for c in FIELDS if c != "channels"] + ["root_id", "rev_generat
 STAGED_KEYS = "SELECT risk_id FROM stage_risks"
 
 
-def load_list(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str, now: dt.datetime | None = None) -> RiskLoad:
-    """Replace exactly this organisation's view of the risks, in one transaction."""
+class SuspiciousShrink(WhitespaceError):
+    """An answer that would drop more of an organisation's risks than allowed: it is not applied."""
+
+    def __init__(self, user_id: str, before: int, after: int, allowed: float) -> None:
+        super().__init__(
+            f"The risk list of {user_id} shrank from {before:,} to {after:,} risks, more than "
+            f"WHITESPACE_MAX_SHRINK allows ({allowed:.0%}); nothing was changed. If the platform really "
+            "dropped them, run 'whitespace-etl sync --accept-shrink', or sync again: the same answer twice "
+            "in a row is accepted.")
+        self.user_id, self.before, self.after = user_id, before, after
+
+
+def load_list(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str, now: dt.datetime | None = None,
+              max_shrink: float = 1.0) -> RiskLoad:
+    """Replace exactly this organisation's view of the risks, in one transaction. An answer that drops
+    more than ``max_shrink`` of the organisation's risks (an empty one included) raises
+    ``SuspiciousShrink`` and changes nothing."""
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     path, user = str(landed.path), landed.user_id
     previous = conn.execute("SELECT sha256, api_items, distinct_risks FROM sync_state WHERE user_id = ?",
@@ -165,6 +180,9 @@ def load_list(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str
     drift = _drift(keys)
     without_id, with_id = stage(conn, path, keys, landed.items)
     distinct = conn.execute("SELECT count(*) FROM stage_risks").fetchone()[0]
+    if previous and previous[2] and distinct < previous[2] * (1 - max_shrink):
+        conn.execute("DROP TABLE IF EXISTS stage_risks")
+        raise SuspiciousShrink(user, previous[2], distinct, max_shrink)
     diff = conn.execute(
         """SELECT count(*) FILTER (WHERE p.risk_id IS NULL),
                   count(*) FILTER (WHERE p.risk_id IS NOT NULL AND p.rev IS DISTINCT FROM s.rev),

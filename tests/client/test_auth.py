@@ -18,12 +18,12 @@ def _exp(tm: TokenManager) -> float:
     return float(jwt_claims(tm._token.reveal())["exp"])
 
 
-def test_token_is_renewed_before_exp(waits) -> None:
-    with SandboxServer(token_lifetime=2) as server, WhitespaceClient(settings_for(server, SINGLE_REFRESH_TOKEN)) as c:
+def test_token_is_renewed_before_exp(waits, clock) -> None:
+    with SandboxServer(token_lifetime=60) as server, WhitespaceClient(settings_for(server, SINGLE_REFRESH_TOKEN)) as c:
         c.version()
         c.my_details()
         assert server.stats()["refreshes"] == 1
-        time.sleep(2.05)
+        clock(60.5)  # the token has expired
         c.my_details()
         stats = server.stats()
     assert stats["refreshes"] == 2

@@ -57,3 +57,31 @@ def test_bounded_attempts() -> None:
                                                  (400, False), (401, False), (403, False), (404, False)])
 def test_which_statuses_are_transient(status, retried) -> None:
     assert (status in RETRY_STATUSES) is retried
+
+
+def test_run_waits_out_rate_limits_without_using_up_tries(monkeypatch) -> None:
+    from pipelines.client import ApiError, retry
+
+    waits: list[float] = []
+    monkeypatch.setattr(retry, "sleep", waits.append)
+
+    def failing(status: int, times: int, retry_after: str | None):
+        calls = []
+
+        def attempt():
+            calls.append(1)
+            if len(calls) <= times:
+                error = ApiError("busy", status, "http://h/api/risks", transient=True)
+                error.retry_after = retry_after
+                raise error
+            return "ok"
+        return attempt
+
+    policy = RetryPolicy(max_attempts=3, max_rate_limited=10)
+    assert retry.run(policy, failing(429, 8, "2"), "GET") == "ok", "eight 429s with Retry-After are waited out"
+    assert waits == [2.0] * 8
+    with pytest.raises(ApiError):
+        retry.run(policy, failing(503, 3, None), "GET")  # three failures: out of tries
+    with pytest.raises(ApiError):
+        retry.run(policy, failing(429, 10, "1"), "GET")  # the cap on rate-limited waits
+    assert retry.run(policy, failing(429, 2, None), "GET") == "ok"  # a bare 429 is a failed try

@@ -110,12 +110,17 @@ def test_timeouts(pipeline, no_waiting) -> None:
     assert integrity_problems(pipeline.db_path) == []
 
 
-def test_an_empty_list_empties_only_that_organisation(pipeline, no_waiting) -> None:
+def test_an_empty_list_is_refused_once_then_empties_only_that_organisation(pipeline, no_waiting) -> None:
     pipeline.sync_all()
     others = pipeline.query("SELECT user_id, count(*) FROM risk_visibility WHERE user_id <> ? GROUP BY 1 ORDER BY 1",
                             [CARRIER])
+    before = fingerprint(pipeline.db_path)
     pipeline.server.set_faults(empty_list_for="MCNEILLIEUWR")
-    result = synced(pipeline)
+    refused = synced(pipeline)
+    assert not refused.success and fingerprint(pipeline.db_path) == before, "a suspicious answer wipes nothing"
+    [failure] = [e for e in refused.all_events if e.is_step_failure]
+    assert "--accept-shrink" in failure.step_failure_data.error.cause.message
+    result = synced(pipeline)  # the same answer twice in a row: the platform means it
     assert result.success and all(check_results(result).values())
     assert pipeline.query("SELECT count(*) FROM risk_visibility WHERE user_id = ?", [CARRIER]) == [(0,)]
     assert pipeline.query("SELECT user_id, count(*) FROM risk_visibility WHERE user_id <> ? GROUP BY 1 ORDER BY 1",

@@ -7,7 +7,7 @@ import dagster as dg
 from pipelines.client import endpoints
 from pipelines.defs import checks
 from pipelines.defs.metadata import preview, table_specs
-from pipelines.defs.partitions import WAREHOUSE_POOL, LandedConfig, organisations_partitions
+from pipelines.defs.partitions import WAREHOUSE_POOL, LandedConfig, RiskTablesConfig, organisations_partitions
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.landing import raw
 from pipelines.warehouse import db
@@ -59,14 +59,18 @@ RISK_TABLES = ("risks", "risk_channels", "risk_visibility", "risk_history")
     pool=WAREHOUSE_POOL,
     name="risk_tables",
 )
-def risk_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+def risk_tables(context: dg.AssetExecutionContext, config: RiskTablesConfig, warehouse: WarehouseResource):
     """Normalises the organisation's latest landed risk list into ``risks``, ``risk_channels`` and
-    ``risk_visibility``, replacing exactly that organisation's rows in one transaction."""
+    ``risk_visibility``, replacing exactly that organisation's rows in one transaction. A list that
+    drops more of the organisation's risks than allowed is refused, unless accepted."""
     user_id = context.partition_key
     raw_dir = warehouse.raw_path()
     landed = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
+    before = raw.landed_before(raw_dir, endpoints.RISKS, landed)
+    accepted = config.accept_shrink or (before is not None and before.sha256 == landed.sha256)
     with warehouse.session() as conn:
-        result = risk_loader.load_list(conn, landed, landed.relative_to(raw_dir))
+        result = risk_loader.load_list(conn, landed, landed.relative_to(raw_dir),
+                                       max_shrink=1.0 if accepted else warehouse.settings().max_shrink)
         totals = {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in RISK_TABLES}  # noqa: S608
         check_results = checks.evaluate(checks.RISKS, conn, user_id=user_id, landed=landed)
     drift = result.drift
