@@ -9,6 +9,7 @@ somewhere else: with no login configured, a sync is an error, unless the sandbox
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +35,7 @@ WAREHOUSE = {
     "lock_wait_seconds": ("WHITESPACE_LOCK_WAIT_SECONDS", "how long a writer waits for a locked warehouse (300)"),
     "memory_limit": ("WHITESPACE_DUCKDB_MEMORY", "DuckDB's working memory before it spills to disk (768MB)"),
     "open_item_days": ("WHITESPACE_OPEN_ITEM_DAYS", "open items: quotation / firm-order placements older than this (30)"),
+    "reconcile_days": ("WHITESPACE_RECONCILE_DAYS", "every root's contract and lines are fetched again this often, in days (7; 0: never)"),
     "max_shrink": ("WHITESPACE_MAX_SHRINK", "the share of an organisation's risks one answer may drop before it is refused (0.5)"),
 }
 OTHER = {
@@ -50,6 +52,7 @@ DEFAULT_LOCK_WAIT = 300.0
 DEFAULT_MEMORY = "768MB"
 """DuckDB's working memory; past it, it spills beside the warehouse, so a load of a million risks stays under 1 GiB."""
 DEFAULT_OPEN_ITEM_DAYS = 30
+DEFAULT_RECONCILE_DAYS = 7.0
 DEFAULT_MAX_SHRINK = 0.5
 """An answer that drops more than half an organisation's risks (an empty one included) is refused."""
 DEFAULT_DASHBOARD_CACHE = 15.0
@@ -123,6 +126,12 @@ class WarehouseConfig:
     memory_limit: str = DEFAULT_MEMORY
     open_item_days: int = DEFAULT_OPEN_ITEM_DAYS
     max_shrink: float = DEFAULT_MAX_SHRINK
+    reconcile_days: float = DEFAULT_RECONCILE_DAYS
+
+    @property
+    def reconcile_every(self) -> dt.timedelta | None:
+        """How often every root's details are fetched again; None: never (only what changed)."""
+        return dt.timedelta(days=self.reconcile_days) if self.reconcile_days > 0 else None
 
     @property
     def raw_dir(self) -> Path:
@@ -150,6 +159,7 @@ def warehouse_from_values(values: Mapping[str, str | float | int]) -> WarehouseC
         open_item_days=int(number("WHITESPACE_OPEN_ITEM_DAYS", values.get("open_item_days", ""),
                                   DEFAULT_OPEN_ITEM_DAYS, integer=True)),
         max_shrink=_share("WHITESPACE_MAX_SHRINK", values.get("max_shrink", "")),
+        reconcile_days=number("WHITESPACE_RECONCILE_DAYS", values.get("reconcile_days", ""), DEFAULT_RECONCILE_DAYS),
     )
 
 

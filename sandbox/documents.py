@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import random
+import uuid
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -218,9 +219,12 @@ def shares(root: Root) -> list[tuple[str, Decimal, Decimal]]:
     ]
     total = sum(w for _, w in written)
     if total <= 100:
-        return [(c, w, w) for c, w in written]
-    signed = [(w * 100 / total).quantize(q, rounding=ROUND_HALF_UP) for _, w in written]
-    signed[0] += Decimal(100) - sum(signed)
+        signed = [w for _, w in written]
+    else:
+        signed = [(w * 100 / total).quantize(q, rounding=ROUND_HALF_UP) for _, w in written]
+        signed[0] += Decimal(100) - sum(signed)
+    # Each later change of the signed line set alone signs the first carrier's line down by half a point.
+    signed[0] -= Decimal("0.5") * root.line_generation
     return [(c, w, s) for (c, w), s in zip(written, signed, strict=True)]
 
 
@@ -273,20 +277,49 @@ def combined_sets(root: Root) -> list[dict[str, Any]]:
         for tag, doc_type, signed_pct in kinds:
             doc_id = f"{parent}::{tag}"
             at = (root.signed_at() if tag == "SILS" else None) or root.created_for("FO")
+            bump = root.line_generation if tag == "SILS" else 0
+            updated = max((root.updated_at, *root.line_times)) if tag == "SILS" else root.updated_at
             out.append(
                 {
                     "_id": doc_id,
-                    "_rev": root.rev(doc_id),
+                    "_rev": root.rev(doc_id, bump),
                     "channels": [root.placing_broker_channel, f"{carrier.lower()}_{CARRIER_TEAM[carrier]}"],
                     "contents": [_line(root, carrier, written, signed_pct, role, at)],
                     "createdAt": stamp(at),
                     "isOffline": False,
                     "parentDocID": parent,
-                    "provenance": {"system": "LavAPI", "writtenAt": stamp(root.updated_at)},
+                    "provenance": {"system": "LavAPI", "writtenAt": stamp(updated)},
                     "type": doc_type,
-                    "updatedAt": stamp(root.updated_at),
+                    "updatedAt": stamp(updated),
                 }
             )
+    return out
+
+
+def activities(root: Root) -> list[dict[str, Any]]:
+    """The root's activity documents (``RWActivity``), oldest first: what happened to it and when.
+    A change of its signed lines alone records "Signed Lines" again (the name the platform uses for
+    a signing; which name a sign-down records on the real platform is not known)."""
+    events = [("Created New Placement", f"{root.root_id}::QR1", root.created_at)]
+    events += [("Placing Updated", f"{root.root_id}::QR1", t) for t in root.stage_times[1:]]
+    if root.has_lines():
+        events.append(("Line Written", f"{root.root_id}::FO", root.created_for("FO")))
+    if root.is_signed() and root.signed_at():
+        events.append(("Signed Lines", f"{root.root_id}::FO", root.signed_at()))
+    events += [("Signed Lines", f"{root.root_id}::FO", t) for t in root.line_times]
+    out = []
+    for n, (name, parent, at) in enumerate(sorted(events, key=lambda e: e[2])):
+        key = hashlib.md5(f"{root.seed}:{root.root_id}:{n}:{name}:{at}".encode()).hexdigest()
+        out.append({
+            "_id": f"{root.root_id}::ACTI::{key[:8]}-{key[8:12]}-4{key[13:16]}-8{key[17:20]}-{key[20:32]}".upper(),
+            "_rev": f"1-{key}",
+            "activity": name,
+            "hardcodedActivity": name,
+            "channels": root.channels,
+            "parentDocID": parent,
+            "userID": "MU" + str(uuid.UUID(key)).upper()[2:],
+            "createdAt": stamp(at),
+        })
     return out
 
 

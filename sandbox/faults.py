@@ -41,6 +41,11 @@ class Faults:
     """Repeat this many rows of every ``/api/risks`` answer (duplicate ids in one payload)."""
     empty_list_for: str = ""
     """A company id whose ``/api/risks`` is an empty list."""
+    stale_list_for: str = ""
+    """A company id whose ``/api/risks`` still shows the world before the last advance: one
+    organisation's view lags behind another's, so a shared document has two revisions for a while."""
+    activities_empty: bool = False
+    """``POST /api/activities/filter`` answers ``[]``: a change the feed does not name (a kind not asked for)."""
     legacy_refresh_errors: bool = False
     """Sync Gateway 2.7 and earlier: a rejected refresh token is a 401, not a 500."""
     only: str = ""

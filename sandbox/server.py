@@ -8,6 +8,7 @@ Admin calls (not part of the platform) live under ``/_sandbox``: ``POST /_sandbo
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import json
 import logging
 import re
@@ -39,6 +40,8 @@ class Sandbox:
 
     def __init__(self, seed: int = 1, scale: float = 1.0, token_lifetime: float = 3600.0, faults: Faults | None = None):
         self.world = World(seed=seed, scale=scale)
+        self.previous_world = self.world
+        """The world before the last advance: what a lagging organisation's view still shows."""
         self.tokens = TokenIssuer(issuer="whitespace-sandbox", lifetime=token_lifetime)
         self.faults = FaultState(faults)
         self.lock = threading.Lock()  # one world change at a time; readers keep the world they took
@@ -201,6 +204,14 @@ class Handler(BaseHTTPRequestHandler):
             return self._risks(m.company_id)
         if path == "/summary":
             return self._summary(m, query)
+        if path == "/activities/filter" and self.command == "POST":
+            return self._activities_filter(m.company_id)
+        match = re.fullmatch(r"/activities/(IC[^/:]+)/full", path)
+        if match:
+            root = world.find_root(match.group(1))
+            if root is None or not world.visible_to(root.index, m.company_id):
+                return self.send_json(400, {"error": True, "reason": "Risk not found"})
+            return self.send_json(200, documents.activities(root))
         match = re.fullmatch(r"/risks/root/(IC[^/:]+)", path) or re.fullmatch(r"/lines/(IC[^/:]+)/combinedSets", path)
         if match:
             root = world.find_root(match.group(1))
@@ -217,6 +228,27 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, documents.placing(root, suffix))
         self.send_json(404, {"error": True, "reason": "Unknown API path"})
 
+    def _activities_filter(self, company_id: str) -> None:
+        """``POST /api/activities/filter``: the caller's activities of one kind, in a time window
+        (``from``: ``YYYY-MM-DD hh:mm:ss`` or a duration back from now such as ``18 hours``; ``to``)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+            name = body["activity"]
+            world = self.sandbox.world
+            start = _when(body.get("from"), world.now) if body.get("from") else None
+            end = _when(body.get("to"), world.now) if body.get("to") else None
+        except (ValueError, KeyError, TypeError):
+            return self.send_json(400, {"error": True, "reason": "activity is required; from/to: "
+                                                                "YYYY-MM-DD hh:mm:ss, or from: 'N minutes|hours|days'"})
+        found = []
+        for index in ([] if self.sandbox.faults.faults.activities_empty else world.root_indexes(company_id)):
+            for act in documents.activities(world.root(index)):
+                at = dt.datetime.strptime(act["createdAt"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
+                if act["activity"] == name and (start is None or at >= start) and (end is None or at <= end):
+                    found.append(act)
+        self.send_json(200, found)
+
     def _risks(self, company_id: str) -> None:
         faults = self.sandbox.faults.faults
         if faults.empty_list_for == company_id:
@@ -225,7 +257,9 @@ class Handler(BaseHTTPRequestHandler):
 
         def chunks():
             first, batch, repeated = True, [], []
-            for row in documents.risk_rows(self.sandbox.world, company_id, drift):
+            lagging = faults.stale_list_for == company_id  # this organisation's view is a tick behind
+            world = self.sandbox.previous_world if lagging else self.sandbox.world
+            for row in documents.risk_rows(world, company_id, drift):
                 if len(repeated) < dupes:
                     repeated.append(row)
                 batch.append(json.dumps(row, separators=(",", ":")))
@@ -267,11 +301,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(400, {"error": True, "reason": str(exc)})
         if path == "/_sandbox/advance":
             with sb.lock:
+                sb.previous_world = sb.world
                 sb.world = sb.world.advanced(
                     int(body.get("ticks", 1)),
                     changed_fraction=float(body.get("changed_fraction", 0.05)),
                     new_roots=int(body.get("new_roots", 10)),
                     removed_fraction=float(body.get("removed_fraction", 0.0)),
+                    lines_changed_fraction=float(body.get("lines_changed_fraction", 0.0)),
                 )
             return self.send_json(200, {"tick": sb.world.tick, "now": documents.stamp(sb.world.now)})
         if path == "/_sandbox/revoke":
@@ -284,6 +320,14 @@ class Handler(BaseHTTPRequestHandler):
                 sb.stats.clear()
             return self.send_json(200, {"reset": True})
         self.send_json(404, {"error": True, "reason": "unknown admin call"})
+
+
+def _when(text: str, now: dt.datetime) -> dt.datetime:
+    """A filter bound: ``YYYY-MM-DD hh:mm:ss`` (UTC), or a duration back from ``now``."""
+    m = re.fullmatch(r"\s*(\d+)\s*(minute|hour|day)s?\s*", text)
+    if m:
+        return now - dt.timedelta(**{f"{m.group(2)}s": int(m.group(1))})
+    return dt.datetime.strptime(text.strip(), "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
 
 
 def membership_company(user_id: str) -> str:

@@ -216,6 +216,8 @@ class Tick:
     changed_fraction: float
     new_roots: int
     removed_fraction: float
+    lines_changed_fraction: float = 0.0
+    """Signed roots whose signed line set changes that day on its own: no placing revision moves."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,6 +244,12 @@ class Root:
     seed: int
     stage_times: tuple[dt.datetime, ...] = ()
     """When each generation took effect (index 0: creation); the placing timeline of the root."""
+    line_times: tuple[dt.datetime, ...] = ()
+    """When its signed lines changed after signing, on their own (the line set document alone)."""
+
+    @property
+    def line_generation(self) -> int:
+        return len(self.line_times)
 
     @property
     def status(self) -> str:
@@ -327,9 +335,11 @@ class World:
     def now(self) -> dt.datetime:
         return EPOCH + dt.timedelta(days=self.tick)
 
-    def advance(self, changed_fraction: float = 0.05, new_roots: int = 10, removed_fraction: float = 0.0) -> Tick:
-        """Move the clock one day on: some roots change, some appear, some disappear."""
-        t = Tick(float(changed_fraction), int(new_roots), float(removed_fraction))
+    def advance(self, changed_fraction: float = 0.05, new_roots: int = 10, removed_fraction: float = 0.0,
+                lines_changed_fraction: float = 0.0) -> Tick:
+        """Move the clock one day on: some roots change, some appear, some disappear, and the signed
+        lines of some signed roots change without any placing revision changing."""
+        t = Tick(float(changed_fraction), int(new_roots), float(removed_fraction), float(lines_changed_fraction))
         self.ticks.append(t)
         self._root.cache_clear()
         return t
@@ -403,6 +413,8 @@ class World:
         path = STATUS_PATHS[rng.randrange(len(STATUS_PATHS))]
         created, gen, updated, times = self._timeline(index, rng, path)
         umr, name = _umr_and_name(rng, org.broker_code)
+        signed = next((t for s, t in zip(path[:gen], times, strict=False)
+                       if s == "Signed" or s.startswith("Endorsement")), None)
         lead = carriers[0] if carriers else None
         inception = (created + dt.timedelta(days=rng.randrange(10, 90))).date()
         return Root(
@@ -425,7 +437,19 @@ class World:
             lead=lead,
             seed=self.seed,
             stage_times=tuple(times),
+            line_times=self._line_changes(index, signed),
         )
+
+    def _line_changes(self, index: int, signed: dt.datetime | None) -> tuple[dt.datetime, ...]:
+        """The days on which root ``index``'s signed lines changed on their own, after it was signed."""
+        if signed is None:
+            return ()
+        out = []
+        for k in range(1, self.tick + 1):
+            when = EPOCH + dt.timedelta(days=k - 1, seconds=int(mix(self.seed, index, k, 14) * 86399))
+            if when > signed and mix(self.seed, index, k, 13) < self.ticks[k - 1].lines_changed_fraction:
+                out.append(when)
+        return tuple(out)
 
     def _timeline(self, index: int, rng: random.Random, path) -> tuple[dt.datetime, int, dt.datetime, list]:
         """(created, revision generation, updated, the time of each step) of root ``index`` at the current tick."""
@@ -441,7 +465,9 @@ class World:
         for g in range(1, base_gen):
             step = dt.timedelta(days=1 + int(mix(self.seed, index, g, 11) * 45), seconds=int(mix(self.seed, index, g, 12) * 86399))
             times.append(times[-1] + step)
-        gen, updated = base_gen, times[-1] + dt.timedelta(hours=rng.randrange(1, 400))
+        # What happened by the day the root appeared is over by that day's end: a later tick never moves it.
+        gen = base_gen
+        updated = min(times[-1] + dt.timedelta(hours=rng.randrange(1, 400)), EPOCH + dt.timedelta(days=max(born, 0)))
         for k in range(max(born, 0) + 1, self.tick + 1):
             if mix(self.seed, index, k, 3) < self.ticks[k - 1].changed_fraction:
                 gen += 1

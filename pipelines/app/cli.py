@@ -65,7 +65,7 @@ def _run_sync(args: argparse.Namespace, demo: bool) -> int:
         instance = stack.enter_context(sync.open_instance(home))
         print(f"Dagster home {home}; warehouse {warehouse.path}")
         outcomes = sync.sync(instance, build(bound), everything=args.all, debug=args.debug,
-                             accept_shrink=args.accept_shrink)
+                             accept_shrink=args.accept_shrink, full=args.full)
     failed = [o for o in outcomes if not o.ok]
     if warehouse.path.exists():
         print(sync.summary(warehouse))
@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--all", action="store_true",
                     help="run every job: no change check, every organisation and the reference data are fetched "
                          "and loaded again")
+    sy.add_argument("--full", action="store_true",
+                    help="like --all, and fetch every root's contract and line sets again, not only what changed "
+                         "(done anyway every WHITESPACE_RECONCILE_DAYS)")
     sy.add_argument("--accept-shrink", action="store_true",
                     help="apply risk lists that drop more of an organisation's risks than WHITESPACE_MAX_SHRINK "
                          "allows (by default such an answer is refused until it comes twice in a row)")
@@ -183,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--scale", type=float, default=1.0, help="sandbox scale")
     de.add_argument("--all", action="store_true",
                     help="run every job even where the change check finds nothing changed")
-    de.set_defaults(func=_demo, accept_shrink=False)
+    de.set_defaults(func=_demo, accept_shrink=False, full=False)
     sq = sub.add_parser("sql", help="run a SQL query on the warehouse (read-only) and print the result")
     sq.add_argument("query")
     sq.add_argument("--max-rows", type=int, default=40)

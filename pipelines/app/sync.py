@@ -121,7 +121,8 @@ def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, ware
         found = None
         if not everything:
             loaded = state.read(warehouse.settings(), keys)
-            found = changes.check_all(client, keys, warehouse.raw_path(), loaded)
+            found = changes.check_all(client, keys, warehouse.raw_path(), loaded,
+                                      reconcile_every=warehouse.settings().reconcile_every)
     known = set(instance.get_dynamic_partitions(organisations_partitions.name))
     new = [k for k in keys if k not in known]
     if new:
@@ -140,7 +141,7 @@ def _prefix(step: Step, n: int, total: int) -> str:
 
 
 def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan, log=print,
-             debug: bool = False, accept_shrink: bool = False) -> list[Outcome]:
+             debug: bool = False, accept_shrink: bool = False, full: bool = False) -> list[Outcome]:
     """Runs each step that needs a run, records an observation for each that does not, and stops at
     the first error that every later run would meet again."""
     tags = {PID_TAG: str(os.getpid())}
@@ -154,7 +155,7 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
             outcomes.append(Outcome(step.key, step.label, True, UNCHANGED))
             continue
         started = time.perf_counter()
-        run_config = {**(DEBUG if debug else QUIET), **step.run_config(accept_shrink)}
+        run_config = {**(DEBUG if debug else QUIET), **step.run_config(accept_shrink, full)}
         result = defs.resolve_job_def(step.job).execute_in_process(
             instance=instance, raise_on_error=False, run_config=run_config, tags=tags, partition_key=step.partition)
         outcome = Outcome(step.key, step.label, result.success, "" if result.success else _failure(result))
@@ -199,13 +200,14 @@ def marts_current(instance: dg.DagsterInstance, warehouse: WarehouseResource) ->
 
 
 def sync(instance: dg.DagsterInstance, defs: dg.Definitions, log=print, everything: bool = False,
-         debug: bool = False, accept_shrink: bool = False) -> list[Outcome]:
+         debug: bool = False, accept_shrink: bool = False, full: bool = False) -> list[Outcome]:
+    """``full``: every job runs and every root's contract and lines are fetched again (implies ``everything``)."""
     """The whole sync against ``defs``' resources: plan, then run. Returns one outcome per step."""
     release_dead_runs(instance, log)
     whitespace = defs.resources["whitespace"].process_config_and_initialize()
     warehouse = defs.resources["warehouse"].process_config_and_initialize()
-    plan = plan_sync(instance, whitespace, warehouse, everything, log)
-    return run_plan(instance, defs, plan, log, debug, accept_shrink)
+    plan = plan_sync(instance, whitespace, warehouse, everything or full, log)
+    return run_plan(instance, defs, plan, log, debug, accept_shrink, full)
 
 
 def summary(warehouse: config.WarehouseConfig) -> str:

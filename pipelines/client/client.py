@@ -119,6 +119,16 @@ class WhitespaceClient:
         """``GET /api/lines/{rootID}/combinedSets`` as received."""
         return self.get_text(endpoints.COMBINED_SETS.format(rootID=root_id))
 
+    def activities(self, activity: str, since: str | None = None) -> list[dict]:
+        """``POST /api/activities/filter``: this organisation's activities of one kind, since ``since``
+        (``YYYY-MM-DD hh:mm:ss`` in the platform's clock) when given."""
+        body = {"activity": activity, **({"from": since} if since else {})}
+        return self._request(endpoints.ACTIVITIES_FILTER, None, None, True, body)
+
+    def root_activities(self, root_id: str) -> list[dict]:
+        """``GET /api/activities/{rootID}/full``: everything that happened to one root."""
+        return self.get_json(endpoints.ROOT_ACTIVITIES.format(rootID=root_id))
+
     def fan_out(self, fn: Callable[[str], Any], keys: Iterable[str]) -> Iterator[tuple[str, Any, Exception | None]]:
         """``fn(key)`` for every key, ``max_concurrency`` at a time, sharing one token; in key order.
         An error that every later call would meet too (a dead login) is raised, and the calls not
@@ -176,22 +186,27 @@ class WhitespaceClient:
         """Streams a JSON answer to ``dest`` as received (atomically), checking it is whole JSON."""
         return self._request(path, params, Path(dest), True)
 
-    def _request(self, path: str, params: dict | None, dest: Path | None, send_user_id: bool) -> Any:
+    def _request(self, path: str, params: dict | None, dest: Path | None, send_user_id: bool,
+                 body: dict | None = None) -> Any:
+        """GET (or POST ``body``) with the retry policy; ``dest``: land the answer there."""
         url = self._shown(path)
         headers = {"UserID": self.user_id} if (self.user_id and send_user_id) else {}
         if headers and self.user_id in self._refused_user_ids:  # refused once: never sent again
             raise self._refused_user_ids[self.user_id]
-        return retry.run(self.policy, lambda: self._once(url, params, headers, dest), f"GET {url}")
+        method = "GET" if body is None else "POST"
+        return retry.run(self.policy, lambda: self._once(method, url, params, headers, dest, body), f"{method} {url}")
 
-    def _once(self, url: str, params: dict | None, headers: dict, dest: Path | None) -> Any:
+    def _once(self, method: str, url: str, params: dict | None, headers: dict, dest: Path | None,
+              body: dict | None) -> Any:
         try:
-            return self._exchange(url, params, headers, dest)
+            return self._exchange(method, url, params, headers, dest, body)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
             raise TransportError(f"Request {kind} ({type(exc).__name__})", None, url, transient=True) from None
 
-    def _exchange(self, url: str, params: dict | None, headers: dict, dest: Path | None) -> Any:
-        with self._http.stream("GET", url, params=params, headers=headers) as response:
+    def _exchange(self, method: str, url: str, params: dict | None, headers: dict, dest: Path | None,
+                  body: dict | None) -> Any:
+        with self._http.stream(method, url, params=params, headers=headers, json=body) as response:
             status = response.status_code
             if status != 200:
                 body = response.read()

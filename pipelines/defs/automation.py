@@ -53,7 +53,8 @@ def daily_sync(context: dg.ScheduleEvaluationContext, whitespace: WhitespaceReso
     known = context.instance.get_dynamic_partitions(organisations_partitions.name)
     loaded = state.read(warehouse.settings(), known)
     with whitespace.client() as client:
-        found = changes.check_all(client, known, warehouse.raw_path(), loaded, corporate_list=False)
+        found = changes.check_all(client, known, warehouse.raw_path(), loaded, corporate_list=False,
+                                  reconcile_every=warehouse.settings().reconcile_every)
     plan = SyncPlan.make({mu: mu for mu in known}, found)
     for step in plan.unchanged:
         step.observe(context.instance)

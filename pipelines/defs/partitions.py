@@ -15,6 +15,12 @@ class RiskTablesConfig(dg.Config):
     ``WHITESPACE_MAX_SHRINK`` allows (``whitespace-etl sync --accept-shrink``)."""
 
 
+class DetailsConfig(dg.Config):
+    full: bool = False
+    """Fetch every root's contract and line sets again now, not only what changed
+    (``whitespace-etl sync --full``); otherwise that happens every ``WHITESPACE_RECONCILE_DAYS``."""
+
+
 class LandedConfig(dg.Config):
     reuse_sha256: str = ""
     """Set by the sync plan: its change check landed this answer moments ago, with this SHA-256, so

@@ -46,7 +46,7 @@ class Step:
     def reason(self) -> str:
         return self.check.reason if self.check is not None else "forced"
 
-    def run_config(self, accept_shrink: bool = False) -> dict[str, Any]:
+    def run_config(self, accept_shrink: bool = False, full: bool = False) -> dict[str, Any]:
         """Changed: the run records the answer the check landed (``reuse_sha256``) instead of fetching it
         again. ``accept_shrink``: an organisation's list is applied even if it drops many of its risks."""
         ops: dict[str, Any] = {}
@@ -54,6 +54,8 @@ class Step:
             ops[self.landing_asset] = {"config": {"reuse_sha256": self.check.landed.sha256}}
         if accept_shrink and self.key != CORPORATE:
             ops["risk_tables"] = {"config": {"accept_shrink": True}}
+        if full and self.key != CORPORATE:
+            ops["raw_risk_details"] = {"config": {"full": True}}
         return {"ops": ops} if ops else {}
 
     def observe(self, instance: dg.DagsterInstance) -> None:

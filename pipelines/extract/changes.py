@@ -13,11 +13,12 @@ process holds, a missing file. The run then does the work, or reports the error,
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 from pathlib import Path
 
 from pipelines.client import WhitespaceClient, endpoints
-from pipelines.extract import details
+from pipelines.extract import details, feed
 from pipelines.landing import raw
 from pipelines.landing.raw import Landed
 
@@ -54,11 +55,13 @@ class WarehouseState:
 
 
 def check_organisation(client: WhitespaceClient, raw_dir: Path, state: WarehouseState | None,
-                       previous: Landed | None, user_id: str) -> Check:
+                       previous: Landed | None, user_id: str, reconcile_every: dt.timedelta | None = None) -> Check:
     """Fetches the organisation's risk list and compares it with what the warehouse holds. An
     identical answer is deleted again (the one already landed stays); a new one is kept, landed."""
     download = raw.download_risk_list(client, raw_dir, user_id)
     reason = _risk_list_reason(raw_dir, state, previous, user_id, download.sha256)
+    if reason == UNCHANGED:
+        reason = _details_reason(client, raw_dir, previous, user_id, reconcile_every)
     if reason == UNCHANGED:
         download.path.unlink()
         return Check(user_id, UNCHANGED, previous)
@@ -94,6 +97,19 @@ def _risk_list_reason(raw_dir: Path, state: WarehouseState | None, previous: Lan
     return UNCHANGED
 
 
+def _details_reason(client: WhitespaceClient, raw_dir: Path, previous: Landed, user_id: str,
+                    reconcile_every: dt.timedelta | None) -> str:
+    """Why contracts or lines need fetching though the list did not change: a periodic reconciliation
+    is due, or the activity feed names roots of the list (their line sets changed on their own)."""
+    kept = feed.read_state(raw_dir, user_id)
+    if kept.reconcile_due(reconcile_every):
+        return "periodic reconciliation of contracts and lines due"
+    named = feed.read_feed(client, kept, previous.path).roots
+    if named & details.roots_in_list(previous.path).keys():
+        return "contracts or lines changed (activity feed)"
+    return UNCHANGED
+
+
 def check_corporate(client: WhitespaceClient, raw_dir: Path, state: WarehouseState | None,
                     previous: Landed | None) -> Check:
     """The same for ``/api/shared/corporate`` (a small answer, held parsed)."""
@@ -106,7 +122,7 @@ def check_corporate(client: WhitespaceClient, raw_dir: Path, state: WarehouseSta
 
 
 def check_all(client: WhitespaceClient, user_ids: list[str], raw_dir: Path, state: WarehouseState | None,
-              corporate_list: bool = True) -> dict[str, Check]:
+              corporate_list: bool = True, reconcile_every: dt.timedelta | None = None) -> dict[str, Check]:
     """Checks every organisation (and the corporate list, unless told not to), ``max_concurrency``
     requests at a time, against ``state`` (None: the warehouse could not be read, so everything
     counts as changed). A check that fails says so as its reason: the run it leads to reports the
@@ -117,7 +133,7 @@ def check_all(client: WhitespaceClient, user_ids: list[str], raw_dir: Path, stat
     def one(key: str) -> Check:
         if key == CORPORATE:
             return check_corporate(client, raw_dir, state, corporate)
-        return check_organisation(client.for_user(key), raw_dir, state, lists.get(key), key)
+        return check_organisation(client.for_user(key), raw_dir, state, lists.get(key), key, reconcile_every)
 
     out = {}
     for key, check, exc in client.fan_out(one, [CORPORATE, *user_ids] if corporate_list else user_ids):

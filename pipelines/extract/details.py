@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.client import WhitespaceClient
+from pipelines.extract import feed
 from pipelines.landing.raw import DETAILS_FOLDER, Landed, details_dir, landing_path
 
 INDEX = "index.json"
@@ -83,18 +84,27 @@ def read_index(raw_dir: Path, user_id: str) -> dict[str, str]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def plan(list_path: Path, index: dict[str, str]) -> Plan:
+def plan(list_path: Path, index: dict[str, str], named: frozenset[str] = frozenset(), every: bool = False) -> Plan:
+    """The roots to fetch: those whose documents' revisions changed (new ones included), those the
+    activity feed ``named``, or ``every`` one (a full reconciliation)."""
     roots = roots_in_list(list_path)
-    needed = [(root, lead, sig) for root, (lead, sig) in sorted(roots.items()) if index.get(root) != sig]
+    needed = [(root, lead, sig) for root, (lead, sig) in sorted(roots.items())
+              if every or index.get(root) != sig or root in named]
     return Plan(needed=needed, unchanged=len(roots) - len(needed), gone=sorted(set(index) - set(roots)))
 
 
-def fetch(client: WhitespaceClient, raw_dir: Path, list_landed: Landed, log=lambda *a: None) -> Fetched:
-    """Fetches what changed for one organisation, lands it, then advances that organisation's index."""
+def fetch(client: WhitespaceClient, raw_dir: Path, list_landed: Landed, log=lambda *a: None, full: bool = False,
+          reconcile_every: dt.timedelta | None = None) -> Fetched:
+    """Fetches what changed for one organisation (revisions, the activity feed, a due reconciliation,
+    or everything when ``full``), lands it, then advances that organisation's index and feed cursor."""
     user_id = list_landed.user_id
     index = read_index(raw_dir, user_id)
-    work = plan(list_landed.path, index)
+    state = feed.read_state(raw_dir, user_id)
+    news = feed.read_feed(client, state, list_landed.path)
+    every = full or state.reconcile_due(reconcile_every)
+    work = plan(list_landed.path, index, news.roots, every)
     if not work.needed and not work.gone:
+        feed.write_state(raw_dir, user_id, news.state)
         return Fetched(None, 0, {}, 0, work)
 
     def one(item: tuple[str, str, str]) -> tuple[str, str]:
@@ -126,11 +136,16 @@ def fetch(client: WhitespaceClient, raw_dir: Path, list_landed: Landed, log=lamb
         os.fsync(out.fileno())
     os.replace(tmp, path)
     for root, _lead, sig in work.needed:
-        if root not in failed:
+        if root in failed:
+            index.pop(root, None)  # fetched again next run, whatever made it due (a revision, the feed)
+        else:
             index[root] = sig
     for root in work.gone:
         index.pop(root, None)
     _write_json_atomically(index_path(raw_dir, user_id), index)
+    if every:
+        news = dataclasses.replace(news, state=dataclasses.replace(news.state, reconciled_at=now.isoformat()))
+    feed.write_state(raw_dir, user_id, news.state)
     requests = 2 * len(work.needed)
     return Fetched(path, done, failed, requests, work)
 

@@ -150,7 +150,14 @@ def stage(conn: duckdb.DuckDBPyConnection, path: str, keys: dict[str, set[str]],
 
 RAW_COLUMNS = "user_id, endpoint, fetched_at, sha256, bytes, items, path"
 RISK_COLUMNS = [c for c in FIELDS if c != "channels"] + ["root_id", "rev_generation", "raw"]
-STAGED_KEYS = "SELECT risk_id FROM stage_risks"
+NEWER_OR_SAME = """CREATE OR REPLACE TEMP TABLE applied AS
+    SELECT s.risk_id FROM stage_risks s LEFT JOIN risks r USING (risk_id)
+    WHERE r.risk_id IS NULL
+       OR (coalesce(s.rev_generation, -1), coalesce(s.updated_at, TIMESTAMP '0001-01-01'))
+          >= (coalesce(r.rev_generation, -1), coalesce(r.updated_at, TIMESTAMP '0001-01-01'))"""
+"""The staged documents that are new, or at least as new as the stored ones (revision generation,
+then ``updatedAt``): the ones this list may write."""
+APPLIED = "SELECT risk_id FROM applied"
 
 
 class SuspiciousShrink(WhitespaceError):
@@ -198,17 +205,25 @@ def load_list(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str
     cols = ", ".join(RISK_COLUMNS)
     children: list[str] = []
     with db.transaction(conn):
-        conn.execute(f"DELETE FROM risks WHERE risk_id IN ({STAGED_KEYS})")  # noqa: S608 - a constant
-        conn.execute(f"INSERT INTO risks ({cols}, loaded_at) SELECT {cols}, ? FROM stage_risks", [now])  # noqa: S608
-        conn.execute("DELETE FROM risk_channels WHERE risk_id IN (SELECT risk_id FROM stage_risks)")
+        # Newest wins: a document another organisation's fresher list already holds at a later revision
+        # keeps that revision; this list only adds its visibility (and its revision to the history).
+        conn.execute(NEWER_OR_SAME)
+        conn.execute(f"DELETE FROM risks WHERE risk_id IN ({APPLIED})")  # noqa: S608 - a constant
+        conn.execute(f"INSERT INTO risks ({cols}, loaded_at) SELECT {cols}, ? FROM stage_risks "  # noqa: S608
+                     f"WHERE risk_id IN ({APPLIED})", [now])
+        conn.execute(f"DELETE FROM risk_channels WHERE risk_id IN ({APPLIED})")  # noqa: S608
         conn.execute(
-            """INSERT INTO risk_channels (risk_id, position, channel, company_id, team_id)
+            f"""INSERT INTO risk_channels (risk_id, position, channel, company_id, team_id)
                SELECT risk_id, pos - 1, ch, upper(split_part(ch, '_', 1)),
                       CASE WHEN strpos(ch, '_') > 0 THEN substr(ch, strpos(ch, '_') + 1) END
                FROM (SELECT risk_id, unnest(channels) AS ch, unnest(range(1, len(channels) + 1)) AS pos
-                     FROM stage_risks)"""
+                     FROM stage_risks WHERE risk_id IN ({APPLIED}))"""  # noqa: S608
         )
         conn.execute("DELETE FROM risk_visibility WHERE user_id = ?", [user])
+        # A root that left this organisation's list takes its pending detail failures with it (they
+        # would keep the organisation "changed" for ever).
+        conn.execute("DELETE FROM detail_failures WHERE user_id = ? AND root_id NOT IN (SELECT root_id FROM stage_risks)",
+                     [user])
         conn.execute("INSERT INTO risk_visibility (risk_id, user_id, synced_at) SELECT risk_id, ?, ? FROM stage_risks",
                      [user, now])
         _record_history(conn, now)
@@ -223,6 +238,7 @@ def load_list(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str
         "SELECT risk_id, umr, insured_name, status, updated_at FROM stage_risks ORDER BY updated_at DESC LIMIT 5"
     ).fetchall()
     conn.execute("DROP TABLE IF EXISTS stage_risks")
+    conn.execute("DROP TABLE IF EXISTS applied")
     return RiskLoad(
         user_id=user, api_items=landed.items, distinct_risks=distinct, duplicates=with_id - distinct,
         skipped_without_id=without_id, added=diff[0], changed=diff[1], gone=gone,

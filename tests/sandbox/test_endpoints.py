@@ -198,3 +198,44 @@ def test_admin_stats_count_requests(sandbox: SandboxServer) -> None:
     api(sandbox, "/risks", token)
     stats = sandbox.stats()
     assert stats["GET /api/risks"] == 2 and stats["refreshes"] >= 1
+
+
+def test_activity_feed_filters_by_kind_and_both_forms_of_from(sandbox: SandboxServer) -> None:
+    token, mu = id_token(sandbox), SUMO.memberships[0].user_id
+    headers = {"Authorization": f"Bearer {token}", "UserID": mu}
+
+    def feed(**body):
+        r = httpx.post(f"{sandbox.api_url}/activities/filter", json=body, headers=headers, trust_env=False)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    every = feed(activity="Signed Lines")
+    assert every and all(a["activity"] == "Signed Lines" and "::ACTI::" in a["_id"] for a in every)
+    newest = max(a["createdAt"] for a in every)
+    assert [a["_id"] for a in feed(activity="Signed Lines", **{"from": newest})] == [
+        a["_id"] for a in every if a["createdAt"] >= newest]
+    assert len(feed(activity="Signed Lines", **{"from": "100000 days"})) == len(every)
+    recent = feed(activity="Signed Lines", **{"from": "30 days"})
+    assert 0 < len(recent) < len(every) and {a["_id"] for a in recent} <= {a["_id"] for a in every}
+    assert feed(activity="Signed Lines", to="2000-01-01 00:00:00") == []
+    bad = httpx.post(f"{sandbox.api_url}/activities/filter", json={"from": "1 day"}, headers=headers, trust_env=False)
+    assert bad.status_code == 400
+    root = every[0]["_id"].split("::")[0]
+    full = httpx.get(f"{sandbox.api_url}/activities/{root}/full", headers=headers, trust_env=False).json()
+    assert {a["activity"] for a in full} >= {"Created New Placement", "Signed Lines"}
+
+
+def test_a_line_set_changes_on_its_own(sandbox: SandboxServer) -> None:
+    """After a tick that changes only lines, a signed root's line set has a new revision and lower
+    signed share, while its placing documents keep theirs."""
+    token, mu = id_token(sandbox), SUMO.memberships[0].user_id
+    rows = api(sandbox, "/risks", token, mu).json()
+    signed = sorted({r["id"].split("::")[0] for r in rows if r["Status"] == "Signed"})
+    before = {root: api(sandbox, f"/lines/{root}/combinedSets", token, mu).json() for root in signed}
+    sandbox.advance(changed_fraction=0.0, new_roots=0, lines_changed_fraction=1.0)
+    assert api(sandbox, "/risks", token, mu).json() == rows
+    for root in signed:
+        after = api(sandbox, f"/lines/{root}/combinedSets", token, mu).json()
+        old = {d["_id"]: d for d in before[root]}
+        changed = [d for d in after if d["type"] == "RWSignedLineSet" and d["_rev"] != old[d["_id"]]["_rev"]]
+        assert changed, root

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
+import httpx
 import pytest
 from openapi_schema_validator import OAS30Validator
 
@@ -25,8 +26,8 @@ def spec() -> dict:
     return spec
 
 
-def validate(spec: dict, path: str, body) -> None:
-    pointer = "/".join(["#", "paths", path.replace("/", "~1"), "get", "responses", "200", "content",
+def validate(spec: dict, path: str, body, method: str = "get") -> None:
+    pointer = "/".join(["#", "paths", path.replace("/", "~1"), method, "responses", "200", "content",
                         "application~1json", "schema"])
     root = copy.copy(spec)
     root["$ref"] = pointer  # draft-4 semantics: validate the pointed-to schema, resolve refs in the spec
@@ -46,11 +47,16 @@ def test_spec_covered_answers_validate(sandbox: SandboxServer, spec: dict) -> No
         "/api/shared/corporate": "/shared/corporate",
         "/api/user/myDetails": "/user/myDetails",
         "/api/version": "/version",
+        "/api/activities/{rootID}/full": f"/activities/{root}/full",
     }
     for spec_path, path in cases.items():
         body = api(sandbox, path, token, mu).json()
         assert body, path
         validate(spec, spec_path, body)
+    found = httpx.post(f"{sandbox.api_url}/activities/filter", json={"activity": "Signed Lines", "from": "365 days"},
+                       headers={"Authorization": f"Bearer {token}", "UserID": mu}, trust_env=False).json()
+    assert found and {a["activity"] for a in found} == {"Signed Lines"}
+    validate(spec, "/api/activities/filter", found, "post")
 
 
 def test_validation_would_catch_a_wrong_shape(spec: dict) -> None:

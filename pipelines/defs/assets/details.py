@@ -6,7 +6,7 @@ from pipelines.client import endpoints
 from pipelines.defs import checks
 from pipelines.defs.assets.risks import raw_risks
 from pipelines.defs.metadata import table_specs
-from pipelines.defs.partitions import WAREHOUSE_POOL, organisations_partitions
+from pipelines.defs.partitions import WAREHOUSE_POOL, DetailsConfig, organisations_partitions
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.extract import details
 from pipelines.landing import raw
@@ -16,7 +16,8 @@ from pipelines.warehouse import details as detail_loader
 @dg.asset(partitions_def=organisations_partitions, group_name="extract", kinds={"whitespace", "json"},
           deps=[raw_risks])
 def raw_risk_details(
-    context: dg.AssetExecutionContext, whitespace: WhitespaceResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, config: DetailsConfig, whitespace: WhitespaceResource,
+    warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """Each changed root's contract (``GET /api/risks/{riskID}``) and line sets (``GET /api/lines/{rootID}/
     combinedSets``), landed as received. Only roots whose document revisions changed are fetched."""
@@ -24,7 +25,8 @@ def raw_risk_details(
     raw_dir = warehouse.raw_path()
     listing = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
     with whitespace.client() as client:
-        fetched = details.fetch(client.for_user(user_id), raw_dir, listing, log=context.log.info)
+        fetched = details.fetch(client.for_user(user_id), raw_dir, listing, log=context.log.info, full=config.full,
+                                reconcile_every=warehouse.settings().reconcile_every)
     if fetched.failed:
         context.log.warning("%d roots failed and will be fetched again next run: %s", len(fetched.failed),
                             dict(list(fetched.failed.items())[:5]))

@@ -1,0 +1,67 @@
+"""Newest wins, whatever the load order: a risk seen by several organisations is stored at its newest
+revision, and ``risks`` never disagrees with the current row of ``risk_history``."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.warehouse import db, risks
+from tests.pipeline.conftest import SUMO_IDS
+from tests.pipeline.test_loader import ROOT_A, ROOT_B, land
+
+DISAGREE = """SELECT count(*) FROM risks r JOIN risk_history h ON h.risk_id = r.risk_id AND h.valid_to IS NULL
+              WHERE h.rev IS DISTINCT FROM r.rev"""
+
+
+def doc(root: str, generation: int, updated: str, status: str) -> dict:
+    return {"id": f"{root}::FO", "rev": f"{generation}-{'a' * 32}", "Status": status, "updatedAt": updated,
+            "channels": ["gailbkr_ALL", "whitesails_MARINE"]}
+
+
+@pytest.mark.parametrize("order", [("fresh", "stale"), ("stale", "fresh")])
+def test_the_newest_revision_wins_whichever_organisation_loads_first(tmp_path, order) -> None:
+    lists = {
+        "fresh": land(tmp_path, [doc(ROOT_A, 3, "2025-06-03 10:00:00", "Signed"),
+                                 doc(ROOT_B, 1, "2025-05-01 10:00:00", "FirmOrder")], "MU-FRESH"),
+        "stale": land(tmp_path, [doc(ROOT_A, 2, "2025-06-01 10:00:00", "FirmOrder"),
+                                 doc(ROOT_B, 1, "2025-05-01 10:00:00", "FirmOrder")], "MU-STALE"),
+    }
+    with db.session(tmp_path / "w.duckdb") as conn:
+        for name in order:
+            risks.load_list(conn, lists[name], f"{name}.json")
+        assert conn.execute("SELECT rev, status FROM risks WHERE risk_id = ?", [f"{ROOT_A}::FO"]).fetchone() == (
+            f"3-{'a' * 32}", "Signed")
+        assert conn.execute(DISAGREE).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM risk_visibility").fetchone()[0] == 4, "both still see both"
+        assert conn.execute("SELECT count(*) FROM risk_history WHERE risk_id = ?", [f"{ROOT_A}::FO"]).fetchone()[0] == 2
+
+
+def test_a_lagging_organisation_does_not_roll_shared_risks_back(pipeline) -> None:
+    """The sandbox serves the carrier's list a tick behind the broker's; the carrier loads last."""
+    pipeline.sync_all()
+    pipeline.server.advance(changed_fraction=0.3, new_roots=0)
+    pipeline.server.advance(changed_fraction=0.3, new_roots=0)
+    pipeline.server.set_faults(stale_list_for="MCNEILLIEUWR")  # it shows the first of those two days
+    for mu in SUMO_IDS:  # the broker first (fresh), the lagging carrier last
+        pipeline.sync(mu)
+    world = pipeline.server.world
+    rows = pipeline.query("SELECT risk_id, rev FROM risks")
+    fresh = ("GAILBKR", "WHITESAILS")  # a document these see is loaded fresh too, and must stay fresh
+    stale = [(rid, rev) for rid, rev in rows
+             if (root := world.find_root(rid.split("::")[0])) is not None and rev != root.rev(rid)
+             and any(world.visible_to(root.index, company) for company in fresh)]
+    assert stale == [], f"{len(stale)} shared documents were rolled back to an older revision"
+    assert pipeline.query(DISAGREE) == [(0,)]
+
+
+def test_a_root_that_leaves_the_list_takes_its_pending_failures_with_it(tmp_path) -> None:
+    import datetime as dt
+
+    with db.session(tmp_path / "w.duckdb") as conn:
+        risks.load_list(conn, land(tmp_path, [doc(ROOT_A, 1, "2025-06-01 10:00:00", "FirmOrder"),
+                                              doc(ROOT_B, 1, "2025-06-01 10:00:00", "FirmOrder")]), "a.json")
+        for root in (ROOT_A, ROOT_B):
+            conn.execute("INSERT INTO detail_failures (root_id, user_id, error, failed_at) VALUES (?, 'MU-A', 'x', ?)",
+                         [root, dt.datetime(2025, 6, 1)])
+        risks.load_list(conn, land(tmp_path, [doc(ROOT_A, 1, "2025-06-01 10:00:00", "FirmOrder")]), "b.json")
+        assert conn.execute("SELECT root_id FROM detail_failures").fetchall() == [(ROOT_A,)]
