@@ -10,18 +10,22 @@ MACROS = (
     # numbers are epoch seconds, milliseconds or microseconds, told apart by magnitude (a date after
     # 1973 in milliseconds is over 1e11, which in seconds would be the year 5138). What cannot be
     # read is NULL (the answer keeps it in `raw`; the `*_timestamps_parse` checks count them).
-    r"""CREATE OR REPLACE MACRO ws_ts(s) AS (
-         SELECT CASE
-           WHEN t IS NULL OR t = '' THEN NULL
-           WHEN regexp_full_match(t, '[0-9]+(\.[0-9]+)?') THEN
-             CASE WHEN TRY_CAST(t AS DOUBLE) >= 1e14 THEN TRY_CAST(make_timestamp(TRY_CAST(t AS BIGINT)) AS TIMESTAMP)
-                  WHEN TRY_CAST(t AS DOUBLE) >= 1e11
-                    THEN TRY_CAST(make_timestamp(TRY_CAST(TRY_CAST(t AS DOUBLE) * 1000 AS BIGINT)) AS TIMESTAMP)
-                  ELSE TRY_CAST(make_timestamp(TRY_CAST(TRY_CAST(t AS DOUBLE) * 1000000 AS BIGINT)) AS TIMESTAMP) END
-           WHEN regexp_matches(t, '(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$') AND regexp_matches(t, '[0-9]{2}:[0-9]{2}')
-             THEN CAST(timezone('UTC', TRY_CAST(t AS TIMESTAMPTZ)) AS TIMESTAMP)
-           ELSE TRY_CAST(t AS TIMESTAMP) END
-         FROM (SELECT trim(CAST(s AS VARCHAR)) AS t))""",
+    # The platform's usual forms go first, through try_strptime: the fast path of a large load.
+    r"""CREATE OR REPLACE MACRO ws_ts(s) AS coalesce(
+         try_strptime(CAST(s AS VARCHAR), ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S.%gZ', '%Y-%m-%dT%H:%M:%SZ']),
+         CASE
+           WHEN s IS NULL OR trim(CAST(s AS VARCHAR)) = '' THEN NULL
+           WHEN regexp_full_match(trim(CAST(s AS VARCHAR)), '[0-9]+(\.[0-9]+)?') THEN
+             CASE WHEN TRY_CAST(trim(CAST(s AS VARCHAR)) AS DOUBLE) >= 1e14
+                    THEN TRY_CAST(make_timestamp(TRY_CAST(trim(CAST(s AS VARCHAR)) AS BIGINT)) AS TIMESTAMP)
+                  WHEN TRY_CAST(trim(CAST(s AS VARCHAR)) AS DOUBLE) >= 1e11
+                    THEN TRY_CAST(make_timestamp(TRY_CAST(TRY_CAST(trim(CAST(s AS VARCHAR)) AS DOUBLE) * 1000 AS BIGINT))
+                                  AS TIMESTAMP)
+                  ELSE TRY_CAST(make_timestamp(TRY_CAST(TRY_CAST(trim(CAST(s AS VARCHAR)) AS DOUBLE) * 1000000 AS BIGINT))
+                                AS TIMESTAMP) END
+           WHEN regexp_matches(trim(CAST(s AS VARCHAR)), '[0-9]{2}:[0-9]{2}.*(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$')
+             THEN CAST(timezone('UTC', TRY_CAST(trim(CAST(s AS VARCHAR)) AS TIMESTAMPTZ)) AS TIMESTAMP)
+           ELSE TRY_CAST(trim(CAST(s AS VARCHAR)) AS TIMESTAMP) END)""",
     """CREATE OR REPLACE MACRO ws_bool(s) AS CASE lower(trim(CAST(s AS VARCHAR)))
          WHEN 'true' THEN TRUE WHEN 'false' THEN FALSE WHEN '1' THEN TRUE WHEN '0' THEN FALSE
          WHEN 'yes' THEN TRUE WHEN 'no' THEN FALSE WHEN 'y' THEN TRUE WHEN 'n' THEN FALSE ELSE NULL END""",
