@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import random
 import re
@@ -196,9 +197,15 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     macros.install(conn)
 
 
-def child_table(parent: str, field: str) -> sa.Table:
-    """The ``<parent>__<field>`` table for a list-valued field the schema does not declare."""
+def child_table(parent: str, field: str, conn: duckdb.DuckDBPyConnection | None = None) -> sa.Table:
+    """The ``<parent>__<field>`` table for a list-valued field the schema does not declare. When that
+    name already holds another field whose name normalises the same way (``fooBar``, ``foo_bar``), a
+    short hash of the field's own name is added, so neither overwrites the other."""
     name = f"{parent}__{snake(field)}"
+    if conn is not None:
+        held = conn.execute("SELECT comment FROM duckdb_tables() WHERE table_name = ?", [name]).fetchone()
+        if held is not None and f"'{field}'" not in (held[0] or ""):
+            name = f"{name}_{hashlib.sha1(field.encode()).hexdigest()[:6]}"
     return sa.Table(
         name,
         sa.MetaData(),

@@ -259,7 +259,7 @@ def _same_answer(conn, landed: Landed, raw_rel_path: str, distinct: int, now: dt
 
 
 def _load_child(conn: duckdb.DuckDBPyConnection, field: str) -> str:
-    table = db.child_table("risks", field)
+    table = db.child_table("risks", field, conn)
     db.ensure_table(conn, table)
     name = db.ident(table.name)
     conn.execute(f"DELETE FROM {name} WHERE parent_id IN (SELECT risk_id FROM stage_risks)")  # noqa: S608

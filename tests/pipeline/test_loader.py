@@ -134,3 +134,15 @@ def test_one_timestamp_rule_whatever_the_machines_time_zone(tmp_path, tz) -> Non
     assert result["got"] == list(TIMESTAMP_FORMS.values())
     assert result["history"] == len(TIMESTAMP_FORMS), "every row loaded"
     assert not result["passed"] and result["metadata"]["unreadable_timestamps"] == 4  # two values, two columns
+
+
+def test_two_new_list_fields_whose_names_normalise_alike_both_survive(conn, tmp_path) -> None:
+    rows = [{"id": f"{ROOT_A}::QR1", "rev": "1-a", "fooBar": ["a", "b"], "foo_bar": ["c"]},
+            {"id": f"{ROOT_B}::QR1", "rev": "1-b", "fooBar": ["d"], "foo_bar": ["e", "f", "g"]}]
+    result = risks.load_list(conn, land(tmp_path, rows), "x.json")
+    tables = {item["field"]: item["child_table"] for item in result.drift}
+    assert set(tables) == {"fooBar", "foo_bar"} and len(set(tables.values())) == 2, tables
+    counts = {field: conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for field, table in tables.items()}
+    assert counts == {"fooBar": 3, "foo_bar": 4}
+    again = risks.load_list(conn, land(tmp_path, rows[:1]), "y.json")
+    assert {i["field"]: i["child_table"] for i in again.drift} == tables, "each field keeps its table"
