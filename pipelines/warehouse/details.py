@@ -26,6 +26,18 @@ WHERE NOT coalesce(gone, FALSE)
 QUALIFY row_number() OVER (PARTITION BY root_id ORDER BY filename DESC, ord DESC) = 1
 """
 
+OLDER_THAN_STORED = """
+DELETE FROM stage_details s WHERE EXISTS (
+  SELECT 1 FROM contracts c WHERE c.root_id = s.root_id
+    AND (ws_instance_rank(c.risk_id), coalesce(TRY_CAST(split_part(c.rev, '-', 1) AS INTEGER), -1),
+         coalesce(c.updated_at, TIMESTAMP '0001-01-01'))
+      > (ws_instance_rank(s.risk_id), coalesce(TRY_CAST(split_part(s.c->>'_rev', '-', 1) AS INTEGER), -1),
+         coalesce(ws_ts(s.c->>'updatedAt'), TIMESTAMP '0001-01-01')))
+"""
+"""Newest wins: a root whose stored contract is a more advanced instance, or a later revision of it,
+than the one staged (an organisation whose view lags, or a rebuild loading an older file last)
+keeps what is stored."""
+
 INSERTS = {
     "contracts": """
         INSERT INTO contracts (root_id, risk_id, rev, status, insurance_type, contract_type, umr, insured_name,
@@ -98,6 +110,8 @@ class DetailLoad:
     failed: dict[str, str]
     removed_roots: int
     counts: dict[str, int]
+    older: int = 0
+    """Roots fetched but not applied: the warehouse already held a newer contract for them."""
 
 
 def pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str) -> list[Path]:
@@ -111,13 +125,15 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str, n
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     files = pending(conn, raw_dir, user_id)
     failed: dict[str, str] = {}
-    roots = 0
+    roots = older = 0
     with db.transaction(conn):
         if files:
             conn.execute(STAGE, [[str(f) for f in files]])
             roots = conn.execute("SELECT count(*) FROM stage_details WHERE error IS NULL").fetchone()[0]
             failed = dict(conn.execute("SELECT root_id, error FROM stage_details WHERE error IS NOT NULL").fetchall())
             conn.execute("DELETE FROM stage_details WHERE error IS NOT NULL")
+            older = conn.execute(OLDER_THAN_STORED).fetchone()[0]
+            roots -= older
             for table in DETAIL_TABLES:
                 conn.execute(f"DELETE FROM {db.ident(table)} WHERE root_id IN (SELECT root_id FROM stage_details)")  # noqa: S608
             for sql in INSERTS.values():
@@ -135,4 +151,4 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str, n
         for table in DETAIL_TABLES:  # roots no synced organisation sees any more
             conn.execute(f"DELETE FROM {db.ident(table)} WHERE root_id NOT IN (SELECT root_id FROM risks)")  # noqa: S608
     counts = {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in DETAIL_TABLES}  # noqa: S608
-    return DetailLoad(len(files), roots, failed, removed, counts)
+    return DetailLoad(len(files), roots, failed, removed, counts, older)

@@ -65,3 +65,33 @@ def test_a_root_that_leaves_the_list_takes_its_pending_failures_with_it(tmp_path
                          [root, dt.datetime(2025, 6, 1)])
         risks.load_list(conn, land(tmp_path, [doc(ROOT_A, 1, "2025-06-01 10:00:00", "FirmOrder")]), "b.json")
         assert conn.execute("SELECT root_id FROM detail_failures").fetchall() == [(ROOT_A,)]
+
+
+def detail_file(raw_dir, user_id: str, root: str, suffix: str, generation: int, status: str):
+    """A landed detail file holding one root's contract, as ``extract.details.fetch`` writes it."""
+    import json
+
+    from pipelines.landing.raw import details_dir
+
+    contract = {"_id": f"{root}::{suffix}", "_rev": f"{generation}-{'b' * 32}", "updatedAt": "2025-06-01 10:00:00",
+                "control": {"status": status, "umr": "B0999X"}, "MRCContract": {"lineItems": []}}
+    folder = details_dir(raw_dir, user_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    line = {"root_id": root, "risk_id": f"{root}::{suffix}", "contract": json.dumps(contract), "lines": "[]",
+            "error": None}
+    path = folder / f"2025060{generation}T000000000000Z.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+
+
+@pytest.mark.parametrize("order", [("MU-FRESH", "MU-STALE"), ("MU-STALE", "MU-FRESH")])
+def test_the_most_advanced_contract_wins_whichever_organisation_loads_first(tmp_path, order) -> None:
+    from pipelines.warehouse import details
+
+    raw_dir = tmp_path / "raw"
+    detail_file(raw_dir, "MU-FRESH", ROOT_A, "FO", 3, "Signed")
+    detail_file(raw_dir, "MU-STALE", ROOT_A, "QR1", 1, "QuotationRequest")  # its view still lists the quote
+    with db.session(tmp_path / "w.duckdb") as conn:
+        risks.load_list(conn, land(tmp_path, [doc(ROOT_A, 3, "2025-06-03 10:00:00", "Signed")], "MU-FRESH"), "f.json")
+        loaded = [details.load_pending(conn, raw_dir, user) for user in order]
+        assert conn.execute("SELECT risk_id, status FROM contracts").fetchall() == [(f"{ROOT_A}::FO", "Signed")]
+        assert sum(r.older for r in loaded) == (1 if order[0] == "MU-FRESH" else 0)

@@ -59,6 +59,7 @@ def detail_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         yield dg.MaterializeResult(asset_key=table, metadata={
             "dagster/row_count": result.counts[table],
             **({"roots_loaded": result.roots, "files_loaded": result.files, "roots_failed": len(result.failed),
+                "roots_kept_newer": result.older,
                 "roots_removed": result.removed_roots} if table == "contracts" else {}),
         })
     yield from results
