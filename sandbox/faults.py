@@ -37,6 +37,9 @@ class Faults:
     drift: str = ""
     """Schema drift on ``/api/risks`` rows: ``added`` (new fields), ``changed_type``, or ``hostile``
     (long strings, SQL and unicode tricks, nulls, numbers as strings and strings as numbers)."""
+    contract_drift: str = ""
+    """``renamed``: contracts (``GET /api/risks/{riskID}``) carry ``control.placingStatus`` instead of
+    ``control.status``, and impressions ``writtenLine`` instead of ``writtenLinePercentageString``."""
     duplicate_rows: int = 0
     """Repeat this many rows of every ``/api/risks`` answer (duplicate ids in one payload)."""
     empty_list_for: str = ""

@@ -218,6 +218,10 @@ class Handler(BaseHTTPRequestHandler):
             if root is None or not world.visible_to(root.index, m.company_id):
                 return self.send_json(400, {"error": True, "reason": "Risk not found"})
             body = documents.root_instances(root) if path.startswith("/risks/") else documents.combined_sets(root)
+            if self.sandbox.faults.faults.contract_drift == "renamed" and not path.startswith("/risks/"):
+                for line in (ln for s in body for ln in s["contents"]):
+                    for imp in line["impressions"]:
+                        imp["writtenLine"] = imp.pop("writtenLinePercentageString")
             return self.send_json(200, body)
         match = re.fullmatch(r"/risks/(IC[^/]+)", path)
         if match:
@@ -225,7 +229,10 @@ class Handler(BaseHTTPRequestHandler):
             root = world.find_root(root_id)
             if root is None or not world.visible_to(root.index, m.company_id) or suffix not in root.suffixes():
                 return self.send_json(400, {"error": True, "reason": "Risk not found"})
-            return self.send_json(200, documents.placing(root, suffix))
+            body = documents.placing(root, suffix)
+            if self.sandbox.faults.faults.contract_drift == "renamed":
+                body["control"]["placingStatus"] = body["control"].pop("status")
+            return self.send_json(200, body)
         self.send_json(404, {"error": True, "reason": "Unknown API path"})
 
     def _activities_filter(self, company_id: str) -> None:

@@ -70,6 +70,9 @@ DETAILS = (
     has_parent("market_lines", "risks", "root_id", "every market line's root is a known risk"),
     Check("market_lines_signed_total", "market_lines", "signed lines of a root total at most 100%",
           lambda conn, **_: quality.signed_total(conn)),
+    Check("contracts_schema_drift", "contracts",
+          "contracts and line impressions carry only known fields, and every field the loader reads",
+          lambda conn, drift, **_: quality.detail_drift(drift), warn_only=True),
 )
 
 REFERENCE = (

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.client import endpoints
 from pipelines.landing.raw import details_dir
 from pipelines.warehouse import db
 
@@ -37,6 +38,56 @@ DELETE FROM stage_details s WHERE EXISTS (
 """Newest wins: a root whose stored contract is a more advanced instance, or a later revision of it,
 than the one staged (an organisation whose view lags, or a rebuild loading an older file last)
 keeps what is stored."""
+
+EXPECTED = {
+    # endpoint: (the part of each document checked, the keys the published spec gives it, the keys the
+    # loader reads that every document must have)
+    endpoints.RISK: ("control", frozenset({
+        "associatedFacilityIDs", "contractType", "createdInVersion", "endorsementNumber", "endorsementType",
+        "insuranceType", "insuredName", "isFacility", "isIndicative", "leadUnderwriter", "leadUnderwriterChannel",
+        "limitSummary", "originalDocID", "placementType", "placingBroker", "placingBrokerChannel", "shownToUnderwriter",
+        "stampVisibility", "status", "submittedAsCopyOf", "umr", "verticalVisibility"}),
+        frozenset({"status", "umr", "contractType", "insuranceType", "placingBrokerChannel"})),
+    endpoints.COMBINED_SETS: ("impressions", frozenset({
+        "brexitData", "descriptions", "mirrorStamps", "riskCodes", "signedLinePercentageString", "stamp",
+        "stampIdentifiers", "tiltAngleString", "uwRefs", "writtenLinePercentageString", "yearOfAccount"}),
+        frozenset({"writtenLinePercentageString"})),
+}
+DRIFT_KEYS = {
+    "control": "SELECT unnest(json_keys(c->'control')) AS k, root_id FROM stage_details WHERE c IS NOT NULL",
+    "impressions": """SELECT unnest(json_keys(imp)) AS k, root_id FROM (
+        SELECT root_id, unnest(coalesce(TRY_CAST(line->'impressions' AS JSON[]), [])) AS imp FROM (
+          SELECT root_id, unnest(coalesce(TRY_CAST(s->'contents' AS JSON[]), [])) AS line FROM (
+            SELECT root_id, unnest(coalesce(TRY_CAST(l AS JSON[]), [])) AS s FROM stage_details WHERE l IS NOT NULL)))""",
+}
+
+
+def detail_drift(conn: duckdb.DuckDBPyConnection) -> list[dict]:
+    """Fields of the staged contracts (``control``) and line impressions that the loader does not know,
+    and fields it reads that some documents lack: a renamed field is reported, never a silent NULL."""
+    out = []
+    for endpoint, (part, known, required) in EXPECTED.items():
+        rows = conn.execute(f"SELECT k, count(DISTINCT root_id) FROM ({DRIFT_KEYS[part]}) GROUP BY k").fetchall()  # noqa: S608
+        seen = dict(rows)
+        out += [{"endpoint": endpoint, "field": f"{part}.{k}", "kind": "new_field", "roots": n}
+                for k, n in sorted(seen.items()) if k not in known]
+        if part == "control":
+            docs = conn.execute("SELECT count(*) FROM stage_details WHERE c IS NOT NULL").fetchone()[0]
+        else:
+            docs = conn.execute(f"SELECT count(DISTINCT root_id) FROM ({DRIFT_KEYS[part]})").fetchone()[0]  # noqa: S608
+        out += [{"endpoint": endpoint, "field": f"{part}.{k}", "kind": "missing_field", "roots": docs - seen.get(k, 0)}
+                for k in sorted(required) if docs and seen.get(k, 0) < docs]
+    return out
+
+
+def _record_drift(conn: duckdb.DuckDBPyConnection, drift: list[dict], now: dt.datetime) -> None:
+    for item in drift:
+        conn.execute(
+            """INSERT INTO schema_drift (endpoint, field, kind, json_types, first_seen_at, last_seen_at, child_table)
+               VALUES (?, ?, ?, ?, ?, ?, NULL)
+               ON CONFLICT DO UPDATE SET last_seen_at = excluded.last_seen_at""",
+            [item["endpoint"], item["field"], item["kind"], f"{item['roots']} roots", now, now])
+
 
 INSERTS = {
     "contracts": """
@@ -112,6 +163,8 @@ class DetailLoad:
     counts: dict[str, int]
     older: int = 0
     """Roots fetched but not applied: the warehouse already held a newer contract for them."""
+    drift: list = dataclasses.field(default_factory=list)
+    """Unknown or missing fields in the contracts and line sets loaded (``detail_drift``)."""
 
 
 def pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str) -> list[Path]:
@@ -126,6 +179,7 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str, n
     files = pending(conn, raw_dir, user_id)
     failed: dict[str, str] = {}
     roots = older = 0
+    drift: list[dict] = []
     with db.transaction(conn):
         if files:
             conn.execute(STAGE, [[str(f) for f in files]])
@@ -134,6 +188,8 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str, n
             conn.execute("DELETE FROM stage_details WHERE error IS NOT NULL")
             older = conn.execute(OLDER_THAN_STORED).fetchone()[0]
             roots -= older
+            drift = detail_drift(conn)
+            _record_drift(conn, drift, now)
             for table in DETAIL_TABLES:
                 conn.execute(f"DELETE FROM {db.ident(table)} WHERE root_id IN (SELECT root_id FROM stage_details)")  # noqa: S608
             for sql in INSERTS.values():
@@ -151,4 +207,4 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str, n
         for table in DETAIL_TABLES:  # roots no synced organisation sees any more
             conn.execute(f"DELETE FROM {db.ident(table)} WHERE root_id NOT IN (SELECT root_id FROM risks)")  # noqa: S608
     counts = {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in DETAIL_TABLES}  # noqa: S608
-    return DetailLoad(len(files), roots, failed, removed, counts, older)
+    return DetailLoad(len(files), roots, failed, removed, counts, older, drift)

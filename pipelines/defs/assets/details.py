@@ -54,12 +54,12 @@ def detail_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     user_id = context.partition_key
     with warehouse.session() as conn:
         result = detail_loader.load_pending(conn, warehouse.raw_path(), user_id)
-        results = checks.evaluate(checks.DETAILS, conn, user_id=user_id)
+        results = checks.evaluate(checks.DETAILS, conn, user_id=user_id, drift=result.drift)
     for table in detail_loader.DETAIL_TABLES:
         yield dg.MaterializeResult(asset_key=table, metadata={
             "dagster/row_count": result.counts[table],
             **({"roots_loaded": result.roots, "files_loaded": result.files, "roots_failed": len(result.failed),
-                "roots_kept_newer": result.older,
+                "roots_kept_newer": result.older, "schema_drift": dg.MetadataValue.json(result.drift),
                 "roots_removed": result.removed_roots} if table == "contracts" else {}),
         })
     yield from results
