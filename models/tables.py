@@ -177,6 +177,7 @@ contracts = sa.Table(
     col("created_at", TS, "createdAt of the document (UTC)"),
     col("updated_at", TS, "updatedAt of the document (UTC)"),
     col("raw", sa.JSON, "The whole RWPlacing document as returned by GET /api/risks/{riskID}"),
+    col("fetched_at", TS, "When this contract and the root's line sets were fetched (UTC): of two fetches, the later wins"),
     comment="One contract (RWPlacing) per root risk: the control block typed, and the policy period.",
 )
 

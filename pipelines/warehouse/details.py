@@ -18,11 +18,12 @@ DETAIL_TABLES = ("contracts", "contract_line_items", "contract_line_items__place
 
 STAGE = """
 CREATE OR REPLACE TEMP TABLE stage_details AS
-SELECT root_id, risk_id, error, TRY_CAST(contract AS JSON) AS c, TRY_CAST(lines AS JSON) AS l
+SELECT root_id, risk_id, error, TRY_CAST(contract AS JSON) AS c, TRY_CAST(lines AS JSON) AS l,
+       ws_ts(fetched_at) AS fetched_at
 FROM (SELECT *, row_number() OVER () AS ord
       FROM read_json(?, format = 'newline_delimited', filename = true, columns = {
              root_id: 'VARCHAR', risk_id: 'VARCHAR', contract: 'VARCHAR', lines: 'VARCHAR', error: 'VARCHAR',
-             gone: 'BOOLEAN'}))
+             gone: 'BOOLEAN', fetched_at: 'VARCHAR'}))
 WHERE NOT coalesce(gone, FALSE)
 QUALIFY row_number() OVER (PARTITION BY root_id ORDER BY filename DESC, ord DESC) = 1
 """
@@ -31,13 +32,13 @@ OLDER_THAN_STORED = """
 DELETE FROM stage_details s WHERE EXISTS (
   SELECT 1 FROM contracts c WHERE c.root_id = s.root_id
     AND (ws_instance_rank(c.risk_id), coalesce(TRY_CAST(split_part(c.rev, '-', 1) AS INTEGER), -1),
-         coalesce(c.updated_at, TIMESTAMP '0001-01-01'))
+         coalesce(c.updated_at, TIMESTAMP '0001-01-01'), coalesce(c.fetched_at, TIMESTAMP '0001-01-01'))
       > (ws_instance_rank(s.risk_id), coalesce(TRY_CAST(split_part(s.c->>'_rev', '-', 1) AS INTEGER), -1),
-         coalesce(ws_ts(s.c->>'updatedAt'), TIMESTAMP '0001-01-01')))
+         coalesce(ws_ts(s.c->>'updatedAt'), TIMESTAMP '0001-01-01'), coalesce(s.fetched_at, TIMESTAMP '0001-01-01')))
 """
-"""Newest wins: a root whose stored contract is a more advanced instance, or a later revision of it,
-than the one staged (an organisation whose view lags, or a rebuild loading an older file last)
-keeps what is stored."""
+"""Newest wins: a root whose stored contract is a more advanced instance, a later revision, or the
+same one fetched later (its line sets then newer too) than the one staged (an organisation whose
+view lags, or a rebuild loading an older file last) keeps what is stored."""
 
 EXPECTED = {
     # endpoint: (the part of each document checked, the keys the published spec gives it, the keys the
@@ -93,7 +94,7 @@ INSERTS = {
     "contracts": """
         INSERT INTO contracts (root_id, risk_id, rev, status, insurance_type, contract_type, umr, insured_name,
             placing_broker_channel, lead_underwriter_channel, lead_underwriter, limit_summary, placement_type,
-            is_facility, is_declaration, inception_date, expiry_date, created_at, updated_at, raw)
+            is_facility, is_declaration, inception_date, expiry_date, created_at, updated_at, raw, fetched_at)
         SELECT root_id, risk_id, c->>'_rev', c->>'$.control.status', c->>'$.control.insuranceType',
                c->>'$.control.contractType', trim(c->>'$.control.umr'), trim(c->>'$.control.insuredName'),
                c->>'$.control.placingBrokerChannel', nullif(c->>'$.control.leadUnderwriterChannel', ''),
@@ -101,7 +102,7 @@ INSERTS = {
                ws_bool(c->>'$.control.isFacility'),
                coalesce(json_array_length(c, '$.control.associatedFacilityIDs'), 0) > 0,
                ws_date(ws_placeholder(c, 'Inception_Date')), ws_date(ws_placeholder(c, 'Expiry_Date')),
-               ws_ts(c->>'createdAt'), ws_ts(c->>'updatedAt'), c
+               ws_ts(c->>'createdAt'), ws_ts(c->>'updatedAt'), c, fetched_at
         FROM stage_details WHERE c IS NOT NULL""",
     "contract_line_items": """
         INSERT INTO contract_line_items (root_id, position, section, heading, original_heading, text)

@@ -95,3 +95,32 @@ def test_the_most_advanced_contract_wins_whichever_organisation_loads_first(tmp_
         loaded = [details.load_pending(conn, raw_dir, user) for user in order]
         assert conn.execute("SELECT risk_id, status FROM contracts").fetchall() == [(f"{ROOT_A}::FO", "Signed")]
         assert sum(r.older for r in loaded) == (1 if order[0] == "MU-FRESH" else 0)
+
+
+def test_of_two_fetches_of_the_same_contract_the_later_line_sets_win(tmp_path) -> None:
+    """A rebuild may load an organisation's older detail file after another's newer one."""
+    import json
+
+    from pipelines.landing.raw import details_dir
+    from pipelines.warehouse import details
+
+    raw_dir = tmp_path / "raw"
+    contract = {"_id": f"{ROOT_A}::FO", "_rev": "3-" + "b" * 32, "control": {"status": "Signed"}}
+
+    def lines(signed: str) -> str:
+        return json.dumps([{"_id": f"{ROOT_A}::FO::X::Y::SILS", "type": "RWSignedLineSet", "contents": [
+            {"stamperChannel": "x_Y", "impressions": [{"writtenLinePercentageString": "50",
+                                                        "signedLinePercentageString": signed}]}]}])
+
+    for user, fetched, signed in (("MU-LATER", "2025-06-03T10:00:00+00:00", "40"),
+                                  ("MU-EARLIER", "2025-06-01T10:00:00+00:00", "50")):
+        folder = details_dir(raw_dir, user)
+        folder.mkdir(parents=True)
+        (folder / "x.jsonl").write_text(json.dumps({
+            "root_id": ROOT_A, "risk_id": f"{ROOT_A}::FO", "contract": json.dumps(contract), "lines": lines(signed),
+            "error": None, "fetched_at": fetched}) + "\n")
+    with db.session(tmp_path / "w.duckdb") as conn:
+        risks.load_list(conn, land(tmp_path, [doc(ROOT_A, 3, "2025-06-03 10:00:00", "Signed")], "MU-LATER"), "f.json")
+        for user in ("MU-LATER", "MU-EARLIER"):  # the earlier fetch loads last
+            details.load_pending(conn, raw_dir, user)
+        assert conn.execute("SELECT signed_pct FROM market_lines").fetchall() == [(40,)]
