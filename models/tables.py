@@ -53,6 +53,17 @@ risks = sa.Table(
     info={"key": ('risk_id',)},
 )
 
+risks_gone = sa.Table(
+    "risks_gone",
+    metadata,
+    *[col(c.name, c.type, c.comment) for c in risks.columns],
+    col("gone_at", TS, "The sync after which no synced organisation saw the document any more (UTC)"),
+    col("gone_because", sa.String, "Why: it left every organisation's list, or its organisation left the login"),
+    comment="Risk documents no synced organisation sees any more: the last row risks held, kept, never "
+            "silently deleted. `risks` holds only what is current.",
+    info={"key": ('risk_id', 'gone_at')},
+)
+
 risk_channels = sa.Table(
     "risk_channels",
     metadata,

@@ -360,14 +360,15 @@ def summary(root: Root, channel: str) -> dict[str, Any]:
     }
 
 
-def corporate() -> list[dict[str, Any]]:
-    """``GET /api/shared/corporate``: every company, its teams and members (no emails)."""
+def corporate(departed: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """``GET /api/shared/corporate``: every company, its teams and members (no emails); ``departed``
+    memberships (MU ids) have left their organisation and are not listed."""
     out = []
     for org in ORGANISATIONS:
         members = []
         for user in USERS:
             for m in user.memberships:
-                if m.company_id == org.company_id:
+                if m.company_id == org.company_id and m.user_id not in departed:
                     members.append(
                         {"name": user.name, "uniqueID": m.user_id, "currentState": "Live", "teams": list(m.teams)}
                     )

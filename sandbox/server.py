@@ -41,6 +41,8 @@ class Sandbox:
     def __init__(self, seed: int = 1, scale: float = 1.0, token_lifetime: float = 3600.0, faults: Faults | None = None):
         self.world = World(seed=seed, scale=scale)
         self.previous_world = self.world
+        self.departed: set[str] = set()
+        """Memberships (MU ids) that left their organisation: the login no longer acts for them."""
         """The world before the last advance: what a lagging organisation's view still shows."""
         self.tokens = TokenIssuer(issuer="whitespace-sandbox", lifetime=token_lifetime)
         self.faults = FaultState(faults)
@@ -182,7 +184,7 @@ class Handler(BaseHTTPRequestHandler):
         if not needs_user_id:
             return user, None
         mu = (self.headers.get("UserID") or "").strip()
-        membership = next((m for m in user.memberships if m.user_id == mu), None)
+        membership = next((m for m in user.memberships if m.user_id == mu and mu not in self.sandbox.departed), None)
         if membership is None and (mu or user.is_sumo):
             self.send_json(401, INVALID_USERID)
             return None
@@ -197,7 +199,7 @@ class Handler(BaseHTTPRequestHandler):
         _user, m = caller
         world = self.sandbox.world
         if path == "/shared/corporate":
-            return self.send_json(200, documents.corporate())
+            return self.send_json(200, documents.corporate(frozenset(self.sandbox.departed)))
         if path == "/user/myDetails":
             return self.send_json(200, documents.my_details(m.user_id))
         if path == "/risks":
@@ -317,6 +319,9 @@ class Handler(BaseHTTPRequestHandler):
                     lines_changed_fraction=float(body.get("lines_changed_fraction", 0.0)),
                 )
             return self.send_json(200, {"tick": sb.world.tick, "now": documents.stamp(sb.world.now)})
+        if path == "/_sandbox/leave":
+            sb.departed.add(body.get("user_id", ""))
+            return self.send_json(200, {"departed": sorted(sb.departed)})
         if path == "/_sandbox/revoke":
             sb.tokens.revoke(body.get("refresh_token", ""))
             return self.send_json(200, {"revoked": True})

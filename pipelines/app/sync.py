@@ -15,7 +15,7 @@ import dagster as dg
 from pipelines import config
 from pipelines.client import endpoints
 from pipelines.defs.partitions import organisations_partitions
-from pipelines.defs.plan import CORPORATE, MARTS_JOB, UNCHANGED, Step, SyncPlan
+from pipelines.defs.plan import CORPORATE, MARTS_JOB, UNCHANGED, Step, SyncPlan, retire_departed
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.extract import changes
 from pipelines.landing import raw
@@ -118,6 +118,7 @@ def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, ware
     with whitespace.client() as client:
         organisations = client.discover_organisations()
         keys = [o.user_id for o in organisations]
+        retire_departed(instance, warehouse, keys, bool(client.settings.user_ids), log)
         found = None
         if not everything:
             loaded = state.read(warehouse.settings(), keys)

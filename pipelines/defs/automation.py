@@ -7,7 +7,7 @@ from pipelines.defs.assets.marts import marts
 from pipelines.defs.assets.reference import raw_corporate, reference_tables
 from pipelines.defs.assets.risks import raw_risks, risk_tables
 from pipelines.defs.partitions import organisations_partitions
-from pipelines.defs.plan import MARTS_JOB, ORGANISATION_JOB, REFERENCE_JOB, SyncPlan
+from pipelines.defs.plan import MARTS_JOB, ORGANISATION_JOB, REFERENCE_JOB, SyncPlan, retire_departed
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.extract import changes
 from pipelines.warehouse import state
@@ -50,9 +50,12 @@ def daily_sync(context: dg.ScheduleEvaluationContext, whitespace: WhitespaceReso
     """Every morning at 06:00, the change check of ``whitespace-etl sync`` over every known
     organisation: a run for each one whose list changed (loading the answer the check landed), an
     observation on ``raw_risks`` for each one that did not."""
-    known = context.instance.get_dynamic_partitions(organisations_partitions.name)
-    loaded = state.read(warehouse.settings(), known)
     with whitespace.client() as client:
+        found_ids = [o.user_id for o in client.discover_organisations()]
+        retire_departed(context.instance, warehouse, found_ids, bool(client.settings.user_ids), context.log.info)
+        known = [mu for mu in context.instance.get_dynamic_partitions(organisations_partitions.name)
+                 if mu in found_ids]  # a new organisation's first run is the sensor's
+        loaded = state.read(warehouse.settings(), known)
         found = changes.check_all(client, known, warehouse.raw_path(), loaded, corporate_list=False,
                                   reconcile_every=warehouse.settings().reconcile_every)
     plan = SyncPlan.make({mu: mu for mu in known}, found)

@@ -8,7 +8,10 @@ from typing import Any
 
 import dagster as dg
 
+from pipelines.defs.partitions import organisations_partitions
+from pipelines.defs.resources import WarehouseResource
 from pipelines.extract.changes import CORPORATE, UNCHANGED, Check
+from pipelines.warehouse import risks as risk_loader
 
 ORGANISATION_JOB = "sync_organisation"
 REFERENCE_JOB = "reference_data"
@@ -98,6 +101,24 @@ class SyncPlan:
         return [dg.RunRequest(partition_key=s.partition, run_config=s.run_config(),
                               run_key=f"{run_key_prefix}-{s.key}", tags={CHANGE_TAG: s.reason})
                 for s in self.runs if s.key != CORPORATE]
+
+
+def retire_departed(instance: dg.DagsterInstance, warehouse: WarehouseResource, discovered: list[str],
+                    chosen: bool, log=print) -> list[str]:
+    """Organisations with a partition that the login no longer acts for (discovery no longer finds
+    them) are retired: their rows stop being current (``risks_gone``), their partition goes, so no
+    daily run fails for ever on them. When ``WHITESPACE_USER_IDS`` chose the organisations (``chosen``)
+    nothing is inferred from one being left out."""
+    if chosen:
+        return []
+    departed = [mu for mu in instance.get_dynamic_partitions(organisations_partitions.name) if mu not in discovered]
+    for mu in departed:
+        with warehouse.session() as conn:
+            gone = risk_loader.retire(conn, mu)
+        instance.delete_dynamic_partition(organisations_partitions.name, mu)
+        log(f"Retired {mu}: no longer one of this login's organisations; {gone:,} risks only it saw "
+            "moved to risks_gone")
+    return departed
 
 
 __all__ = ["CORPORATE", "UNCHANGED", "SyncPlan", "Step"]

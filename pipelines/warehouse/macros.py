@@ -47,8 +47,9 @@ MACROS = (
            THEN 'quotation'
          WHEN ws_status(s) = 'FirmOrder' THEN 'firm order' END""",
     # The most advanced instance of a root: endorsements (::FO::EN1) over the firm order (::FO) over quotes.
+    # A carrier's own copy (::FO::<COMPANY>::<TEAM>) is not an endorsement: it ranks as a quote would.
     """CREATE OR REPLACE MACRO ws_instance_rank(id) AS
-         CASE WHEN contains(id, '::FO::') THEN 3 WHEN suffix(id, '::FO') THEN 2 ELSE 1 END""",
+         CASE WHEN regexp_matches(id, '::FO::EN[0-9]+$') THEN 3 WHEN suffix(id, '::FO') THEN 2 ELSE 1 END""",
     """CREATE OR REPLACE MACRO ws_days(a, b) AS epoch(b) / 86400.0 - epoch(a) / 86400.0""",
 )
 

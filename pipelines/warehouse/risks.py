@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 
+from models.tables import risks as risks_table
 from pipelines.client import WhitespaceError, endpoints
 from pipelines.landing.raw import Landed
 from pipelines.warehouse import db
@@ -294,19 +295,34 @@ def _record_history(conn: duckdb.DuckDBPyConnection, now: dt.datetime) -> None:
     )
 
 
-def _remove_invisible(conn: duckdb.DuckDBPyConnection, children: list[str], now: dt.datetime) -> int:
-    """Risks no synced organisation sees any more leave the tables (the raw landing keeps them)."""
+def _remove_invisible(conn: duckdb.DuckDBPyConnection, children: list[str], now: dt.datetime,
+                      because: str = "left every synced organisation's list") -> int:
+    """Risks no synced organisation sees any more move to ``risks_gone`` (their history is closed)."""
     orphan = "SELECT risk_id FROM risks WHERE risk_id NOT IN (SELECT risk_id FROM risk_visibility)"
     count = conn.execute(f"SELECT count(*) FROM ({orphan})").fetchone()[0]  # noqa: S608
     if count:
         conn.execute(f"UPDATE risk_history SET valid_to = ? WHERE valid_to IS NULL AND risk_id IN ({orphan})",  # noqa: S608
                      [now])
+        cols = ", ".join(c.name for c in risks_table.columns)
+        conn.execute(f"INSERT INTO risks_gone ({cols}, gone_at, gone_because) SELECT {cols}, ?, ? FROM risks "  # noqa: S608
+                     f"WHERE risk_id IN ({orphan})", [now, because])
         tables = ["risk_channels"] + [t for t in db_child_tables(conn) if t not in children] + children
         for t in dict.fromkeys(tables):
             conn.execute(f"DELETE FROM {db.ident(t)} WHERE {'risk_id' if t == 'risk_channels' else 'parent_id'} "  # noqa: S608
                          f"IN ({orphan})")
         conn.execute(f"DELETE FROM risks WHERE risk_id IN ({orphan})")  # noqa: S608
     return count
+
+
+def retire(conn: duckdb.DuckDBPyConnection, user_id: str, now: dt.datetime | None = None) -> int:
+    """An organisation the login no longer acts for: its visibility and sync state go, in one
+    transaction, and the risks only it saw move to ``risks_gone``. Returns how many did."""
+    now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
+    with db.transaction(conn):
+        conn.execute("DELETE FROM risk_visibility WHERE user_id = ?", [user_id])
+        conn.execute("DELETE FROM detail_failures WHERE user_id = ?", [user_id])
+        conn.execute("DELETE FROM sync_state WHERE user_id = ?", [user_id])
+        return _remove_invisible(conn, [], now, f"organisation {user_id} left the login")
 
 
 def db_child_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:

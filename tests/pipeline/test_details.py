@@ -158,3 +158,13 @@ def test_placeholder_dates_in_several_forms(tmp_path, text) -> None:
     with duckdb.connect() as conn:
         macros.install(conn)
         assert str(conn.execute("SELECT ws_date(?)", [text]).fetchone()[0]) == "2022-09-05"
+
+
+def test_a_carriers_own_copy_is_not_taken_for_an_endorsement() -> None:
+    import duckdb
+
+    with duckdb.connect() as conn:
+        macros.install(conn)
+        ranks = conn.execute("SELECT ws_instance_rank('IC1::FO::EN2'), ws_instance_rank('IC1::FO'), "
+                             "ws_instance_rank('IC1::FO::WHITESAILS::MARINE'), ws_instance_rank('IC1::QR1')").fetchone()
+    assert ranks == (3, 2, 1, 1)

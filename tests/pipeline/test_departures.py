@@ -1,0 +1,41 @@
+"""What disappears is accounted for: an organisation that leaves the login is retired (its rows stop
+being current, kept in ``risks_gone``; no run fails for ever on it), and the sync says so."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from pipelines.app.sync import sync
+from pipelines.defs.automation import daily_sync
+from pipelines.defs.partitions import organisations_partitions
+from tests.pipeline.conftest import SUMO_IDS
+
+CARRIER = SUMO_IDS[2]
+
+
+def test_an_organisation_that_leaves_the_login_is_retired(pipeline, tmp_path) -> None:
+    (tmp_path / "dagster").mkdir()
+    pipeline.instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))  # the schedule needs a stored one
+    assert all(o.ok for o in sync(pipeline.instance, pipeline.defs, log=lambda *_: None))
+    only_carrier = pipeline.query("""SELECT count(*) FROM risk_visibility v WHERE user_id = ? AND risk_id NOT IN
+                                     (SELECT risk_id FROM risk_visibility WHERE user_id <> ?)""", [CARRIER, CARRIER])[0][0]
+    assert only_carrier > 0
+    pipeline.server.admin("leave", user_id=CARRIER)
+    lines: list[str] = []
+    outcomes = sync(pipeline.instance, pipeline.defs, log=lines.append)
+    assert all(o.ok for o in outcomes), (outcomes, lines)
+    assert any(line.startswith(f"Retired {CARRIER}") for line in lines), lines
+    assert CARRIER not in pipeline.instance.get_dynamic_partitions(organisations_partitions.name)
+    assert pipeline.query("SELECT count(*) FROM risk_visibility WHERE user_id = ?", [CARRIER]) == [(0,)]
+    gone = pipeline.query("SELECT count(*), min(gone_because) FROM risks_gone")[0]
+    assert gone[0] == only_carrier and CARRIER in gone[1], "kept, with why, not silently deleted"
+    assert pipeline.query("""SELECT count(*) FROM risk_history WHERE valid_to IS NULL
+                             AND risk_id IN (SELECT risk_id FROM risks_gone)""") == [(0,)], "their history is closed"
+    when = dt.datetime(2026, 1, 5, 6, tzinfo=dt.UTC)
+    with dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=when,
+                                   repository_def=pipeline.defs.get_repository_def(),
+                                   resources=pipeline.defs.resources) as context:
+        tick = daily_sync.evaluate_tick(context)
+    assert not tick.run_requests and "nothing changed in 2 organisations" in tick.skip_message
