@@ -192,6 +192,16 @@ contracts = sa.Table(
     comment="One contract (RWPlacing) per root risk: the control block typed, and the policy period.",
 )
 
+contracts_gone = sa.Table(
+    "contracts_gone",
+    metadata,
+    *[col(c.name, c.type, c.comment) for c in contracts.columns],
+    col("gone_at", TS, "The load after which no synced organisation saw the root any more (UTC)"),
+    comment="Contracts of roots no synced organisation sees any more: the last row contracts held, kept "
+            "(their line items and market lines stay in the raw landing). `contracts` holds only what is current.",
+    info={"key": ('root_id', 'gone_at')},
+)
+
 contract_line_items = sa.Table(
     "contract_line_items",
     metadata,

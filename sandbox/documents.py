@@ -83,10 +83,20 @@ def hostile(row: dict[str, Any], index: int) -> None:
         row["channels"] = []
 
 
+def carrier_copies(root: Root, company_id: str) -> list[str]:
+    """A carrier's own instances of a placement it writes: its copy of the firm order
+    (``FO::<COMPANY>::<TEAM>``) once there is one, and of the signed risk (``SIGNED::…``) once signed.
+    Only that carrier's list holds them."""
+    if company_id not in root.carriers or "FO" not in root.suffixes():
+        return []
+    team = CARRIER_TEAM[company_id]
+    return [f"FO::{company_id}::{team}"] + ([f"SIGNED::{company_id}::{team}"] if root.is_signed() else [])
+
+
 def risk_rows(world: World, company_id: str, drift: str = ""):
     for i in world.root_indexes(company_id):
         root = world.root(i)
-        for suffix in root.suffixes():
+        for suffix in root.suffixes() + carrier_copies(root, company_id):
             yield risk_row(root, suffix, drift)
 
 

@@ -297,10 +297,12 @@ class Root:
     def created_for(self, suffix: str) -> dt.datetime:
         """createdAt of an instance: quote requests when the root was created, the firm order when
         it was made, an endorsement when the first endorsement began."""
-        if suffix == "FO":
-            made = self.entered("FirmOrder", "Signed", prefix="Endorsement")
-        elif suffix.startswith("FO::EN"):
+        if suffix.startswith("FO::EN"):
             made = self.entered(prefix="Endorsement")
+        elif suffix == "FO" or suffix.startswith("FO::"):  # the firm order, or a carrier's copy of it
+            made = self.entered("FirmOrder", "Signed", prefix="Endorsement")
+        elif suffix.startswith("SIGNED::"):
+            made = self.signed_at()
         else:
             made = None
         return made or self.created_at

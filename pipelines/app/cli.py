@@ -225,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a failure nobody foresaw still gets one line, not a traceback
+        if args.debug:
+            raise
+        print(f"error: {type(exc).__name__}: {describe(exc)} (whitespace-etl --debug ... shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 def describe(exc: BaseException) -> str:

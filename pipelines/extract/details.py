@@ -22,7 +22,7 @@ import duckdb
 
 from pipelines.client import WhitespaceClient
 from pipelines.extract import feed
-from pipelines.landing.raw import DETAILS_FOLDER, Landed, details_dir, landing_path
+from pipelines.landing.raw import DETAILS_FOLDER, Landed, details_dir, landing_path, write_atomically
 
 INDEX = "index.json"
 
@@ -151,6 +151,4 @@ def fetch(client: WhitespaceClient, raw_dir: Path, list_landed: Landed, log=lamb
 
 
 def _write_json_atomically(path: Path, payload) -> None:
-    tmp = path.with_suffix(".part")
-    tmp.write_text(json.dumps(payload, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(payload, sort_keys=True))

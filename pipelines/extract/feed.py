@@ -14,13 +14,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 import duckdb
 
 from pipelines.client import WhitespaceClient
-from pipelines.landing.raw import details_dir
+from pipelines.landing.raw import details_dir, write_atomically
 
 ACTIVITIES = ("Signed Lines", "Line Written")
 """Activity kinds that can mean a root's lines changed without its placing revision changing. Which
@@ -61,11 +60,7 @@ def read_state(raw_dir: Path, user_id: str) -> FeedState:
 
 
 def write_state(raw_dir: Path, user_id: str, state: FeedState) -> None:
-    path = state_path(raw_dir, user_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    tmp.write_text(json.dumps(dataclasses.asdict(state), sort_keys=True))
-    os.replace(tmp, path)
+    write_atomically(state_path(raw_dir, user_id), json.dumps(dataclasses.asdict(state), sort_keys=True))
 
 
 def platform_time(value: object) -> dt.datetime | None:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +91,22 @@ def land_json(raw_dir: Path, user_id: str, endpoint: str, payload: Any, company_
     return landed
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Writes ``path`` whole or not at all: a temporary file of its own beside it (two processes
+    writing the same file never share one), then a rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_manifest(landed: Landed) -> None:
-    meta = landed.path.with_suffix(".meta.json")
-    tmp = meta.with_suffix(".part")
-    tmp.write_text(json.dumps(landed.manifest(), indent=1))
-    os.replace(tmp, meta)
+    write_atomically(landed.path.with_suffix(".meta.json"), json.dumps(landed.manifest(), indent=1))
 
 
 def read_manifest(meta: Path) -> Landed:

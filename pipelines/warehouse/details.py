@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 
+from models.tables import contracts as contracts_table
 from pipelines.client import endpoints
 from pipelines.landing.raw import details_dir
 from pipelines.warehouse import db
@@ -205,7 +206,10 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str, n
             conn.execute("DROP TABLE stage_details")
         removed = conn.execute(
             "SELECT count(*) FROM contracts WHERE root_id NOT IN (SELECT root_id FROM risks)").fetchone()[0]
-        for table in DETAIL_TABLES:  # roots no synced organisation sees any more
+        cols = ", ".join(c.name for c in contracts_table.columns)
+        conn.execute(f"INSERT INTO contracts_gone ({cols}, gone_at) SELECT {cols}, ? FROM contracts "  # noqa: S608
+                     "WHERE root_id NOT IN (SELECT root_id FROM risks)", [now])
+        for table in DETAIL_TABLES:  # roots no synced organisation sees any more: kept in contracts_gone
             conn.execute(f"DELETE FROM {db.ident(table)} WHERE root_id NOT IN (SELECT root_id FROM risks)")  # noqa: S608
     counts = {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in DETAIL_TABLES}  # noqa: S608
     return DetailLoad(len(files), roots, failed, removed, counts, older, drift)

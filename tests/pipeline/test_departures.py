@@ -39,3 +39,15 @@ def test_an_organisation_that_leaves_the_login_is_retired(pipeline, tmp_path) ->
                                    resources=pipeline.defs.resources) as context:
         tick = daily_sync.evaluate_tick(context)
     assert not tick.run_requests and "nothing changed in 2 organisations" in tick.skip_message
+
+
+def test_contracts_of_roots_nobody_sees_are_kept_not_deleted(pipeline) -> None:
+    pipeline.sync_all()
+    contracts = pipeline.query("SELECT count(*) FROM contracts")[0][0]
+    pipeline.server.advance(changed_fraction=0.0, new_roots=0, removed_fraction=0.2)
+    for mu in SUMO_IDS:
+        pipeline.sync(mu)
+    now = pipeline.query("SELECT count(*) FROM contracts")[0][0]
+    gone = pipeline.query("SELECT count(*) FROM contracts_gone")[0][0]
+    assert gone > 0 and now + gone == contracts
+    assert pipeline.query("SELECT count(*) FROM contracts_gone WHERE root_id IN (SELECT root_id FROM risks)") == [(0,)]

@@ -49,7 +49,8 @@ def test_a_lagging_organisation_does_not_roll_shared_risks_back(pipeline) -> Non
     fresh = ("GAILBKR", "WHITESAILS")  # a document these see is loaded fresh too, and must stay fresh
     stale = [(rid, rev) for rid, rev in rows
              if (root := world.find_root(rid.split("::")[0])) is not None and rev != root.rev(rid)
-             and any(world.visible_to(root.index, company) for company in fresh)]
+             and any(world.visible_to(root.index, company) for company in fresh)
+             and "::MCNEILLIEUWR::" not in rid]  # the lagging carrier's own copies: only its list holds them
     assert stale == [], f"{len(stale)} shared documents were rolled back to an older revision"
     assert pipeline.query(DISAGREE) == [(0,)]
 
@@ -124,3 +125,17 @@ def test_of_two_fetches_of_the_same_contract_the_later_line_sets_win(tmp_path) -
         for user in ("MU-LATER", "MU-EARLIER"):  # the earlier fetch loads last
             details.load_pending(conn, raw_dir, user)
         assert conn.execute("SELECT signed_pct FROM market_lines").fetchall() == [(40,)]
+
+
+def test_carriers_own_copies_load_and_do_not_change_a_placements_status(pipeline) -> None:
+    """Carriers' lists hold their own copies of a placement (``FO::<COMPANY>::<TEAM>``,
+    ``SIGNED::…``); the placement's status in the marts is still its firm order's."""
+    pipeline.sync_all()
+    pipeline.marts()
+    copies = pipeline.query("SELECT count(*) FROM risks WHERE regexp_matches(risk_id, '::(FO|SIGNED)::[A-Z]+::')")[0][0]
+    assert copies > 0
+    wrong = pipeline.query("""
+        SELECT p.root_id FROM mart_placements p JOIN risks r ON r.risk_id = p.root_id || '::FO'
+        WHERE p.status IS DISTINCT FROM r.status
+          AND p.root_id IN (SELECT split_part(risk_id, '::', 1) FROM risks WHERE regexp_matches(risk_id, '::FO::[A-Z]+::'))""")
+    assert wrong == []
