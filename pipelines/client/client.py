@@ -125,10 +125,6 @@ class WhitespaceClient:
         body = {"activity": activity, **({"from": since} if since else {})}
         return self._request(endpoints.ACTIVITIES_FILTER, None, None, True, body)
 
-    def root_activities(self, root_id: str) -> list[dict]:
-        """``GET /api/activities/{rootID}/full``: everything that happened to one root."""
-        return self.get_json(endpoints.ROOT_ACTIVITIES.format(rootID=root_id))
-
     def fan_out(self, fn: Callable[[str], Any], keys: Iterable[str]) -> Iterator[tuple[str, Any, Exception | None]]:
         """``fn(key)`` for every key, ``max_concurrency`` at a time, sharing one token; in key order.
         An error that every later call would meet too (a dead login) is raised, and the calls not

@@ -105,7 +105,7 @@ def _details_reason(client: WhitespaceClient, raw_dir: Path, previous: Landed, u
     if kept.reconcile_due(reconcile_every):
         return "periodic reconciliation of contracts and lines due"
     named = feed.read_feed(client, kept, previous.path).roots
-    if named & details.roots_in_list(previous.path).keys():
+    if named and named & details.roots_in_list(previous.path).keys():  # the list is read only when needed
         return "contracts or lines changed (activity feed)"
     return UNCHANGED
 
