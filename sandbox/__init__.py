@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,8 +46,10 @@ class SandboxServer:
         scale: float = 1.0,
         token_lifetime: float = 3600.0,
         faults: Faults | None = None,
+        state_file: Path | None = None,
     ) -> None:
-        self.sandbox = Sandbox(seed=seed, scale=scale, token_lifetime=token_lifetime, faults=faults)
+        self.sandbox = Sandbox(seed=seed, scale=scale, token_lifetime=token_lifetime, faults=faults,
+                               state_file=state_file)
         handler = type("BoundHandler", (Handler,), {"sandbox": self.sandbox})
         self.httpd = _Server((host, port), handler)
         self._thread: threading.Thread | None = None

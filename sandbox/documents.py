@@ -18,6 +18,7 @@ from sandbox.world import (
     USERS,
     Root,
     World,
+    mix,
     stamp,
 )
 
@@ -156,14 +157,23 @@ def _mrc_line_items(root: Root, rng: random.Random) -> list[dict[str, Any]]:
         _line_item(6, "RiskDetails", "Situation", "TERRITORY", "Worldwide"),
         _line_item(
             7, "RiskDetails", "Premium", "PREMIUM", " [[DefinedData0]]",
-            [_placeholder("DefinedData0", [page(), "Premium_Amount"], f"USD {rng.randrange(50, 900) * 1000:,}")],
+            [_placeholder("DefinedData0", [page(), "Premium_Amount"], f"{root.premium_currency} {money(root.premium)}")],
         ),
         _line_item(8, "SecurityDetails", "NonMRCHeading", "SECURITY DETAILS ", ""),
         _line_item(
             9, "SecurityDetails", "OrderHereon", "ORDER HEREON", " [[DefinedData0]]",
             [_placeholder("DefinedData0", [page(), "Order"], "100% of 100%")],
         ),
+        _line_item(
+            10, "BrokerRemunerationAndDeductions", "TotalBrokerage", "TOTAL BROKERAGE", " [[DefinedData0]]",
+            [_placeholder("DefinedData0", [page(), "Brokerage_%"], f"{root.brokerage.normalize():f}%")],
+        ),
     ]
+
+
+def money(amount: Decimal) -> str:
+    """An amount as the platform shows it: thousands separated by commas, pence only when there are some."""
+    return f"{amount:,.2f}" if amount != amount.to_integral_value() else f"{int(amount):,}"
 
 
 def placing(root: Root, suffix: str) -> dict[str, Any]:
@@ -436,3 +446,168 @@ VERSION = {
     "revapiCommitMessage": "whitespace-etl sandbox",
     "riskLibraryCommit": "0000000000000000000000000000000000000000",
 }
+
+
+# -- Defined Data (GET /api/v23.09/data/{riskID}[/tagset/{tagset}]) --------------------------------
+
+ACORD_TAGS = {
+    "Broker_Reference": "ACORDGPM:BrokerContractReference",
+    "Inception_Date": "ACORDGPM:InceptionDate",
+    "Expiry_Date": "ACORDGPM:ExpiryDate",
+    "Inception_Time": "ACORDGPM:InceptionTime",
+    "Expiry_Time": "ACORDGPM:ExpiryTime",
+    "Class_Of_Business": "ACORDGPM:ClassOfBusiness",
+    "Coverage_Amount": "ACORDGPM:CoverageAmount",
+    "Premium_Amount": "ACORDGPM:PremiumAmount",
+    "Brokerage_%": "ACORDGPM:BrokeragePercentage",
+    "Order": "ACORDGPM:OrderHereon",
+}
+"""The ACORD Global Placing tagset's names for the tags the sandbox's contracts carry: a prefix of
+ACORDGPM and a suffix without underscores, as the spec describes."""
+
+
+def defined_data(root: Root, suffix: str, user_id: str, now: dt.datetime, tagset: str | None = None) -> dict[str, Any]:
+    """The contract's tagged values, one entry per (placeholder, tag), as the platform flattens them;
+    the ``Page:`` tag of a placeholder is its ``parentID`` (the document id in the ACORD tagset)."""
+    doc = placing(root, suffix)
+    out = []
+    for item in doc["MRCContract"]["lineItems"]:
+        for ph in item["placeholders"]:
+            page = next((t for t in ph["tags"] if t.startswith("Page:")), "")
+            for tag in (t for t in ph["tags"] if not t.startswith("Page:")):
+                if tagset == "ACORDGPM":
+                    if tag not in ACORD_TAGS:
+                        continue
+                    entry = {"originalHeading": item["originalHeading"].strip().title(), "mrcHeading": item["mrcHeading"],
+                             "parentID": doc["_id"], "tag": ACORD_TAGS[tag], "controlled": True,
+                             "section": item["mrcSection"], "value": ph["value"]}
+                else:
+                    entry = {"originalHeading": item["originalHeading"], "name": ph["name"],
+                             "mrcHeading": item["mrcHeading"], "value": ph["value"], "section": item["mrcSection"],
+                             "parentID": page, "lineItemIndex": item["index"], "tag": tag}
+                out.append(entry)
+    return {
+        "metadata": {"userID": user_id, "tagSet": tagset or "Whitespace", "fetchedAt": stamp(now),
+                     "documentID": doc["_id"], "env": "sandbox", "documentRevision": doc["_rev"], "version": "23.09"},
+        "multiSectionDefinition": [],
+        "definedData": out,
+    }
+
+
+# -- the MI report (POST /mireport/prepare, /mireport/fetch) ----------------------------------------
+
+EUROPEAN_AMOUNT_SHARE = 0.004
+"""Placements whose MI premium a broker typed in the continental form (``1.250.000,00``): text a
+careless parser reads as 1.25, which the pipeline must refuse (NULL, kept raw, counted)."""
+
+
+def _mi_stamp(org) -> str:
+    if org.market == "Lloyd's":
+        return f"Lloyd's Underwriter Syndicate No. {org.syndicate} {org.pseudonym},Lloyd's,{org.syndicate}"
+    return f"{org.name},{org.market or 'Company'},{org.syndicate}"
+
+
+def _pct(value: Decimal | None) -> str:
+    return "" if value is None else f"{value.normalize():f}"
+
+
+def mi_row(root: Root, viewer: str, now: dt.datetime) -> dict[str, Any]:
+    """One MI report row of a placement as organisation ``viewer`` sees it: a broker every carrier's
+    line, a carrier only its own."""
+    broker = ORG_BY_ID[root.broker]
+    broker_team = next(t for t in broker.teams if t.team_id == root.broker_team)
+    viewer_org = ORG_BY_ID[viewer]
+    viewer_team = root.broker_team if viewer == root.broker else CARRIER_TEAM.get(viewer, viewer_org.teams[0].team_id)
+    channel = f"{viewer.lower()}_{viewer_team}"
+    expiry = root.inception + dt.timedelta(days=364)
+    premium = money(root.premium)
+    if mix(root.seed, root.index, 26) < EUROPEAN_AMOUNT_SHARE:
+        premium = f"{int(root.premium):,}".replace(",", ".") + ",00"
+    quoted = root.entered("QuotedByUnderwriter", "BindableQuote")
+    firm = root.entered("FirmOrder", "Signed", prefix="Endorsement")
+    signed_at = root.signed_at()
+    lead_instance = root.instance_ids()[-1]
+    details = []
+    for carrier, written, signed in shares(root) or [(c, None, None) for c in root.carriers]:
+        if viewer != root.broker and carrier != viewer:
+            continue
+        org = ORG_BY_ID[carrier]
+        content = []
+        if written is not None:
+            content.append({
+                "writtenLineStampedAt": stamp(root.created_for("FO")),
+                "leadUWFlag": "Yes" if carrier == root.lead else "No",
+                "impressions": [{
+                    "writtenLinePerc": _pct(written),
+                    "stamp": _mi_stamp(org),
+                    "ref": f"{org.pseudonym or 'REF'}{root.index:07d}",
+                    "signedLinePerc": _pct(signed) if root.is_signed() else "",
+                }],
+            })
+        details.append({
+            "carrierTeamName": f"{carrier} {ORG_BY_ID[carrier].teams[0].name}",
+            "carrierName": org.name,
+            "isOffPlatform": "No",
+            "content": content,
+            "carrierCompanyID": carrier,
+            "signed": stamp(signed_at) if signed_at else "",
+            "carrierTeamID": CARRIER_TEAM[carrier],
+            "firmOrder": stamp(firm) if firm else "",
+            "quotationRequest": stamp(root.created_at),
+            "quotedByUnderwriter": stamp(quoted) if quoted else "",
+            "riskID": lead_instance,
+            "underwriterName": f"Underwriter at {org.name}",
+        })
+    row = {
+        "riskUpdatedAt": stamp(root.changed_at),
+        "type": "RWMIReport",
+        "status": root.status,
+        "docOwnerCompany": broker.name,
+        "title": root.insured_name,
+        "underwriterDetails": details,
+        "brokerage": f"{root.brokerage.normalize():f}%",
+        "periodTo": f"{expiry.day} {expiry.strftime('%B %Y')}",
+        "umr": root.umr,
+        "rootID": root.root_id,
+        "brokerTeam": f"{root.broker} {broker_team.name}",
+        "refreshRequired": False,
+        "dataVersion": 6,
+        "limit": root.limit,
+        "premiumAll": f"{root.premium_currency} {premium}  (100%)",
+        "contractType": root.contract_type,
+        "premiumCCY": root.premium_currency,
+        "riskCreatedAt": stamp(root.created_at),
+        "brokerCompanyName": broker.name,
+        "_id": f"{root.root_id}::MIREP::{channel}",
+        "premium": premium,
+        "insured": root.insured_name,
+        "brokerTeamID": root.broker_team,
+        "channels": [channel],
+        "brokerCompanyID": root.broker,
+        "brokerName": f"Broker at {broker.name}",
+        "periodFrom": f"{root.inception.day} {root.inception.strftime('%B %Y')}",
+        "createdAt": stamp(now),
+    }
+    row["dataCount"] = len(row) + 1
+    return row
+
+
+MI_COLUMNS = ("umr", "insured", "status", "contractType", "brokerCompanyName", "brokerTeam", "periodFrom",
+              "periodTo", "limit", "premiumCCY", "premium", "brokerage", "carrierName", "carrierTeamName",
+              "leadUWFlag", "writtenLinePerc", "signedLinePerc", "stamp", "ref", "riskUpdatedAt")
+
+
+def mi_csv(rows: list[dict[str, Any]]) -> str:
+    """``POST /mireport/fetch`` in the tall CSV layout: one line per carrier line (impression)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(MI_COLUMNS)
+    for row in rows:
+        lines = [(d, c, i) for d in row["underwriterDetails"] for c in d["content"] for i in c["impressions"]]
+        for d, c, i in lines or [({}, {}, {})]:
+            merged = {**row, **d, **c, **i}
+            writer.writerow([merged.get(k, "") for k in MI_COLUMNS])
+    return out.getvalue()

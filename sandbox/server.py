@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -38,8 +39,11 @@ STREAM_BATCH = 500
 class Sandbox:
     """Everything the handlers share: the world, the token issuer, faults and counters."""
 
-    def __init__(self, seed: int = 1, scale: float = 1.0, token_lifetime: float = 3600.0, faults: Faults | None = None):
+    def __init__(self, seed: int = 1, scale: float = 1.0, token_lifetime: float = 3600.0, faults: Faults | None = None,
+                 state_file: Path | None = None):
         self.world = World(seed=seed, scale=scale)
+        self.state_file = state_file
+        """Where the platform's own memory (the MI report cursors) is kept between sandbox processes."""
         self.previous_world = self.world
         self.departed: set[str] = set()
         """Memberships (MU ids) that left their organisation: the login no longer acts for them."""
@@ -47,6 +51,13 @@ class Sandbox:
         self.tokens = TokenIssuer(issuer="whitespace-sandbox", lifetime=token_lifetime)
         self.faults = FaultState(faults)
         self.lock = threading.Lock()  # one world change at a time; readers keep the world they took
+        self.mi_cursor: dict[str, dt.datetime] = {}
+        """Per login (refresh token's user): when ``/mireport/fetch`` was last called. One cursor for all
+        of a login's organisations: the least forgiving reading of "changed since the last fetch"."""
+        self.mi_prepared: dict[tuple[str, str], list] = {}
+        if state_file is not None and state_file.exists():
+            saved = json.loads(state_file.read_text())
+            self.mi_cursor = {k: dt.datetime.fromisoformat(v) for k, v in saved.get("mi_cursor", {}).items()}
         self.stats: collections.Counter[str] = collections.Counter()
         self._stats_lock = threading.Lock()
 
@@ -148,6 +159,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self._sync(path, parse_qs(url.query))
             if path.startswith("/api/"):
                 return self._api(path[4:], parse_qs(url.query))
+            if path in ("/mireport/prepare", "/mireport/fetch") and self.command == "POST":
+                return self._mireport(path)
             self.send_json(404, {"error": "not_found", "reason": "no such path"})
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -225,6 +238,16 @@ class Handler(BaseHTTPRequestHandler):
                     for imp in line["impressions"]:
                         imp["writtenLine"] = imp.pop("writtenLinePercentageString")
             return self.send_json(200, body)
+        match = re.fullmatch(r"/v23\.09/data/(IC[^/]+?)(?:/tagset/([^/]+))?", path)
+        if match:
+            root_id, _, suffix = match.group(1).partition("::")
+            root = world.find_root(root_id)
+            if root is None or not world.visible_to(root.index, m.company_id) or (suffix and suffix not in root.suffixes()):
+                return self.send_json(400, {"error": True, "reason": "Risk not found"})
+            if match.group(2) not in (None, "ACORDGPM"):
+                return self.send_json(400, {"error": True, "reason": f"Unknown tagset {match.group(2)}"})
+            return self.send_json(200, documents.defined_data(root, suffix or root.suffixes()[-1], m.user_id, world.now,
+                                                              match.group(2)))
         match = re.fullmatch(r"/risks/(IC[^/]+)", path)
         if match:
             root_id, _, suffix = match.group(1).partition("::")
@@ -236,6 +259,39 @@ class Handler(BaseHTTPRequestHandler):
                 body["control"]["placingStatus"] = body["control"].pop("status")
             return self.send_json(200, body)
         self.send_json(404, {"error": True, "reason": "Unknown API path"})
+
+    def _mireport(self, path: str) -> None:
+        """``POST /mireport/prepare``: a row per placement of the caller's organisation changed since the
+        login last called ``/mireport/fetch`` (every one before the first fetch). ``POST /mireport/fetch``:
+        the prepared rows as tall CSV; the login's cursor moves to now, so a change made between the
+        prepare and the fetch is never reported."""
+        caller = self._caller()
+        if caller is None:
+            return None
+        user, m = caller
+        sb = self.sandbox
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            return self.send_json(400, {"error": True, "reason": "the body must be JSON"})
+        world = sb.world
+        if path.endswith("/prepare"):
+            since = sb.mi_cursor.get(user.name)
+            rows = [documents.mi_row(world.root(i), m.company_id, world.now) for i in world.root_indexes(m.company_id)
+                    if since is None or world.root(i).changed_at > since]
+            sb.mi_prepared[(user.name, m.user_id)] = rows
+            return self.send_json(200, rows)
+        if (body.get("format") or "csv").lower() != "csv":
+            return self.send_json(400, {"error": True, "reason": "the sandbox serves format csv only"})
+        with sb.lock:
+            sb.mi_cursor[user.name] = world.now
+            if sb.state_file is not None:
+                sb.state_file.parent.mkdir(parents=True, exist_ok=True)
+                sb.state_file.write_text(json.dumps({"mi_cursor": {k: v.isoformat() for k, v in sb.mi_cursor.items()}}))
+        rows = sb.mi_prepared.pop((user.name, m.user_id), [])
+        return self.send_body(200, documents.mi_csv(rows).encode(), "text/csv; charset=utf-8",
+                              {"Content-Disposition": f'attachment; filename="{body.get("filename") or "MIREPORT.csv"}"'})
 
     def _activities_filter(self, company_id: str) -> None:
         """``POST /api/activities/filter``: the caller's activities of one kind, in a time window

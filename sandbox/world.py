@@ -13,6 +13,7 @@ import hashlib
 import random
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from functools import lru_cache
 
 EPOCH = dt.datetime(2025, 6, 2, 9, 0, 0, tzinfo=dt.UTC)
@@ -187,6 +188,8 @@ INSURED_SECOND = (
     "Property Group", "Refining", "Cold Stores", "Ferries", "Aviation Ltd", "Mining SA", "Ports Ltd",
 )
 LIMITS = ("USD 5,000,000", "USD 10,000,000", "USD 20,000,000", "GBP 2,500,000", "EUR 15,000,000")
+BROKERAGE = ("5", "7.5", "10", "12.5", "15", "17.5", "20", "22.5", "25", "27.5", "29.75", "30")
+"""Total brokerage, % of the premium: the range London-market placements carry."""
 RISK_CODES = ("H3", "V1", "MA", "P2", "X1", "AW", "B3")
 UMR_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
@@ -246,6 +249,20 @@ class Root:
     """When each generation took effect (index 0: creation); the placing timeline of the root."""
     line_times: tuple[dt.datetime, ...] = ()
     """When its signed lines changed after signing, on their own (the line set document alone)."""
+    premium: Decimal = Decimal(0)
+    """The 100% gross premium, in ``premium_currency`` (two decimals)."""
+    premium_currency: str = "USD"
+    brokerage: Decimal = Decimal(0)
+    """Total brokerage, % of the premium."""
+
+    @property
+    def limit_currency(self) -> str:
+        return self.limit.split()[0]
+
+    @property
+    def changed_at(self) -> dt.datetime:
+        """The last change of anything the MI report shows: a placing revision or a signed line."""
+        return max((self.updated_at, *self.line_times))
 
     @property
     def line_generation(self) -> int:
@@ -419,6 +436,8 @@ class World:
                        if s == "Signed" or s.startswith("Endorsement")), None)
         lead = carriers[0] if carriers else None
         inception = (created + dt.timedelta(days=rng.randrange(10, 90))).date()
+        limit = rng.choice(LIMITS)
+        premium, currency, brokerage = self._money(index, limit)
         return Root(
             index=index,
             root_id=root_id,
@@ -430,7 +449,7 @@ class World:
             is_facility=is_facility,
             facility_root=facility_root,
             umr=umr,
-            limit=rng.choice(LIMITS),
+            limit=limit,
             path=path,
             generation=gen,
             created_at=created,
@@ -440,7 +459,23 @@ class World:
             seed=self.seed,
             stage_times=tuple(times),
             line_times=self._line_changes(index, signed),
+            premium=premium,
+            premium_currency=currency,
+            brokerage=brokerage,
         )
+
+    def _money(self, index: int, limit: str) -> tuple[Decimal, str, Decimal]:
+        """(premium, its currency, brokerage %): a rate on line of 0.5% to 6% of the limit, now and
+        then in pence; one placement in ten with a non-dollar limit is charged in dollars."""
+        currency, amount = limit.split()
+        rate = Decimal(50 + int(mix(self.seed, index, 21) * 550)) / Decimal(10000)
+        premium = (Decimal(amount.replace(",", "")) * rate).quantize(Decimal(100))
+        if mix(self.seed, index, 22) < 0.2:
+            premium += Decimal(int(mix(self.seed, index, 23) * 100)) / 100
+        if currency != "USD" and mix(self.seed, index, 24) < 0.1:
+            currency = "USD"
+        brokerage = Decimal(BROKERAGE[int(mix(self.seed, index, 25) * len(BROKERAGE))])
+        return premium.quantize(Decimal("0.01")), currency, brokerage
 
     def _line_changes(self, index: int, signed: dt.datetime | None) -> tuple[dt.datetime, ...]:
         """The days on which root ``index``'s signed lines changed on their own, after it was signed."""

@@ -53,6 +53,16 @@ def test_spec_covered_answers_validate(sandbox: SandboxServer, spec: dict) -> No
         body = api(sandbox, path, token, mu).json()
         assert body, path
         validate(spec, spec_path, body)
+    for spec_path, path in {"/api/v23.09/data/{riskID}": f"/v23.09/data/{signed['id']}",
+                            "/api/v23.09/data/{riskID}/tagset/{tagset}": f"/v23.09/data/{signed['id']}/tagset/ACORDGPM"}.items():
+        body = api(sandbox, path, token, mu).json()
+        assert body["definedData"], path
+        validate(spec, spec_path, body)
+    with SandboxServer(seed=5, scale=0.1) as fresh:  # the shared sandbox's MI cursor may have moved already
+        rows = httpx.post(f"{fresh.url}/mireport/prepare", json={}, trust_env=False, timeout=30,
+                          headers={"Authorization": f"Bearer {id_token(fresh)}", "UserID": mu}).json()
+    assert rows
+    validate(spec, "/mireport/prepare", rows, "post")
     found = httpx.post(f"{sandbox.api_url}/activities/filter", json={"activity": "Signed Lines", "from": "365 days"},
                        headers={"Authorization": f"Bearer {token}", "UserID": mu}, trust_env=False).json()
     assert found and {a["activity"] for a in found} == {"Signed Lines"}
