@@ -14,10 +14,17 @@ from pipelines.extract import details
 from pipelines.landing import raw
 from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SUMO_USER_NAME, sandbox_process
 
+PLATFORM = ("GET /api/", "POST /api/", "POST /mireport/")
+"""Every request to the platform's API and MI report (not Sync Gateway's token refresh)."""
 
-def api_requests(url: str) -> int:
+
+def api_requests(url: str, kinds: tuple[str, ...] = PLATFORM) -> int:
     stats = httpx.get(f"{url}/_sandbox/stats", trust_env=False).json()
-    return sum(v for k, v in stats.items() if k.startswith(("GET /api/", "POST /api/")))
+    return sum(v for k, v in stats.items() if k.startswith(kinds))
+
+
+MONEY = {"mi": ("POST /mireport/",), "defined_data": ("GET /api/v23.09/data/",)}
+"""The requests the money adds: the MI report's prepare and fetch, and each changed root's Defined Data."""
 
 
 def extraction(scale: float, latency_ms: float) -> dict:
@@ -65,12 +72,15 @@ def incremental(scale: float = 1.0, organisations: int = 0, latency_ms: float = 
                 if change:
                     httpx.post(f"{url}/_sandbox/advance", json={"changed_fraction": change, "new_roots": 0})
                 before = api_requests(url)
+                money = {k: api_requests(url, v) for k, v in MONEY.items()}
                 known = {r.run_id for r in instance.get_runs()}
                 started = time.perf_counter()
                 outcomes = sync(instance, defs, log=lambda *_: None)
-                out["organisations"] = len(outcomes) - 2  # less the reference and marts runs
+                out["organisations"] = len(outcomes) - 3  # less the reference data, MI report and marts
                 out[f"{label}_seconds"] = time.perf_counter() - started
                 out[f"{label}_requests"] = api_requests(url) - before
+                for kind, prefixes in MONEY.items():
+                    out[f"{label}_{kind}_requests"] = api_requests(url, prefixes) - money[kind]
                 assert all(o.ok for o in outcomes), outcomes
                 out[f"{label}_split"] = split(instance, known, out[f"{label}_seconds"])
             return out

@@ -114,11 +114,17 @@ def sync_line(inc: dict) -> str:
         parts = inc[f"{label}_split"]
         return (f"network {parts['network']:.1f} s, load {parts['load']:.1f} s, "
                 f"Dagster, discovery and change check {parts['dagster_and_discovery']:.1f} s")
+    def money(label: str) -> str:
+        if f"{label}_mi_requests" not in inc:
+            return ""
+        return (f", of which {inc[f'{label}_mi_requests']} MI report and "
+                f"{inc[f'{label}_defined_data_requests']:,} Defined Data")
     return (f"End to end, {inc['organisations']} organisations, scale {inc['scale']}, "
             f"{inc.get('latency_ms', 0):.0f} ms a request: full sync {inc['full_seconds']:.1f} s "
-            f"({inc['full_requests']:,} requests; {split('full')}); nothing changed {inc['unchanged_seconds']:.1f} s "
-            f"({inc['unchanged_requests']} requests, {inc['unchanged_seconds'] / inc['full_seconds']:.0%}; "
-            f"{split('unchanged')}); 1% changed {inc['changed_seconds']:.1f} s ({inc['changed_requests']} requests, "
+            f"({inc['full_requests']:,} requests{money('full')}; {split('full')}); nothing changed "
+            f"{inc['unchanged_seconds']:.1f} s ({inc['unchanged_requests']} requests{money('unchanged')}, "
+            f"{inc['unchanged_seconds'] / inc['full_seconds']:.0%}; {split('unchanged')}); 1% changed "
+            f"{inc['changed_seconds']:.1f} s ({inc['changed_requests']} requests{money('changed')}, "
             f"{inc['changed_seconds'] / inc['full_seconds']:.0%}).")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from models.tables import DEC, TS, col, metadata
+from models.tables import DEC, MONEY, PCT, TS, col, metadata
 
 ORG_COLUMNS = (
     ("company_id", sa.String, "Synced organisation whose book this row belongs to (organisations.company_id)"),
@@ -85,8 +85,9 @@ mart_carrier_participation = sa.Table(
     col("lead_company_id", sa.String, "Company of the placement's lead underwriter (NULL before a lead is set)"),
     col("placements", sa.BigInteger, "Placements the carrier has a written line on"),
     col("lead_lines", sa.BigInteger, "Of those, placements where the carrier's written line is the lead line"),
-    col("written_pct_total", DEC, "Sum of written lines, % of whole"),
-    col("signed_pct_total", DEC, "Sum of signed lines, % of whole (signed placements only)"),
+    col("signed_placements", sa.BigInteger, "Of those, placements with a signed line (the count behind avg_signed_pct)"),
+    col("written_pct_total", DEC, "Sum of written lines over the placements, % points: a numerator (÷ placements), not a share"),
+    col("signed_pct_total", DEC, "Sum of signed lines, % points: a numerator (÷ signed_placements), not a share"),
     col("avg_written_pct", DEC, "Average written line, %"),
     col("avg_signed_pct", DEC, "Average signed line, % (NULL when nothing is signed)"),
     comment="Carrier participation: written and signed shares per carrier and per lead, by month of inception.",
@@ -112,4 +113,91 @@ mart_open_items = sa.Table(
     info={"key": ("root_id", "company_id")},
 )
 
-MARTS = (mart_status_monthly, mart_placements, mart_placing_funnel, mart_carrier_participation, mart_open_items)
+SHARE = sa.Numeric(38, 12)
+"""A share of an amount (amount × percentage): exact, so that carriers' shares add up to the whole."""
+
+mart_carrier_shares = sa.Table(
+    "mart_carrier_shares",
+    metadata,
+    col("root_id", sa.String, "Root risk id"),
+    *_org(),
+    col("umr", sa.String, "Unique Market Reference"),
+    col("insured", sa.String, "Insured"),
+    col("contract_type", sa.String, "Class of business (contract type)"),
+    col("status", sa.String, "Placing status in the MI report"),
+    col("period_from", sa.Date, "Inception of the policy period"),
+    col("currency", sa.String, "Currency of the premium and of every amount in this row"),
+    col("premium", MONEY, "100% gross premium of the placement (NULL when the platform's text did not parse)"),
+    col("brokerage_pct", PCT, "Total brokerage, % of the premium"),
+    col("carrier_company_id", sa.String, "Carrier company"),
+    col("carrier", sa.String, "Carrier name"),
+    col("is_lead", sa.Boolean, "The carrier leads the placement"),
+    col("written_pct", PCT, "Its written line, % of whole (its impressions added)"),
+    col("signed_pct", PCT, "Its signed line, % of whole (NULL until signed)"),
+    col("written_premium", SHARE, "premium × written line: the carrier's share of the premium as written"),
+    col("signed_premium", SHARE, "premium × signed line: the carrier's share of the premium as signed"),
+    col("signed_brokerage", SHARE, "signed_premium × brokerage %: the brokerage on the carrier's signed share"),
+    comment="Each carrier's line on each placement an organisation sees, with its premium share, from the MI "
+            "report. For a fully signed placement the signed shares add up to the premium (a check proves it).",
+    info={"key": ("root_id", "company_id", "carrier_company_id")},
+)
+
+mart_premium_monthly = sa.Table(
+    "mart_premium_monthly",
+    metadata,
+    col("month", sa.Date, "Month of inception (period_from, first day; NULL when the period did not parse)"),
+    *_org(),
+    col("contract_type", sa.String, "Class of business"),
+    col("carrier_company_id", sa.String, "Carrier company"),
+    col("carrier", sa.String, "Carrier name"),
+    col("currency", sa.String, "Currency of every amount in the row: amounts are never added across currencies"),
+    col("placements", sa.BigInteger, "Placements the carrier has a line on"),
+    col("written_premium", SHARE, "Sum of the carrier's written premium shares"),
+    col("signed_premium", SHARE, "Sum of its signed premium shares (signed placements)"),
+    col("signed_brokerage", SHARE, "Brokerage on those signed shares"),
+    comment="Gross written premium and brokerage by month of inception, organisation, class, carrier and "
+            "currency: the carriers' shares from mart_carrier_shares.",
+    info={"key": ("month", "company_id", "contract_type", "carrier_company_id", "currency")},
+)
+
+mart_book_premium = sa.Table(
+    "mart_book_premium",
+    metadata,
+    col("month", sa.Date, "Month of inception (period_from, first day)"),
+    *_org(),
+    col("contract_type", sa.String, "Class of business"),
+    col("currency", sa.String, "Currency of every amount in the row"),
+    col("placements", sa.BigInteger, "Placements with an MI row"),
+    col("premium", MONEY, "Sum of their 100% premiums (placements whose premium parsed)"),
+    col("brokerage", SHARE, "Sum of premium × brokerage %"),
+    col("bound_placements", sa.BigInteger, "Of those, placements at firm order, signed or endorsed"),
+    col("bound_premium", MONEY, "Their 100% premium"),
+    col("unparsed_premiums", sa.BigInteger, "Placements whose premium text did not parse (not in the sums)"),
+    comment="The book's 100% premium and brokerage by month of inception, organisation, class and currency.",
+    info={"key": ("month", "company_id", "contract_type", "currency")},
+)
+
+mart_placing_times = sa.Table(
+    "mart_placing_times",
+    metadata,
+    col("root_id", sa.String, "Root risk id"),
+    *_org(),
+    col("contract_type", sa.String, "Class of business"),
+    col("status", sa.String, "Placing status in the MI report"),
+    col("quotation_requested_at", TS, "The platform's time of the first quotation request to a carrier"),
+    col("quoted_at", TS, "The first quote"),
+    col("firm_order_at", TS, "The firm order"),
+    col("signed_at", TS, "Signing"),
+    col("days_to_quote", sa.Float, "Days from quotation request to the first quote"),
+    col("days_to_firm_order", sa.Float, "Days from quotation request to firm order"),
+    col("days_firm_order_to_signed", sa.Float, "Days from firm order to signed"),
+    col("days_to_signed", sa.Float, "Days from quotation request to signed"),
+    comment="Time from quote request to firm order to signed, from the platform's own step times (the MI "
+            "report's per-carrier milestones), not from when a sync saw a change.",
+    info={"key": ("root_id", "company_id")},
+)
+
+MARTS = (mart_status_monthly, mart_placements, mart_placing_funnel, mart_carrier_participation, mart_open_items,
+         mart_carrier_shares, mart_premium_monthly, mart_book_premium, mart_placing_times)
+MONEY_MARTS = (mart_carrier_shares, mart_premium_monthly, mart_book_premium)
+"""Marts holding amounts: each has a currency column in its key (or per row), so no sum crosses currencies."""

@@ -55,7 +55,9 @@ def _run_sync(args: argparse.Namespace, demo: bool) -> int:
         if demo:
             from sandbox import SandboxServer
 
-            server = stack.enter_context(SandboxServer(scale=args.scale))
+            # The platform remembers what its MI report already sent; so does the demo's sandbox, beside the warehouse.
+            server = stack.enter_context(SandboxServer(scale=args.scale,
+                                                       state_file=warehouse.path.parent / "sandbox-state.json"))
             print(f"Sandbox of the Whitespace API on {server.url} (seed 1, scale {args.scale})")
             bound = resources.for_sandbox(server, warehouse)
         else:

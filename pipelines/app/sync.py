@@ -15,9 +15,9 @@ import dagster as dg
 from pipelines import config
 from pipelines.client import endpoints
 from pipelines.defs.partitions import organisations_partitions
-from pipelines.defs.plan import CORPORATE, MARTS_JOB, UNCHANGED, Step, SyncPlan, retire_departed
+from pipelines.defs.plan import CORPORATE, MARTS_JOB, MI_JOB, UNCHANGED, Step, SyncPlan, retire_departed
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
-from pipelines.extract import changes
+from pipelines.extract import changes, mireport
 from pipelines.landing import raw
 from pipelines.warehouse import db, state
 
@@ -120,19 +120,33 @@ def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, ware
         keys = [o.user_id for o in organisations]
         retire_departed(instance, warehouse, keys, bool(client.settings.user_ids), log)
         found = None
+        loaded = state.read(warehouse.settings(), keys)
         if not everything:
-            loaded = state.read(warehouse.settings(), keys)
             found = changes.check_all(client, keys, warehouse.raw_path(), loaded,
                                       reconcile_every=warehouse.settings().reconcile_every)
+        mi_rows = _land_mi_report(client, keys, warehouse, log)
     known = set(instance.get_dynamic_partitions(organisations_partitions.name))
     new = [k for k in keys if k not in known]
     if new:
         instance.add_dynamic_partitions(organisations_partitions.name, new)
     labels = {CORPORATE: "reference data", **{o.user_id: o.company_id or o.user_id for o in organisations}}
-    plan = SyncPlan.make(labels, found)
+    plan = dataclasses.replace(SyncPlan.make(labels, found), mi_rows=mi_rows,
+                               mi_waiting=loaded is None or loaded.mi_waiting)
     log(f"Organisations: {len(keys)} ({len(new)} new partition{'s' if len(new) != 1 else ''}); "
         f"{plan.summary()} ({time.perf_counter() - started:.1f} s)")
     return plan
+
+
+def _land_mi_report(client, keys: list[str], warehouse: WarehouseResource, log) -> int | None:
+    """The MI report's changed rows, landed (then the platform's cursor moved) as part of the check: the
+    MI job then loads them. None when it could not be read now (the job then tries itself)."""
+    from pipelines.client import WhitespaceError
+
+    try:
+        return sum(mireport.extract(client, keys, warehouse.raw_path()).rows.values())
+    except (WhitespaceError, ValueError) as exc:
+        log(f"MI report not checked: {type(exc).__name__}: {exc}")
+        return None
 
 
 def _prefix(step: Step, n: int, total: int) -> str:
@@ -166,8 +180,21 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
         if outcome.fatal:
             log(f"Stopped: {outcome.note.split(': ', 1)[-1]}")
             return outcomes
+    outcomes.append(_mi_report(instance, defs, plan, tags, log, debug))
     outcomes.append(_marts(instance, defs, plan, tags, log, debug))
     return outcomes
+
+
+def _mi_report(instance, defs: dg.Definitions, plan: SyncPlan, tags: dict, log, debug: bool) -> Outcome:
+    if not plan.mi_needed:
+        log("[mi]    MI report unchanged")
+        return Outcome("", "MI report", True, UNCHANGED)
+    started = time.perf_counter()
+    result = defs.resolve_job_def(MI_JOB).execute_in_process(
+        instance=instance, raise_on_error=False, run_config=DEBUG if debug else QUIET, tags=tags)
+    outcome = Outcome("", "MI report", result.success, "" if result.success else _failure(result))
+    log(f"[mi]    MI report {'ok' if outcome.ok else 'FAILED'} ({time.perf_counter() - started:.1f} s)")
+    return outcome
 
 
 def _marts(instance, defs: dg.Definitions, plan: SyncPlan, tags: dict, log, debug: bool) -> Outcome:
@@ -195,7 +222,7 @@ def marts_current(instance: dg.DagsterInstance, warehouse: WarehouseResource) ->
     built = min((last(t) or 0.0) for t in MART_TABLES)
     if not built or dt.datetime.fromtimestamp(built, dt.UTC).date() != dt.datetime.now(dt.UTC).date():
         return False
-    if any((last(t) or 0.0) > built for t in ("risks", "contracts", "organisations")):
+    if any((last(t) or 0.0) > built for t in ("risks", "contracts", "organisations", "mi_report")):
         return False
     return all((warehouse.marts_path() / f"{t}.parquet").exists() for t in MART_TABLES)
 
@@ -237,6 +264,7 @@ def rebuild(warehouse: config.WarehouseConfig, log: Callable[[str], object] = pr
     tables from every landed detail file not loaded yet, then the marts. Returns each table's rows."""
     from models import MART_TABLES
     from pipelines.warehouse import details, marts, reference, risks
+    from pipelines.warehouse import mireport as mi_loader
 
     raw_dir = warehouse.raw_dir
     corporate = raw.latest(raw_dir, endpoints.CORPORATE).get(CORPORATE)
@@ -252,8 +280,11 @@ def rebuild(warehouse: config.WarehouseConfig, log: Callable[[str], object] = pr
             loaded = details.load_pending(conn, raw_dir, user_id)
             log(f"  {landed.company_id or user_id:<18} {result.distinct_risks:>8,} risks from {landed.path.name}, "
                 f"{loaded.files} detail file{'s' if loaded.files != 1 else ''} not loaded before")
+        mi = mi_loader.load_pending(conn, raw_dir)
+        log(f"  MI report          {mi.rows:,} rows from {mi.files} file{'s' if mi.files != 1 else ''} not loaded before")
         marts.build(conn, warehouse.open_item_days)
         marts.export_parquet(conn, warehouse.marts_dir)
         log(f"  marts              rebuilt and exported to {warehouse.marts_dir}")
-        tables = (*SUMMARY_TABLES, "users__teams", "risk_history", *details.DETAIL_TABLES, *MART_TABLES)
+        tables = (*SUMMARY_TABLES, "users__teams", "risk_history", *details.DETAIL_TABLES, *mi_loader.MI_TABLES,
+                  *MART_TABLES)
         return {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in tables}  # noqa: S608

@@ -33,6 +33,7 @@ log = logging.getLogger("whitespace.client")
 
 EXCERPT = 120
 _TEXT = Path("<text>")  # marker: return the body's text rather than parse or land it
+_BYTES = Path("<bytes>")  # marker: return the body as received, whatever it is (CSV)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +120,29 @@ class WhitespaceClient:
         """``GET /api/lines/{rootID}/combinedSets`` as received."""
         return self.get_text(endpoints.COMBINED_SETS.format(rootID=root_id))
 
+    def defined_data_text(self, risk_id: str) -> str:
+        """``GET /api/v23.09/data/{riskID}`` (the contract's tagged values, default tagset) as received."""
+        return self.get_text(endpoints.DEFINED_DATA.format(riskID=risk_id))
+
+    def mi_prepare_text(self) -> str:
+        """``POST $ROOT/mireport/prepare``: this organisation's MI rows changed since the last fetch, as received."""
+        return self._request(endpoints.MI_PREPARE, None, _TEXT, True, {}, base=self.root_url)
+
+    def mi_fetch(self) -> bytes:
+        """``POST $ROOT/mireport/fetch`` (tall CSV): what was prepared. The platform's "changed since"
+        cursor moves on with this call, so call it only once the prepared rows are landed."""
+        body = {"filename": "MIREPORT.csv", "layout": "tall", "format": "csv"}
+        return self._request(endpoints.MI_FETCH, None, _BYTES, True, body, base=self.root_url)
+
+    @property
+    def root_url(self) -> str:
+        """``$ROOT``: the MI report runs beside the API, at ``$ROOT/mireport``, not under ``$ROOT/api``."""
+        api = self.settings.api_url.rstrip("/")
+        if not api.endswith("/api"):
+            raise ConfigError(f"WHITESPACE_API_URL must end in /api ($ROOT/api): the MI report is read from "
+                              f"$ROOT/mireport, and {api!r} names no $ROOT.")
+        return api[: -len("/api")]
+
     def activities(self, activity: str, since: str | None = None) -> list[dict]:
         """``POST /api/activities/filter``: this organisation's activities of one kind, since ``since``
         (``YYYY-MM-DD hh:mm:ss`` in the platform's clock) when given."""
@@ -183,9 +207,10 @@ class WhitespaceClient:
         return self._request(path, params, Path(dest), True)
 
     def _request(self, path: str, params: dict | None, dest: Path | None, send_user_id: bool,
-                 body: dict | None = None) -> Any:
-        """GET (or POST ``body``) with the retry policy; ``dest``: land the answer there."""
-        url = self._shown(path)
+                 body: dict | None = None, base: str | None = None) -> Any:
+        """GET (or POST ``body``) with the retry policy; ``dest``: land the answer there. ``base``: a
+        root other than the API's."""
+        url = f"{base}{path}" if base else self._shown(path)
         headers = {"UserID": self.user_id} if (self.user_id and send_user_id) else {}
         if headers and self.user_id in self._refused_user_ids:  # refused once: never sent again
             raise self._refused_user_ids[self.user_id]
@@ -207,6 +232,8 @@ class WhitespaceClient:
             if status != 200:
                 body = response.read()
                 raise self._error(status, url, body, response.headers.get("Retry-After"))
+            if dest is _BYTES:
+                return response.read()
             if dest is None or dest is _TEXT:
                 body = response.read()
                 try:

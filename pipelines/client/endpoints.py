@@ -14,3 +14,11 @@ ACTIVITIES_FILTER = "/activities/filter"
 """POST: activities of one kind visible to the organisation, in a time window (the change feed)."""
 RISK_DETAILS = f"{RISK}+{COMBINED_SETS}"
 """A root's contract and line sets, landed together as one JSON line per root."""
+DEFINED_DATA = "/v23.09/data/{riskID}"
+"""The contract's Defined Data (tagged values) in the default Whitespace tagset."""
+MI_PREPARE = "/mireport/prepare"
+MI_FETCH = "/mireport/fetch"
+"""The MI report: under ``$ROOT``, not ``$ROOT/api`` (it runs on separate resources). ``prepare``
+answers the rows changed since the last ``fetch``; ``fetch`` moves that cursor on."""
+MI_REPORT = MI_PREPARE
+"""Landed MI answers are recorded under the prepare path."""

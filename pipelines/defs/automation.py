@@ -4,10 +4,11 @@ import dagster as dg
 
 from pipelines.defs.assets.details import detail_tables, raw_risk_details
 from pipelines.defs.assets.marts import marts
+from pipelines.defs.assets.mireport import mi_report_tables, raw_mi_report
 from pipelines.defs.assets.reference import raw_corporate, reference_tables
 from pipelines.defs.assets.risks import raw_risks, risk_tables
 from pipelines.defs.partitions import organisations_partitions
-from pipelines.defs.plan import MARTS_JOB, ORGANISATION_JOB, REFERENCE_JOB, SyncPlan, retire_departed
+from pipelines.defs.plan import MARTS_JOB, MI_JOB, ORGANISATION_JOB, REFERENCE_JOB, SyncPlan, retire_departed
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.extract import changes
 from pipelines.warehouse import state
@@ -22,6 +23,12 @@ reference_data = dg.define_asset_job(
     REFERENCE_JOB,
     selection=dg.AssetSelection.assets(raw_corporate, reference_tables),
     description="Refresh organisations, teams and users from the corporate list.",
+)
+
+mi_report_job = dg.define_asset_job(
+    MI_JOB,
+    selection=dg.AssetSelection.assets(raw_mi_report, mi_report_tables),
+    description="Land every organisation's changed MI report rows (premium, brokerage, limits, lines), then load them.",
 )
 
 build_marts = dg.define_asset_job(
@@ -69,6 +76,12 @@ daily_reference = dg.ScheduleDefinition(
     name="daily_reference",
     job=reference_data, cron_schedule="30 5 * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Every morning at 05:30, refresh the reference tables.",
+)
+
+daily_mi_report = dg.ScheduleDefinition(
+    name="daily_mi_report",
+    job=mi_report_job, cron_schedule="45 6 * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Every morning at 06:45, after the daily sync, land and load the MI report's changed rows.",
 )
 
 daily_marts = dg.ScheduleDefinition(

@@ -6,13 +6,16 @@ import dagster as dg
 
 from pipelines.defs.assets.details import detail_tables, raw_risk_details
 from pipelines.defs.assets.marts import marts
+from pipelines.defs.assets.mireport import mi_report_tables, raw_mi_report
 from pipelines.defs.assets.reference import raw_corporate, reference_tables
 from pipelines.defs.assets.risks import raw_risks, risk_tables
 from pipelines.defs.automation import (
     build_marts,
     daily_marts,
+    daily_mi_report,
     daily_reference,
     daily_sync,
+    mi_report_job,
     organisations_sensor,
     reference_data,
     sync_organisation,
@@ -22,9 +25,10 @@ from pipelines.defs.automation import (
 def build(resources: dict[str, dg.ConfigurableResource]) -> dg.Definitions:
     """Everything the project defines, bound to ``resources`` (``whitespace`` and ``warehouse``)."""
     return dg.Definitions(
-        assets=[raw_corporate, reference_tables, raw_risks, risk_tables, raw_risk_details, detail_tables, marts],
-        jobs=[sync_organisation, reference_data, build_marts],
-        schedules=[daily_sync, daily_reference, daily_marts],
+        assets=[raw_corporate, reference_tables, raw_risks, risk_tables, raw_risk_details, detail_tables,
+                raw_mi_report, mi_report_tables, marts],
+        jobs=[sync_organisation, reference_data, mi_report_job, build_marts],
+        schedules=[daily_sync, daily_reference, daily_mi_report, daily_marts],
         sensors=[organisations_sensor],
         resources=resources,
     )

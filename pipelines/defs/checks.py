@@ -70,9 +70,24 @@ DETAILS = (
     has_parent("market_lines", "risks", "root_id", "every market line's root is a known risk"),
     Check("market_lines_signed_total", "market_lines", "signed lines of a root total at most 100%",
           lambda conn, **_: quality.signed_total(conn)),
+    Check("defined_data_values_parse", "defined_data",
+          "every amount, percentage and date tag of Defined Data parsed exactly (else NULL, the text kept)",
+          lambda conn, **_: quality.unparsed_values(conn, quality.DEFINED_DATA_VALUES), warn_only=True),
     Check("contracts_schema_drift", "contracts",
           "contracts and line impressions carry only known fields, and every field the loader reads",
           lambda conn, drift, **_: quality.detail_drift(drift), warn_only=True),
+)
+
+MI_REPORT = (
+    unique("mi_report", "user_id, root_id", "(user_id, root_id) is unique"),
+    has_parent("mi_report_carriers", "mi_report", "(user_id, root_id)", "every carrier row has its MI row"),
+    Check("mi_report_values_parse", "mi_report",
+          "every limit, premium, currency, brokerage, period and line % the platform sent parsed exactly "
+          "(else NULL, the text kept beside it)",
+          lambda conn, **_: quality.unparsed_values(conn), warn_only=True),
+    Check("mi_report_current", "mi_report",
+          "every placement a synced organisation sees has an MI row at least as new as its risk list's last change",
+          lambda conn, **_: quality.mi_current(conn), warn_only=True),
 )
 
 REFERENCE = (
@@ -89,7 +104,12 @@ def _tie(name: str) -> Check:
                  lambda conn, open_item_days, **_: quality.mart_ties_back(conn, name, open_item_days))
 
 
-MARTS = tuple(_tie(name) for name in quality.MART_TIES)
+MARTS = (
+    *(_tie(name) for name in quality.MART_TIES),
+    Check("mart_carrier_shares_sum_to_premium", "mart_carrier_shares",
+          "for every fully signed placement, the carriers' signed premium shares add up to its premium",
+          lambda conn, **_: quality.shares_sum_to_premium(conn)),
+)
 
 
 def specs(checks: Iterable[Check]) -> list[dg.AssetCheckSpec]:

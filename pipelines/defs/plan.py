@@ -16,6 +16,7 @@ from pipelines.warehouse import risks as risk_loader
 ORGANISATION_JOB = "sync_organisation"
 REFERENCE_JOB = "reference_data"
 MARTS_JOB = "build_marts"
+MI_JOB = "mi_report"
 CHANGE_TAG = "whitespace/change"
 
 
@@ -76,6 +77,14 @@ class Step:
 class SyncPlan:
     steps: list[Step]
     forced: bool
+    mi_rows: int | None = None
+    """MI report rows the check landed (None: the MI report was not checked, so its job runs)."""
+    mi_waiting: bool = True
+    """A landed MI answer is not in the warehouse yet (or the warehouse could not be read)."""
+
+    @property
+    def mi_needed(self) -> bool:
+        return self.forced or self.mi_rows is None or self.mi_rows > 0 or self.mi_waiting
 
     @classmethod
     def make(cls, labels: dict[str, str], checks: dict[str, Check] | None) -> SyncPlan:
@@ -94,7 +103,8 @@ class SyncPlan:
     def summary(self) -> str:
         if self.forced:
             return "every run forced"
-        return f"{len(self.runs)} of {len(self.steps)} lists changed"
+        mi = "" if self.mi_rows is None else f", {self.mi_rows:,} MI report row{'s' if self.mi_rows != 1 else ''} changed"
+        return f"{len(self.runs)} of {len(self.steps)} lists changed{mi}"
 
     def run_requests(self, run_key_prefix: str) -> list[dg.RunRequest]:
         """The schedule's requests: one per organisation that changed."""

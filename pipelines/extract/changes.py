@@ -51,6 +51,8 @@ class WarehouseState:
     """SHA-256 of the corporate list loaded last."""
     details_waiting: set[str]
     """MU ids with a failed root or a landed detail file not loaded yet."""
+    mi_waiting: bool = False
+    """A landed MI report answer is not loaded yet."""
 
 
 

@@ -1,4 +1,4 @@
-"""Contract and market-line extraction, incremental by root.
+"""Contract, market-line and Defined Data extraction, incremental by root.
 
 A root is fetched again only when the ``(id, rev)`` set of its documents changed since the last
 successful fetch for this organisation. What was fetched is landed first (one JSON-lines file per
@@ -25,6 +25,8 @@ from pipelines.extract import feed
 from pipelines.landing.raw import DETAILS_FOLDER, Landed, details_dir, landing_path, write_atomically
 
 INDEX = "index.json"
+CALLS_PER_ROOT = 3
+"""A changed root costs its contract, its line sets and its Defined Data."""
 
 
 @dataclasses.dataclass
@@ -107,9 +109,9 @@ def fetch(client: WhitespaceClient, raw_dir: Path, list_landed: Landed, log=lamb
         feed.write_state(raw_dir, user_id, news.state)
         return Fetched(None, 0, {}, 0, work)
 
-    def one(item: tuple[str, str, str]) -> tuple[str, str]:
+    def one(item: tuple[str, str, str]) -> tuple[str, str, str]:
         root, lead, _sig = item
-        return client.risk_text(lead), client.combined_sets_text(root)
+        return client.risk_text(lead), client.combined_sets_text(root), client.defined_data_text(lead)
 
     now = dt.datetime.now(dt.UTC)
     path = landing_path(raw_dir, user_id, DETAILS_FOLDER, now).with_suffix(".jsonl")
@@ -122,10 +124,10 @@ def fetch(client: WhitespaceClient, raw_dir: Path, list_landed: Landed, log=lamb
             root, lead, sig = item
             line = {"root_id": root, "risk_id": lead, "signature": sig, "fetched_at": now.isoformat()}
             if exc is None:
-                line.update(contract=result[0], lines=result[1], error=None)
+                line.update(contract=result[0], lines=result[1], defined_data=result[2], error=None)
                 done += 1
             else:
-                line.update(contract=None, lines=None, error=f"{type(exc).__name__}: {exc}")
+                line.update(contract=None, lines=None, defined_data=None, error=f"{type(exc).__name__}: {exc}")
                 failed[root] = line["error"]
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
             if n % 500 == 0:
@@ -146,7 +148,7 @@ def fetch(client: WhitespaceClient, raw_dir: Path, list_landed: Landed, log=lamb
     if every:
         news = dataclasses.replace(news, state=dataclasses.replace(news.state, reconciled_at=now.isoformat()))
     feed.write_state(raw_dir, user_id, news.state)
-    requests = 2 * len(work.needed)
+    requests = CALLS_PER_ROOT * len(work.needed)
     return Fetched(path, done, failed, requests, work)
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from pipelines.client import Download, WhitespaceError, endpoints
 
 DETAILS_FOLDER = "risk_details"
+MI_FOLDER = "mireport"
+"""Where an organisation's MI report answers (``POST /mireport/prepare``) are landed, one file per answer."""
 """Where an organisation's contracts and line sets are landed, and the index of what was fetched."""
 
 
@@ -91,18 +93,28 @@ def land_json(raw_dir: Path, user_id: str, endpoint: str, payload: Any, company_
     return landed
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, durable: bool = False) -> None:
     """Writes ``path`` whole or not at all: a temporary file of its own beside it (two processes
-    writing the same file never share one), then a rename over it."""
+    writing the same file never share one), then a rename over it. ``durable``: on disk (the file
+    and the rename) before this returns, for what cannot be asked for again."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if durable:
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def write_manifest(landed: Landed) -> None:
@@ -166,3 +178,8 @@ def reusable(raw_dir: Path, user_id: str, endpoint: str, sha256: str) -> Landed 
         return None
     landed = latest(raw_dir, endpoint).get(user_id)
     return landed if landed is not None and landed.sha256 == sha256 and landed.path.exists() else None
+
+
+def mi_dir(raw_dir: Path, user_id: str) -> Path:
+    """An organisation's landed MI report answers (``*.json``, oldest first by name)."""
+    return Path(raw_dir) / (user_id or "_") / MI_FOLDER

@@ -15,16 +15,16 @@ from pipelines.landing.raw import details_dir
 from pipelines.warehouse import db
 
 DETAIL_TABLES = ("contracts", "contract_line_items", "contract_line_items__placeholders", "market_lines",
-                 "facility_links")
+                 "facility_links", "defined_data")
 
 STAGE = """
 CREATE OR REPLACE TEMP TABLE stage_details AS
 SELECT root_id, risk_id, error, TRY_CAST(contract AS JSON) AS c, TRY_CAST(lines AS JSON) AS l,
-       ws_ts(fetched_at) AS fetched_at
+       TRY_CAST(defined_data AS JSON) AS d, ws_ts(fetched_at) AS fetched_at
 FROM (SELECT *, row_number() OVER () AS ord
       FROM read_json(?, format = 'newline_delimited', filename = true, columns = {
              root_id: 'VARCHAR', risk_id: 'VARCHAR', contract: 'VARCHAR', lines: 'VARCHAR', error: 'VARCHAR',
-             gone: 'BOOLEAN', fetched_at: 'VARCHAR'}))
+             gone: 'BOOLEAN', fetched_at: 'VARCHAR', defined_data: 'VARCHAR'}))
 WHERE NOT coalesce(gone, FALSE)
 QUALIFY row_number() OVER (PARTITION BY root_id ORDER BY filename DESC, ord DESC) = 1
 """
@@ -147,6 +147,21 @@ INSERTS = {
                                                 CASE WHEN json_type(s->'line') = 'OBJECT' THEN [s->'line'] END, []) AS ls
                     FROM (SELECT root_id, unnest(coalesce(TRY_CAST(l AS JSON[]), [])) AS s
                           FROM stage_details WHERE l IS NOT NULL)))))""",
+    "defined_data": """
+        INSERT INTO defined_data BY NAME
+        SELECT root_id, coalesce(d->>'$.metadata.documentID', risk_id) AS risk_id, pos - 1 AS position,
+               e->>'tag' AS tag, e->>'value' AS value, e->>'mrcHeading' AS heading,
+               e->>'originalHeading' AS original_heading, e->>'section' AS section,
+               TRY_CAST(e->>'lineItemIndex' AS INTEGER) AS line_item_index, e->>'name' AS name,
+               e->>'parentID' AS parent_id,
+               CASE WHEN suffix(e->>'tag', '_Amount') THEN ws_currency(e->>'value') END AS currency,
+               CASE WHEN suffix(e->>'tag', '_Amount') THEN ws_amount(e->>'value') END AS amount,
+               CASE WHEN suffix(e->>'tag', '_%') OR suffix(e->>'tag', '_Percentage') THEN ws_pct(e->>'value') END
+                 AS percentage,
+               CASE WHEN suffix(e->>'tag', '_Date') THEN ws_date(e->>'value') END AS date_value
+        FROM (SELECT root_id, risk_id, d, unnest(items) AS e, unnest(range(1, len(items) + 1)) AS pos
+              FROM (SELECT root_id, risk_id, d, coalesce(TRY_CAST(d->'definedData' AS JSON[]), []) AS items
+                    FROM stage_details WHERE d IS NOT NULL))""",
     "facility_links": """
         INSERT INTO facility_links (root_id, facility_root_id)
         SELECT DISTINCT root_id, split_part(f, '::', 1) FROM (

@@ -51,6 +51,24 @@ MACROS = (
     """CREATE OR REPLACE MACRO ws_instance_rank(id) AS
          CASE WHEN regexp_matches(id, '::FO::EN[0-9]+$') THEN 3 WHEN suffix(id, '::FO') THEN 2 ELSE 1 END""",
     """CREATE OR REPLACE MACRO ws_days(a, b) AS epoch(b) / 86400.0 - epoch(a) / 86400.0""",
+    # Money as the platform writes it: an optional ISO currency code, digits grouped by commas in
+    # threes (or not at all), at most two decimals, an optional share in brackets ("USD 324,324
+    # (100%)"). Anything else, the continental "1.250.000,00" included, is not guessed at: NULL (the
+    # text is kept beside it, and a check counts it). Exact DECIMAL, never a float.
+    r"""CREATE OR REPLACE MACRO ws_money_re() AS
+         '^\s*(?:([A-Za-z]{3})\s*)?([0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(\.[0-9]{1,2})?\s*(?:\(\s*[0-9.]+\s*%\s*\))?\s*$'""",
+    """CREATE OR REPLACE MACRO ws_amount(s) AS CASE WHEN regexp_full_match(CAST(s AS VARCHAR), ws_money_re()) THEN
+         CAST(replace(regexp_extract(CAST(s AS VARCHAR), ws_money_re(), 2), ',', '')
+              || regexp_extract(CAST(s AS VARCHAR), ws_money_re(), 3) AS DECIMAL(20, 2)) END""",
+    """CREATE OR REPLACE MACRO ws_currency(s) AS
+         nullif(upper(regexp_extract(CAST(s AS VARCHAR), ws_money_re(), 1)), '')""",
+    # A percentage: digits, at most eight decimals, an optional % sign. Exact DECIMAL.
+    r"""CREATE OR REPLACE MACRO ws_pct(s) AS CASE
+         WHEN regexp_full_match(CAST(s AS VARCHAR), '^\s*[0-9]+(\.[0-9]{1,8})?\s*%?\s*$')
+         THEN CAST(regexp_extract(CAST(s AS VARCHAR), '[0-9]+(\.[0-9]+)?') AS DECIMAL(18, 8)) END""",
+    # Text that says "no value yet" rather than a value that failed to parse.
+    """CREATE OR REPLACE MACRO ws_not_given(s) AS
+         s IS NULL OR upper(trim(CAST(s AS VARCHAR))) IN ('', 'TBA', 'TBC', 'N/A', 'NA', '-', 'NONE')""",
 )
 
 

@@ -28,6 +28,12 @@ SETUP = (
        FROM risks
        QUALIFY row_number() OVER (PARTITION BY root_id
                                   ORDER BY ws_instance_rank(risk_id) DESC, updated_at DESC NULLS LAST, risk_id DESC) = 1""",
+    # Each organisation's MI row of each placement it currently sees.
+    """CREATE OR REPLACE TEMP TABLE m_mi AS
+       SELECT o.company_id, o.organisation, m.*
+       FROM mi_report m JOIN m_orgs o USING (user_id)
+       WHERE (m.root_id, o.company_id) IN (SELECT root_id, company_id FROM m_root_orgs)
+       QUALIFY row_number() OVER (PARTITION BY o.company_id, m.root_id ORDER BY m.landed_at DESC, m.user_id) = 1""",
 )
 
 BUILD = {
@@ -89,11 +95,46 @@ BUILD = {
         SELECT CAST(date_trunc('month', c.inception_date) AS DATE), o.company_id, o.organisation,
                p.carrier_company_id, coalesce(carrier.name, p.carrier_company_id),
                nullif(upper(split_part(c.lead_underwriter_channel, '_', 1)), ''),
-               count(p.written), count(*) FILTER (WHERE p.is_lead),
+               count(p.written), count(*) FILTER (WHERE p.is_lead), count(p.signed),
                sum(p.written), sum(p.signed), avg(p.written), avg(p.signed)
         FROM per p JOIN m_root_orgs o USING (root_id) LEFT JOIN contracts c USING (root_id)
              LEFT JOIN organisations carrier ON carrier.company_id = p.carrier_company_id
         GROUP BY ALL""",
+    "mart_carrier_shares": """
+        WITH lines AS (
+          SELECT user_id, root_id, carrier_company_id, any_value(carrier) AS carrier,
+                 bool_or(coalesce(is_lead, FALSE)) AS is_lead, sum(written_pct) AS written_pct,
+                 sum(signed_pct) AS signed_pct
+          FROM mi_report_carriers WHERE written_pct IS NOT NULL OR signed_pct IS NOT NULL GROUP BY ALL)
+        SELECT m.root_id, m.company_id, m.organisation, m.umr, m.insured, m.contract_type, m.status, m.period_from,
+               m.premium_currency, m.premium_amount, m.brokerage_pct, l.carrier_company_id, l.carrier, l.is_lead,
+               l.written_pct, l.signed_pct,
+               m.premium_amount * l.written_pct * 0.01, m.premium_amount * l.signed_pct * 0.01,
+               CAST(m.premium_amount * l.signed_pct * 0.01 * m.brokerage_pct * 0.01 AS DECIMAL(38, 12))
+        FROM m_mi m JOIN lines l USING (user_id, root_id)""",
+    "mart_premium_monthly": """
+        SELECT CAST(date_trunc('month', period_from) AS DATE), company_id, organisation, contract_type,
+               carrier_company_id, carrier, currency, count(*), sum(written_premium), sum(signed_premium),
+               sum(signed_brokerage)
+        FROM mart_carrier_shares GROUP BY ALL""",
+    "mart_book_premium": """
+        SELECT CAST(date_trunc('month', period_from) AS DATE), company_id, organisation, contract_type,
+               premium_currency, count(*), sum(premium_amount),
+               CAST(sum(premium_amount * brokerage_pct * 0.01) AS DECIMAL(38, 12)),
+               count(*) FILTER (WHERE ws_status(status) IN ('FirmOrder', 'Signed') OR ws_status(status) LIKE 'Endorsement%'),
+               sum(premium_amount) FILTER (WHERE ws_status(status) IN ('FirmOrder', 'Signed')
+                                            OR ws_status(status) LIKE 'Endorsement%'),
+               count(*) FILTER (WHERE premium_amount IS NULL AND NOT ws_not_given(premium_raw))
+        FROM m_mi GROUP BY ALL""",
+    "mart_placing_times": """
+        WITH t AS (
+          SELECT m.root_id, m.company_id, m.organisation, m.contract_type, m.status,
+                 min(c.quotation_request_at) AS requested, min(c.quoted_at) AS quoted,
+                 min(c.firm_order_at) AS firm, min(c.signed_at) AS signed
+          FROM m_mi m JOIN mi_report_carriers c USING (user_id, root_id) GROUP BY ALL)
+        SELECT root_id, company_id, organisation, contract_type, status, requested, quoted, firm, signed,
+               ws_days(requested, quoted), ws_days(requested, firm), ws_days(firm, signed), ws_days(requested, signed)
+        FROM t""",
     "mart_open_items": """
         WITH since AS (SELECT root_id, status, min(valid_from) AS since FROM risk_history GROUP BY ALL)
         SELECT * FROM (

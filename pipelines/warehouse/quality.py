@@ -130,6 +130,30 @@ MART_TIES = {
                     (SELECT max(updated_at) FROM risks r WHERE r.root_id = o.root_id))) > CAST(? AS DOUBLE) * 86400
             GROUP BY 1""",
     ),
+    "mart_book_premium_ties_back": (
+        "mart_book_premium", "premium and placements per organisation and currency = the MI rows of the placements "
+        "it sees",
+        "SELECT company_id || ' ' || coalesce(currency, '(none)'), sum(premium), sum(placements) FROM mart_book_premium "
+        "GROUP BY 1",
+        """SELECT s.company_id || ' ' || coalesce(m.premium_currency, '(none)'), sum(m.premium_amount), count(*)
+           FROM mi_report m JOIN (SELECT user_id, coalesce(company_id, user_id) AS company_id FROM sync_state) s
+                USING (user_id)
+           WHERE (m.root_id, s.company_id) IN (SELECT root_id, company_id FROM base_root_orgs)
+           GROUP BY 1""",
+    ),
+    "mart_premium_monthly_ties_back": (
+        "mart_premium_monthly", "signed premium per organisation and currency = premium × signed line over the MI "
+        "report's carrier lines",
+        "SELECT company_id || ' ' || coalesce(currency, '(none)'), sum(signed_premium) FROM mart_premium_monthly GROUP BY 1",
+        """SELECT s.company_id || ' ' || coalesce(m.premium_currency, '(none)'),
+                  sum(m.premium_amount * c.signed_pct * 0.01)
+           FROM mi_report m JOIN (SELECT user_id, coalesce(company_id, user_id) AS company_id FROM sync_state) s
+                USING (user_id)
+                JOIN mi_report_carriers c USING (user_id, root_id)
+           WHERE (m.root_id, s.company_id) IN (SELECT root_id, company_id FROM base_root_orgs)
+             AND (c.written_pct IS NOT NULL OR c.signed_pct IS NOT NULL)
+           GROUP BY 1""",
+    ),
 }
 
 
@@ -158,3 +182,74 @@ def detail_failures(conn, user_id: str) -> Outcome:
     """Roots of this organisation whose detail calls failed (they are fetched again next run)."""
     failures = conn.execute("SELECT root_id, error FROM detail_failures WHERE user_id = ?", [user_id]).fetchall()
     return Outcome(passed=not failures, metadata={"failed_roots": len(failures), "examples": dict(failures[:10])})
+
+
+# -- money ----------------------------------------------------------------------------------------
+
+MI_VALUES = (
+    # (field as the platform names it, the table, its text, what it parsed to)
+    ("limit", "mi_report", "limit_raw", "limit_amount"),
+    ("limit currency", "mi_report", "limit_raw", "limit_currency"),
+    ("premium", "mi_report", "premium_raw", "premium_amount"),
+    ("premiumCCY", "mi_report", "premium_raw", "premium_currency"),
+    ("brokerage", "mi_report", "brokerage_raw", "brokerage_pct"),
+    ("periodFrom", "mi_report", "raw->>'periodFrom'", "period_from"),
+    ("periodTo", "mi_report", "raw->>'periodTo'", "period_to"),
+    ("writtenLinePerc", "mi_report_carriers", "written_raw", "written_pct"),
+    ("signedLinePerc", "mi_report_carriers", "signed_raw", "signed_pct"),
+)
+
+
+def unparsed_values(conn, values=MI_VALUES) -> Outcome:
+    """Values the platform sent that did not parse (NULL in the typed column, the text kept beside it).
+    Text meaning "none yet" ('', TBA, N/A, ...) is not counted."""
+    found: dict[str, dict] = {}
+    for field, table, text, typed in values:
+        n, examples = conn.execute(
+            f"SELECT count(*), list(DISTINCT {text})[:5] FROM {table} "  # noqa: S608
+            f"WHERE {typed} IS NULL AND NOT ws_not_given({text})").fetchone()
+        if n:
+            found[field] = {"values": n, "examples": examples}
+    return Outcome(passed=not found, metadata={"unparsed": found, "fields_checked": len(values)})
+
+
+DEFINED_DATA_VALUES = (
+    ("*_Amount", "defined_data", "value", "CASE WHEN suffix(tag, '_Amount') THEN amount ELSE 0 END"),
+    ("*_Amount currency", "defined_data", "value", "CASE WHEN suffix(tag, '_Amount') THEN currency ELSE '' END"),
+    ("*_% / *_Percentage", "defined_data", "value",
+     "CASE WHEN suffix(tag, '_%') OR suffix(tag, '_Percentage') THEN percentage ELSE 0 END"),
+    ("*_Date", "defined_data", "value", "CASE WHEN suffix(tag, '_Date') THEN date_value ELSE DATE '2000-01-01' END"),
+)
+
+
+def mi_current(conn) -> Outcome:
+    """Every placement a synced organisation sees has its MI row, at least as new as the risk list's
+    last change. A row missing or behind means a change the MI report did not send (made between a
+    prepare and its fetch, or a cursor kept otherwise than assumed): its money is stale."""
+    missing, behind, examples = conn.execute(
+        """WITH seen AS (
+             SELECT v.user_id, r.root_id, max(r.updated_at) AS updated_at
+             FROM risk_visibility v JOIN risks r USING (risk_id)
+             WHERE v.user_id IN (SELECT user_id FROM sync_state) GROUP BY ALL)
+           SELECT count(*) FILTER (WHERE m.root_id IS NULL),
+                  count(*) FILTER (WHERE m.risk_updated_at < s.updated_at),
+                  list(s.root_id) FILTER (WHERE m.root_id IS NULL OR m.risk_updated_at < s.updated_at)[:5]
+           FROM seen s LEFT JOIN mi_report m USING (user_id, root_id)""").fetchone()
+    return Outcome(passed=missing == 0 and behind == 0,
+                   metadata={"placements_without_mi_row": missing, "mi_rows_older_than_risk_list": behind,
+                             "examples": examples or []})
+
+
+def shares_sum_to_premium(conn) -> Outcome:
+    """For every fully signed placement (signed lines total 100%), the carriers' signed premium shares
+    add up to the 100% premium, exactly, in its currency."""
+    bad = conn.execute(
+        """SELECT company_id, root_id, any_value(premium), sum(signed_premium) FROM mart_carrier_shares
+           GROUP BY company_id, root_id
+           HAVING sum(signed_pct) = 100 AND any_value(premium) IS NOT NULL
+              AND sum(signed_premium) <> any_value(premium)""").fetchall()
+    checked = conn.execute(
+        """SELECT count(*) FROM (SELECT 1 FROM mart_carrier_shares GROUP BY company_id, root_id
+           HAVING sum(signed_pct) = 100 AND any_value(premium) IS NOT NULL)""").fetchone()[0]
+    return Outcome(passed=not bad, metadata={"fully_signed_placements": checked, "not_adding_up": len(bad),
+                                             "examples": [[str(x) for x in r] for r in bad[:5]]})

@@ -10,8 +10,10 @@ import duckdb
 from pipelines.client import endpoints
 from pipelines.config import WarehouseConfig
 from pipelines.extract.changes import WarehouseState
+from pipelines.landing.raw import MI_FOLDER
 from pipelines.warehouse import db
 from pipelines.warehouse import details as detail_loader
+from pipelines.warehouse import mireport as mi_loader
 
 
 def read(warehouse: WarehouseConfig, user_ids: list[str]) -> WarehouseState | None:
@@ -19,7 +21,7 @@ def read(warehouse: WarehouseConfig, user_ids: list[str]) -> WarehouseState | No
     It never waits for the lock."""
     raw_dir = warehouse.raw_dir
     if not Path(warehouse.path).exists():
-        return WarehouseState({}, None, set())
+        return WarehouseState({}, None, set(), mi_waiting=any(Path(raw_dir).glob(f"*/{MI_FOLDER}/*.json")))
     try:
         with contextlib.closing(db.connect(warehouse, read_only=True, wait=0)) as conn:
             loaded = dict(conn.execute("SELECT user_id, sha256 FROM sync_state").fetchall())
@@ -28,6 +30,7 @@ def read(warehouse: WarehouseConfig, user_ids: list[str]) -> WarehouseState | No
                 "ORDER BY fetched_at DESC LIMIT 1", [endpoints.CORPORATE]).fetchall()
             failed = {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM detail_failures").fetchall()}
             waiting = {u for u in user_ids if detail_loader.pending(conn, raw_dir, u)}
+            mi_waiting = bool(mi_loader.pending(conn, raw_dir))
     except (duckdb.Error, db.WarehouseLocked):
         return None
-    return WarehouseState(loaded, corporate[0][0] if corporate else None, failed | waiting)
+    return WarehouseState(loaded, corporate[0][0] if corporate else None, failed | waiting, mi_waiting)

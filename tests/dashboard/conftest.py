@@ -45,6 +45,7 @@ def synced(tmp_path_factory):
         env.delenv("WHITESPACE_USER_IDS", raising=False)
         pipeline = Pipeline(server, tmp_path_factory.mktemp("dashboard"), env)
         pipeline.sync_all()
+        assert pipeline.mi().success
         assert pipeline.marts().success
     return pipeline
 

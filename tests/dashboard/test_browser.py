@@ -120,3 +120,24 @@ def test_dashboard_keeps_working_while_a_sync_writes(dashboard, page, synced) ->
     assert "Parquet export of the marts" in text and "A sync is writing the warehouse" in text
     [(placements,)] = synced.query("SELECT count(*) FROM mart_placements")
     assert metric(text, "Placements") == placements
+
+
+def test_money_page_shows_premium_per_currency(dashboard, page, synced) -> None:
+    text = load(page, dashboard + "money")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-money.png"), full_page=True)
+    [(currency, premium, brokerage, bound, placements)] = synced.query(
+        """SELECT currency, sum(premium), sum(brokerage), sum(bound_premium), sum(placements) FROM mart_book_premium
+           GROUP BY currency ORDER BY sum(premium) DESC LIMIT 1""")
+
+    def shown(label: str) -> int:
+        match = re.search(rf"{re.escape(label)}\s*\n+\s*{currency} ([\d,]+)", text)
+        assert match, f"no {label} figure in {currency} on the page"
+        return int(match.group(1).replace(",", ""))
+
+    assert shown("Gross premium (100%)") == round(premium)
+    assert shown("Brokerage") == round(brokerage)
+    assert shown("Bound premium") == round(bound)
+    assert metric(text, "Placements") == placements
+    for heading in ("Premium and brokerage by month of inception", "Signed premium by carrier", "Premium by class"):
+        assert f"{heading} ({currency})" in text

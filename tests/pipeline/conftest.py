@@ -41,6 +41,10 @@ class Pipeline:
         return self.defs.resolve_job_def("sync_organisation").execute_in_process(
             instance=self.instance, partition_key=user_id, raise_on_error=raise_on_error)
 
+    def mi(self, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+        return self.defs.resolve_job_def("mi_report").execute_in_process(instance=self.instance,
+                                                                       raise_on_error=raise_on_error)
+
     def marts(self, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
         return self.defs.resolve_job_def("build_marts").execute_in_process(instance=self.instance,
                                                                       run_config=run_config or {})

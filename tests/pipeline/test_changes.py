@@ -134,7 +134,7 @@ def test_marts_are_rebuilt_when_their_export_is_missing_and_all_runs_when_asked(
     runs = synced.runs()
     notes = synced(everything=True)
     assert changes.UNCHANGED not in notes.values()
-    assert synced.runs() == runs + len(SUMO_IDS) + 2
+    assert synced.runs() == runs + len(SUMO_IDS) + 3  # reference data, the MI report, the marts
     assert synced.requests()["GET /api/risks"] == len(SUMO_IDS), "forced runs fetch for themselves"
 
 

@@ -29,9 +29,10 @@ def test_every_asset_is_described_and_jobs_exist() -> None:
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 20, key
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {"sync_organisation", "reference_data", "build_marts"}
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"sync_organisation", "reference_data", "mi_report",
+                                                             "build_marts"}
     assert defs.resolve_sensor_def("organisations_sensor")
-    assert {s.name for s in defs.schedules} == {"daily_sync", "daily_reference", "daily_marts"}
+    assert {s.name for s in defs.schedules} == {"daily_sync", "daily_reference", "daily_mi_report", "daily_marts"}
 
 
 def test_warehouse_writers_share_one_pool() -> None:

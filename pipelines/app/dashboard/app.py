@@ -44,8 +44,8 @@ def in_period(frame: pd.DataFrame, column: str, start: dt.date, end: dt.date) ->
     return frame[(when >= pd.Timestamp(start)) & (when <= pd.Timestamp(end))]
 
 
-def header(warehouse) -> data.Snapshot:
-    st.title("Whitespace book of business")
+def header(warehouse, title: str) -> data.Snapshot:
+    st.title(title)
     try:
         snap = snapshot(str(warehouse.path), str(warehouse.marts_dir))
     except data.NoMarts as exc:
@@ -136,17 +136,20 @@ def placing_funnel(funnel_f: pd.DataFrame, placed_f: pd.DataFrame) -> None:
 
 def carrier_participation(carriers_f: pd.DataFrame) -> None:
     st.subheader("Carrier participation")
-    shares = carriers_f.groupby("carrier", as_index=False)[["written_pct_total", "signed_pct_total"]].sum()
-    long = shares.melt("carrier", var_name="line", value_name="pct")
-    long["line"] = long["line"].map({"written_pct_total": "written", "signed_pct_total": "signed"})
-    long["pct"] = long["pct"].astype(float)
+    per = carriers_f.groupby("carrier", as_index=False)[
+        ["placements", "signed_placements", "written_pct_total", "signed_pct_total"]].sum()
+    # Lines are shares of different placements: their average is meaningful, their sum is not.
+    per["written"] = per["written_pct_total"].astype(float) / per["placements"].where(per["placements"] > 0)
+    per["signed"] = per["signed_pct_total"].astype(float) / per["signed_placements"].where(per["signed_placements"] > 0)
+    long = per.melt(["carrier", "placements"], value_vars=["written", "signed"], var_name="line", value_name="pct")
     st.altair_chart(
-        alt.Chart(long).mark_bar().encode(
+        alt.Chart(long.dropna(subset=["pct"])).mark_bar().encode(
             x=alt.X("carrier:N", title=None),
             xOffset="line:N",
-            y=alt.Y("pct:Q", title="Sum of lines (% of whole)"),
+            y=alt.Y("pct:Q", title="Average line (% of the placement)"),
             color=alt.Color("line:N", title="Line"),
-            tooltip=["carrier:N", "line:N", alt.Tooltip("pct:Q", format=",.2f")],
+            tooltip=["carrier:N", "line:N", alt.Tooltip("pct:Q", format=",.2f", title="average %"),
+                     "placements:Q"],
         ).properties(height=260),
         width="stretch",
     )
@@ -166,9 +169,9 @@ def open_items(open_f: pd.DataFrame, older: int) -> None:
     )
 
 
-def main() -> None:
+def book() -> None:
     warehouse = config.warehouse()
-    snap = header(warehouse)
+    snap = header(warehouse, "Whitespace book of business")
     f, older = filtered(snap, warehouse.open_item_days)
     key_figures(f)
     status_over_time(f["status"])
@@ -180,4 +183,77 @@ def main() -> None:
     open_items(f["open"], older)
 
 
-main()
+def amount(currency: str, value) -> str:
+    return f"{currency} {float(value or 0):,.0f}"
+
+
+def money() -> None:
+    """Premium and brokerage, one currency at a time: amounts are never added across currencies."""
+    warehouse = config.warehouse()
+    snap = header(warehouse, "Premium and brokerage")
+    book_p, carriers_p = snap["mart_book_premium"], snap["mart_premium_monthly"]
+    totals = book_p.groupby("currency")["premium"].sum().sort_values(ascending=False)
+    if totals.empty:
+        st.info("No MI report rows yet: run a sync.")
+        return
+    with st.sidebar:
+        st.header("Filters")
+        currency = st.selectbox("Currency", list(totals.index), index=0,
+                                help="Every figure on this page is in this currency; other currencies are not converted.")
+        organisations = sorted(book_p["organisation"].dropna().unique())
+        chosen = st.multiselect("Organisation", organisations, default=organisations,
+                                help="A placement shared with several of your organisations counts once in each.")
+    b = book_p[(book_p["currency"] == currency) & book_p["organisation"].isin(chosen)]
+    c = carriers_p[(carriers_p["currency"] == currency) & carriers_p["organisation"].isin(chosen)]
+    kpi = st.columns(4)
+    kpi[0].metric("Gross premium (100%)", amount(currency, b["premium"].sum()))
+    kpi[1].metric("Brokerage", amount(currency, b["brokerage"].sum()))
+    kpi[2].metric("Bound premium", amount(currency, b["bound_premium"].sum()))
+    kpi[3].metric("Placements", f"{int(b['placements'].sum()):,}")
+    unparsed = int(b["unparsed_premiums"].sum())
+    if unparsed:
+        st.warning(f"{unparsed} placements' premium could not be read as an amount and is not in these figures "
+                   "(see mi_report.premium_raw).")
+    st.subheader(f"Premium and brokerage by month of inception ({currency})")
+    monthly = b.dropna(subset=["month"]).groupby("month", as_index=False)[["premium", "brokerage"]].sum()
+    long = monthly.melt("month", var_name="measure", value_name="amount")
+    long["amount"] = long["amount"].astype(float)
+    st.altair_chart(
+        alt.Chart(long).mark_bar().encode(
+            x=alt.X("yearmonth(month):T", title="Month of inception"),
+            xOffset="measure:N",
+            y=alt.Y("amount:Q", title=currency),
+            color=alt.Color("measure:N", title=None),
+            tooltip=["month:T", "measure:N", alt.Tooltip("amount:Q", format=",.2f")],
+        ).properties(height=300),
+        width="stretch",
+    )
+    left, right = st.columns(2)
+    with left:
+        st.subheader(f"Signed premium by carrier ({currency})")
+        per = c.groupby("carrier", as_index=False)[["signed_premium", "written_premium"]].sum()
+        per["signed_premium"] = per["signed_premium"].astype(float)
+        st.altair_chart(
+            alt.Chart(per).mark_bar().encode(
+                x=alt.X("signed_premium:Q", title=f"Premium × signed line ({currency})"),
+                y=alt.Y("carrier:N", sort="-x", title=None),
+                tooltip=["carrier:N", alt.Tooltip("signed_premium:Q", format=",.2f")],
+            ).properties(height=220),
+            width="stretch",
+        )
+    with right:
+        st.subheader(f"Premium by class ({currency})")
+        per_class = b.groupby("contract_type", as_index=False)[["premium", "brokerage"]].sum()
+        per_class["premium"] = per_class["premium"].astype(float)
+        st.altair_chart(
+            alt.Chart(per_class).mark_bar().encode(
+                x=alt.X("premium:Q", title=currency),
+                y=alt.Y("contract_type:N", sort="-x", title=None),
+                tooltip=["contract_type:N", alt.Tooltip("premium:Q", format=",.2f")],
+            ).properties(height=220),
+            width="stretch",
+        )
+
+
+st.navigation([st.Page(book, title="Book of business", default=True),
+               st.Page(money, title="Premium and brokerage", url_path="money")]).run()

@@ -6,6 +6,7 @@ import dagster as dg
 from models import MART_TABLES
 from pipelines.defs import checks
 from pipelines.defs.assets.details import detail_tables
+from pipelines.defs.assets.mireport import mi_report_tables
 from pipelines.defs.assets.reference import reference_tables
 from pipelines.defs.assets.risks import risk_tables
 from pipelines.defs.metadata import preview, table_specs
@@ -14,7 +15,7 @@ from pipelines.defs.resources import WarehouseResource
 from pipelines.warehouse import db
 from pipelines.warehouse import marts as mart_builder
 
-BASE_TABLES = [*risk_tables.keys, *detail_tables.keys, *reference_tables.keys]
+BASE_TABLES = [*risk_tables.keys, *detail_tables.keys, *reference_tables.keys, *mi_report_tables.keys]
 
 
 class MartsConfig(dg.Config):

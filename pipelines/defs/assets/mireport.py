@@ -1,0 +1,48 @@
+"""The MI report: every organisation's changed rows landed, then loaded in one transaction."""
+
+import dagster as dg
+
+from pipelines.defs import checks
+from pipelines.defs.metadata import table_specs
+from pipelines.defs.partitions import WAREHOUSE_POOL
+from pipelines.defs.resources import WarehouseResource, WhitespaceResource
+from pipelines.extract import mireport
+from pipelines.warehouse import mireport as mi_loader
+
+
+@dg.asset(group_name="extract", kinds={"whitespace", "json"})
+def raw_mi_report(context: dg.AssetExecutionContext, whitespace: WhitespaceResource,
+                  warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """``POST $ROOT/mireport/prepare`` for every organisation of the login, each answer landed durably
+    before any ``/mireport/fetch`` moves the platform's "changed since" cursor on."""
+    with whitespace.client() as client:
+        user_ids = [o.user_id for o in client.discover_organisations()]
+        extracted = mireport.extract(client, user_ids, warehouse.raw_path(), log=context.log.info)
+    return dg.MaterializeResult(metadata={
+        "rows": sum(extracted.rows.values()),
+        "rows_per_organisation": dg.MetadataValue.json(extracted.rows),
+        "files": len(extracted.landed),
+        "requests": extracted.requests,
+    })
+
+
+@dg.multi_asset(
+    specs=table_specs(mi_loader.MI_TABLES, [raw_mi_report, "risks"]),
+    check_specs=checks.specs(checks.MI_REPORT),
+    pool=WAREHOUSE_POOL,
+    name="mi_report_tables",
+)
+def mi_report_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """Applies every landed MI answer not yet in the warehouse: premium, brokerage, limit and period
+    typed exactly, and each carrier's written and signed line with its milestones."""
+    with warehouse.session() as conn:
+        result = mi_loader.load_pending(conn, warehouse.raw_path())
+        results = checks.evaluate(checks.MI_REPORT, conn)
+    context.log.info("MI report: %d rows from %d files", result.rows, result.files)
+    for table in mi_loader.MI_TABLES:
+        yield dg.MaterializeResult(asset_key=table, metadata={
+            "dagster/row_count": result.counts[table],
+            **({"files_loaded": result.files, "rows_applied": result.rows, "rows_kept_newer": result.older}
+               if table == "mi_report" else {}),
+        })
+    yield from results

@@ -1,0 +1,73 @@
+"""The MI report: one analytics row per placement, with premium, brokerage, limit and every
+carrier's line, extracted without losing a change.
+
+``POST $ROOT/mireport/prepare`` answers the rows changed since the last ``POST /mireport/fetch``;
+the fetch moves that cursor on, on the platform's side. Whether the cursor is kept per organisation
+(MU id) or per login is not documented, so the extraction is safe under both: it prepares every
+organisation of the login and lands each answer durably (fsync'd) first, and only then fetches, once
+per organisation that had rows. A kill before a file is landed leaves the cursor where it was (the
+next prepare answers the same rows again); a kill after landing is harmless (the file waits to be
+loaded, newest answer winning per placement); the load applies every landed file not loaded yet in
+one transaction. One extraction per landing at a time (a file lock). What the API cannot give back,
+a change made between a prepare and its fetch, the ``mi_report_current`` check makes visible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import fcntl
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipelines.client import WhitespaceClient
+from pipelines.landing.raw import mi_dir, write_atomically
+
+LOCK = ".mireport.lock"
+
+
+@dataclasses.dataclass
+class MiExtract:
+    rows: dict[str, int]
+    """Rows each organisation's prepare answered."""
+    landed: dict[str, Path]
+    """Where each answer with rows was landed."""
+    requests: int
+
+
+@contextlib.contextmanager
+def exclusive(raw_dir: Path) -> Iterator[None]:
+    """One MI extraction at a time against a landing: two at once would each move the other's cursor."""
+    Path(raw_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(raw_dir) / LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def extract(client: WhitespaceClient, user_ids: list[str], raw_dir: Path, log=lambda *a: None) -> MiExtract:
+    """Prepares and lands every organisation's changed MI rows, then moves the cursor of those that had some."""
+    rows: dict[str, int] = {}
+    landed: dict[str, Path] = {}
+    requests = 0
+    with exclusive(raw_dir):
+        for user_id in user_ids:
+            text = client.for_user(user_id).mi_prepare_text()
+            requests += 1
+            answer = json.loads(text)
+            if not isinstance(answer, list):
+                raise ValueError(f"POST /mireport/prepare answered a {type(answer).__name__}, not a list of rows")
+            rows[user_id] = len(answer)
+            if answer:
+                path = mi_dir(raw_dir, user_id) / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}.json"
+                write_atomically(path, text, durable=True)
+                landed[user_id] = path
+                log(f"{user_id}: {len(answer)} MI rows landed")
+        for user_id in landed:  # only now may the platform forget what it answered
+            client.for_user(user_id).mi_fetch()
+            requests += 1
+    return MiExtract(rows, landed, requests)

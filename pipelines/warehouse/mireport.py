@@ -1,0 +1,125 @@
+"""Load landed MI report answers into ``mi_report`` and ``mi_report_carriers``.
+
+Every landed answer not loaded yet is applied in one transaction. Per organisation and placement the
+newest answer wins (by landing time, then position in the answer); a row older than the one stored
+(a rebuild loading an old file last) is not applied. Rows are never deleted here: a placement can
+reach the MI report before the organisation's risk list shows it, and the report will not send it
+again. The marts count only placements the organisation currently sees."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+
+from pipelines.landing.raw import MI_FOLDER
+from pipelines.warehouse import db
+
+MI_TABLES = ("mi_report", "mi_report_carriers")
+assert MI_FOLDER == "mireport", "STAGE reads the organisation from the landing path"
+
+STAGE = """
+CREATE OR REPLACE TEMP TABLE stage_mi AS
+SELECT regexp_extract(filename, '([^/]+)/mireport/[^/]+$', 1) AS user_id,
+       json->>'rootID' AS root_id, json AS j,
+       CAST(strptime(regexp_extract(filename, '([0-9]{8}T[0-9]{12})Z\\.json$', 1), '%Y%m%dT%H%M%S%f') AS TIMESTAMP)
+         AS landed_at
+FROM (SELECT *, row_number() OVER () AS ord
+      FROM read_json_objects(?, format = 'array', filename = true))
+WHERE coalesce(json->>'rootID', '') <> ''
+QUALIFY row_number() OVER (PARTITION BY user_id, root_id ORDER BY filename DESC, ord DESC) = 1
+"""
+
+OLDER_THAN_STORED = """
+DELETE FROM stage_mi s WHERE EXISTS (
+  SELECT 1 FROM mi_report m WHERE m.user_id = s.user_id AND m.root_id = s.root_id
+    AND (coalesce(m.risk_updated_at, TIMESTAMP '0001-01-01'), m.landed_at)
+      > (coalesce(ws_ts(s.j->>'riskUpdatedAt'), TIMESTAMP '0001-01-01'), s.landed_at))
+"""
+
+INSERTS = {
+    "mi_report": """
+        INSERT INTO mi_report BY NAME
+        SELECT user_id, root_id, j->>'_id' AS mi_id, trim(j->>'umr') AS umr, trim(j->>'insured') AS insured,
+               j->>'status' AS status, j->>'contractType' AS contract_type,
+               j->>'brokerCompanyID' AS broker_company_id, j->>'brokerCompanyName' AS broker_company,
+               j->>'brokerTeamID' AS broker_team_id, j->>'brokerTeam' AS broker_team,
+               ws_date(j->>'periodFrom') AS period_from, ws_date(j->>'periodTo') AS period_to,
+               ws_currency(j->>'limit') AS limit_currency, ws_amount(j->>'limit') AS limit_amount,
+               j->>'limit' AS limit_raw,
+               coalesce(nullif(upper(trim(j->>'premiumCCY')), ''), ws_currency(j->>'premiumAll')) AS premium_currency,
+               ws_amount(j->>'premium') AS premium_amount, j->>'premium' AS premium_raw,
+               j->>'premiumAll' AS premium_all_raw,
+               ws_pct(j->>'brokerage') AS brokerage_pct, j->>'brokerage' AS brokerage_raw,
+               ws_ts(j->>'riskCreatedAt') AS risk_created_at, ws_ts(j->>'riskUpdatedAt') AS risk_updated_at,
+               TRY_CAST(j->>'dataVersion' AS INTEGER) AS data_version, j AS raw, landed_at
+        FROM stage_mi""",
+    "mi_report_carriers": """
+        INSERT INTO mi_report_carriers BY NAME
+        SELECT user_id, root_id, carrier_position, content_position, impression_position,
+               u->>'carrierCompanyID' AS carrier_company_id, u->>'carrierName' AS carrier,
+               u->>'carrierTeamID' AS carrier_team_id, u->>'carrierTeamName' AS carrier_team,
+               u->>'underwriterName' AS underwriter, u->>'riskID' AS risk_id,
+               ws_bool(u->>'isOffPlatform') AS is_off_platform, ws_bool(c->>'leadUWFlag') AS is_lead,
+               ws_pct(i->>'writtenLinePerc') AS written_pct, ws_pct(i->>'signedLinePerc') AS signed_pct,
+               i->>'writtenLinePerc' AS written_raw, i->>'signedLinePerc' AS signed_raw, i->>'stamp' AS stamp,
+               coalesce(nullif(regexp_extract(i->>'stamp', '^(.*),([^,]*),([^,]*)$', 1), ''), i->>'stamp') AS stamp_name,
+               nullif(regexp_extract(i->>'stamp', '^(.*),([^,]*),([^,]*)$', 2), '') AS market,
+               nullif(regexp_extract(i->>'stamp', '^(.*),([^,]*),([^,]*)$', 3), '') AS syndicate,
+               i->>'ref' AS reference, ws_ts(c->>'writtenLineStampedAt') AS written_line_stamped_at,
+               ws_ts(u->>'quotationRequest') AS quotation_request_at, ws_ts(u->>'quotedByUnderwriter') AS quoted_at,
+               ws_ts(u->>'firmOrder') AS firm_order_at, ws_ts(u->>'signed') AS signed_at
+        FROM (
+          WITH d AS (
+            SELECT user_id, root_id, unnest(ds) AS u, unnest(range(len(ds))) AS carrier_position
+            FROM (SELECT user_id, root_id, coalesce(TRY_CAST(j->'underwriterDetails' AS JSON[]), []) AS ds
+                  FROM stage_mi)),
+          dc AS (
+            SELECT user_id, root_id, u, carrier_position,
+                   unnest(CASE WHEN len(cs) = 0 THEN [NULL::JSON] ELSE cs END) AS c,
+                   unnest(CASE WHEN len(cs) = 0 THEN [NULL::BIGINT] ELSE range(len(cs)) END) AS content_position
+            FROM (SELECT *, coalesce(TRY_CAST(u->'content' AS JSON[]), []) AS cs FROM d))
+          SELECT user_id, root_id, u, carrier_position, c, content_position,
+                 unnest(CASE WHEN len(imps) = 0 THEN [NULL::JSON] ELSE imps END) AS i,
+                 unnest(CASE WHEN len(imps) = 0 THEN [NULL::BIGINT] ELSE range(len(imps)) END) AS impression_position
+          FROM (SELECT *, coalesce(TRY_CAST(c->'impressions' AS JSON[]), []) AS imps FROM dc))""",
+}
+
+@dataclasses.dataclass
+class MiLoad:
+    files: int
+    rows: int
+    older: int
+    counts: dict[str, int]
+
+
+def pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path) -> list[Path]:
+    """Landed MI answers not in the warehouse yet, oldest first."""
+    files = sorted(Path(raw_dir).glob(f"*/{MI_FOLDER}/*.json"), key=lambda p: (p.name, str(p)))
+    loaded = {r[0] for r in conn.execute("SELECT path FROM mi_report_loads").fetchall()}
+    return [f for f in files if f.relative_to(raw_dir).as_posix() not in loaded]
+
+
+def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetime | None = None) -> MiLoad:
+    now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
+    files = pending(conn, raw_dir)
+    rows = older = 0
+    with db.transaction(conn):
+        if files:
+            conn.execute(STAGE, [[str(f) for f in files]])
+            older = conn.execute(OLDER_THAN_STORED).fetchone()[0]
+            rows = conn.execute("SELECT count(*) FROM stage_mi").fetchone()[0]
+            for table in MI_TABLES:
+                conn.execute(f"DELETE FROM {db.ident(table)} WHERE (user_id, root_id) IN "  # noqa: S608
+                             "(SELECT user_id, root_id FROM stage_mi)")
+            for sql in INSERTS.values():
+                conn.execute(sql)
+            for f in files:
+                n = conn.execute("SELECT count(*) FROM read_json_objects(?, format = 'array')", [str(f)]).fetchone()[0]
+                conn.execute("INSERT INTO mi_report_loads (path, user_id, loaded_at, rows) VALUES (?, ?, ?, ?)",
+                             [f.relative_to(raw_dir).as_posix(), f.parent.parent.name, now, n])
+            conn.execute("DROP TABLE stage_mi")
+    counts = {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in MI_TABLES}  # noqa: S608
+    return MiLoad(len(files), rows, older, counts)
