@@ -144,9 +144,9 @@ def carrier_participation(carriers_f: pd.DataFrame) -> None:
     long = per.melt(["carrier", "placements"], value_vars=["written", "signed"], var_name="line", value_name="pct")
     st.altair_chart(
         alt.Chart(long.dropna(subset=["pct"])).mark_bar().encode(
-            x=alt.X("carrier:N", title=None),
-            xOffset="line:N",
-            y=alt.Y("pct:Q", title="Average line (% of the placement)"),
+            y=alt.Y("carrier:N", title=None, axis=alt.Axis(labelLimit=220)),
+            yOffset="line:N",
+            x=alt.X("pct:Q", title="Average line (% of the placement)"),
             color=alt.Color("line:N", title="Line"),
             tooltip=["carrier:N", "line:N", alt.Tooltip("pct:Q", format=",.2f", title="average %"),
                      "placements:Q"],
@@ -205,11 +205,11 @@ def money() -> None:
                                 help="A placement shared with several of your organisations counts once in each.")
     b = book_p[(book_p["currency"] == currency) & book_p["organisation"].isin(chosen)]
     c = carriers_p[(carriers_p["currency"] == currency) & carriers_p["organisation"].isin(chosen)]
-    kpi = st.columns(4)
-    kpi[0].metric("Gross premium (100%)", amount(currency, b["premium"].sum()))
-    kpi[1].metric("Brokerage", amount(currency, b["brokerage"].sum()))
-    kpi[2].metric("Bound premium", amount(currency, b["bound_premium"].sum()))
-    kpi[3].metric("Placements", f"{int(b['placements'].sum()):,}")
+    top, bottom = st.columns(2), st.columns(2)  # amounts in full need the width
+    top[0].metric("Gross premium (100%)", amount(currency, b["premium"].sum()))
+    top[1].metric("Brokerage", amount(currency, b["brokerage"].sum()))
+    bottom[0].metric("Bound premium", amount(currency, b["bound_premium"].sum()))
+    bottom[1].metric("Placements", f"{int(b['placements'].sum()):,}")
     unparsed = int(b["unparsed_premiums"].sum())
     if unparsed:
         st.warning(f"{unparsed} placements' premium could not be read as an amount and is not in these figures "
@@ -236,7 +236,7 @@ def money() -> None:
         st.altair_chart(
             alt.Chart(per).mark_bar().encode(
                 x=alt.X("signed_premium:Q", title=f"Premium × signed line ({currency})"),
-                y=alt.Y("carrier:N", sort="-x", title=None),
+                y=alt.Y("carrier:N", sort="-x", title=None, axis=alt.Axis(labelLimit=260)),
                 tooltip=["carrier:N", alt.Tooltip("signed_premium:Q", format=",.2f")],
             ).properties(height=220),
             width="stretch",
@@ -248,7 +248,7 @@ def money() -> None:
         st.altair_chart(
             alt.Chart(per_class).mark_bar().encode(
                 x=alt.X("premium:Q", title=currency),
-                y=alt.Y("contract_type:N", sort="-x", title=None),
+                y=alt.Y("contract_type:N", sort="-x", title=None, axis=alt.Axis(labelLimit=260)),
                 tooltip=["contract_type:N", alt.Tooltip("premium:Q", format=",.2f")],
             ).properties(height=220),
             width="stretch",
