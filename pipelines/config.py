@@ -37,6 +37,7 @@ WAREHOUSE = {
     "open_item_days": ("WHITESPACE_OPEN_ITEM_DAYS", "open items: quotation / firm-order placements older than this (30)"),
     "reconcile_days": ("WHITESPACE_RECONCILE_DAYS", "every root's contract and lines are fetched again this often, in days (7; 0: never)"),
     "max_shrink": ("WHITESPACE_MAX_SHRINK", "the share of an organisation's risks one answer may drop before it is refused (0.5)"),
+    "storage_version": ("WHITESPACE_DUCKDB_STORAGE_VERSION", "DuckDB storage format of a new warehouse file: `v1.4.0` (default; DuckDB 1.4 LTS readers, the ones BI tools embed, open it) or `latest` (DuckDB 2 readers only)"),
 }
 OTHER = {
     "sandbox": ("WHITESPACE_SANDBOX", "`1`: use the local sandbox instead of a login (for trying `dagster dev`)"),
@@ -56,6 +57,9 @@ DEFAULT_RECONCILE_DAYS = 7.0
 DEFAULT_MAX_SHRINK = 0.5
 """An answer that drops more than half an organisation's risks (an empty one included) is refused."""
 DEFAULT_DASHBOARD_CACHE = 15.0
+DEFAULT_STORAGE_VERSION = "v1.4.0"
+"""The DuckDB 1.4 LTS storage format: DuckDB 2 writes a newer one by default, which the DuckDB 1.x
+readers in today's BI tools (Evidence, Superset, Metabase) refuse."""
 
 
 def environ() -> Mapping[str, str]:
@@ -127,6 +131,7 @@ class WarehouseConfig:
     open_item_days: int = DEFAULT_OPEN_ITEM_DAYS
     max_shrink: float = DEFAULT_MAX_SHRINK
     reconcile_days: float = DEFAULT_RECONCILE_DAYS
+    storage_version: str = DEFAULT_STORAGE_VERSION
 
     @property
     def reconcile_every(self) -> dt.timedelta | None:
@@ -160,7 +165,18 @@ def warehouse_from_values(values: Mapping[str, str | float | int]) -> WarehouseC
                                   DEFAULT_OPEN_ITEM_DAYS, integer=True)),
         max_shrink=_share("WHITESPACE_MAX_SHRINK", values.get("max_shrink", "")),
         reconcile_days=number("WHITESPACE_RECONCILE_DAYS", values.get("reconcile_days", ""), DEFAULT_RECONCILE_DAYS),
+        storage_version=_storage_version(str(values.get("storage_version") or "").strip()),
     )
+
+
+def _storage_version(value: str) -> str:
+    import re
+
+    if not value:
+        return DEFAULT_STORAGE_VERSION
+    if value != "latest" and not re.fullmatch(r"v\d+\.\d+\.\d+", value):
+        raise ConfigError(f"WHITESPACE_DUCKDB_STORAGE_VERSION is a DuckDB version such as v1.4.0, or latest; not {value!r}.")
+    return value
 
 
 def _share(name: str, value: str | float) -> float:

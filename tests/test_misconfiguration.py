@@ -40,6 +40,8 @@ CASES = {
                                "WHITESPACE_API_URL is not an http(s) URL"),
     "a lock wait that is not a number": (lambda s: login(s, WHITESPACE_LOCK_WAIT_SECONDS="soon"),
                                          "WHITESPACE_LOCK_WAIT_SECONDS must be a number"),
+    "a storage version that is not one": (lambda s: login(s, WHITESPACE_DUCKDB_STORAGE_VERSION="1.4"),
+                                          "WHITESPACE_DUCKDB_STORAGE_VERSION is a DuckDB version such as v1.4.0"),
     "a sandbox switch that is not 0 or 1": (lambda s: {"WHITESPACE_SANDBOX": "maybe"}, "WHITESPACE_SANDBOX must be"),
     "a bucket Sync Gateway does not have": (lambda s: login(s, WHITESPACE_BUCKET="nosuchbucket"),
                                             "no bucket 'nosuchbucket'"),

@@ -98,6 +98,17 @@ def _rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate_storage(args: argparse.Namespace) -> int:
+    from pipelines.warehouse import db
+
+    warehouse = config.warehouse()
+    if not warehouse.path.exists():
+        return _no_warehouse(warehouse.path)
+    before, after = db.migrate_storage(warehouse, log=lambda *_: None)
+    print(f"{warehouse.path}: DuckDB storage {before} -> {after}")
+    return 0
+
+
 def _no_warehouse(path) -> int:
     print(f"error: no warehouse at {path}: run 'whitespace-etl demo' or 'whitespace-etl sync' first", file=sys.stderr)
     return 2
@@ -205,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     rb = sub.add_parser("rebuild", help="rebuild the warehouse tables from the raw landing, without the API")
     rb.set_defaults(func=_rebuild)
+
+    ms = sub.add_parser("migrate-storage",
+                        help="rewrite the warehouse file in WHITESPACE_DUCKDB_STORAGE_VERSION's format (v1.4.0: "
+                             "what the DuckDB 1.x readers in BI tools open)")
+    ms.set_defaults(func=_migrate_storage)
     return parser
 
 

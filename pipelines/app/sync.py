@@ -245,7 +245,13 @@ def summary(warehouse: config.WarehouseConfig) -> str:
     except db.WarehouseLocked:
         return f"\nWarehouse {warehouse.path}: in use by another process, no summary."
     with conn:
-        lines = ["", f"Warehouse {warehouse.path}:"]
+        lines = ["", f"Warehouse {warehouse.path} (DuckDB storage {db.storage_version(conn)}):"]
+        newer = db.newer_than_configured(conn, warehouse)
+        if newer:
+            lines.insert(1, f"warning: the warehouse file is in DuckDB storage {newer}, which readers of "
+                            f"{warehouse.storage_version} (the DuckDB 1.x inside BI tools) cannot open: run "
+                            "'whitespace-etl migrate-storage', or set WHITESPACE_DUCKDB_STORAGE_VERSION=latest "
+                            "if every reader is DuckDB 2.")
         for t in SUMMARY_TABLES:
             lines.append(f"  {t:<16} {conn.execute(f'SELECT count(*) FROM {db.ident(t)}').fetchone()[0]:>8,} rows")  # noqa: S608
         lines.append("  risks per organisation:")

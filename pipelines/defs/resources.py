@@ -67,6 +67,7 @@ class WarehouseResource(dg.ConfigurableResource):
     open_item_days: str = ""
     max_shrink: str = ""
     reconcile_days: str = ""
+    storage_version: str = ""
 
     def settings(self) -> config.WarehouseConfig:
         return config.warehouse_from_values({f: getattr(self, f) for f in config.WAREHOUSE})
@@ -101,4 +102,5 @@ def for_sandbox(server, warehouse: config.WarehouseConfig | None = None, **login
 def for_warehouse(warehouse: config.WarehouseConfig) -> WarehouseResource:
     return WarehouseResource(path=str(warehouse.path), lock_wait_seconds=str(warehouse.lock_wait_seconds),
                              memory_limit=warehouse.memory_limit, open_item_days=str(warehouse.open_item_days),
-                             max_shrink=str(warehouse.max_shrink), reconcile_days=str(warehouse.reconcile_days))
+                             max_shrink=str(warehouse.max_shrink), reconcile_days=str(warehouse.reconcile_days),
+                             storage_version=warehouse.storage_version)

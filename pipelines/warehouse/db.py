@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import random
 import re
 import threading
@@ -71,6 +72,8 @@ def connect(where: WarehouseConfig | str | Path, read_only: bool = False, wait: 
     config = {"memory_limit": settings.memory_limit}
     if not read_only:
         config["temp_directory"] = str(path.parent / f".{path.name}.tmp")
+        # The format of a file created now; an existing file keeps its own through every write.
+        config["storage_compatibility_version"] = settings.storage_version
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only, config=config)
@@ -150,6 +153,62 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def storage_version(conn: duckdb.DuckDBPyConnection) -> str:
+    """The storage format of the open warehouse file, e.g. ``v1.4.0+``."""
+    row = conn.execute("SELECT tags['storage_version'] FROM duckdb_databases() "
+                       "WHERE database_name = current_database()").fetchone()
+    return str(row[0]) if row and row[0] else "unknown"
+
+
+def _version_key(version: str) -> tuple[float, ...]:
+    numbers = re.findall(r"\d+", version)
+    return tuple(float(n) for n in numbers[:3]) if numbers and version != "latest" else (float("inf"),)
+
+
+def newer_than_configured(conn: duckdb.DuckDBPyConnection, settings: WarehouseConfig) -> str | None:
+    """The file's storage version when it is newer than ``WHITESPACE_DUCKDB_STORAGE_VERSION`` (readers of
+    the configured version cannot open it), else None."""
+    found = storage_version(conn)
+    return found if found != "unknown" and _version_key(found) > _version_key(settings.storage_version) else None
+
+
+def migrate_storage(where: WarehouseConfig | str | Path, log=print) -> tuple[str, str]:
+    """Rewrites the warehouse in the configured storage version (every table, its data and comments),
+    as a new file beside it renamed over it: a crash leaves the old file whole. Returns (from, to)."""
+    settings = _config(where)
+    path = settings.path
+    if not path.exists():
+        raise FileNotFoundError(f"no warehouse at {path}")
+    with writer_turn(path):
+        with contextlib.closing(connect(settings, read_only=True)) as old:
+            before = storage_version(old)
+        target = path.with_name(f".{path.name}.migrating")
+        target.unlink(missing_ok=True)
+        conn = duckdb.connect(config={"memory_limit": settings.memory_limit,
+                                      "storage_compatibility_version": settings.storage_version})
+        try:
+            conn.execute(f"ATTACH {_quote_literal(str(path))} AS old (READ_ONLY)")
+            conn.execute(f"ATTACH {_quote_literal(str(target))} AS new "
+                         f"(STORAGE_VERSION {_quote_literal(settings.storage_version)})")
+            conn.execute("COPY FROM DATABASE old TO new")
+            comments = conn.execute(
+                """SELECT table_name, NULL, comment FROM duckdb_tables() WHERE database_name = 'old' AND comment IS NOT NULL
+                   UNION ALL SELECT table_name, column_name, comment FROM duckdb_columns()
+                   WHERE database_name = 'old' AND comment IS NOT NULL""").fetchall()
+            for table, column, comment in comments:
+                what = f"TABLE new.{ident(table)}" if column is None else f"COLUMN new.{ident(table)}.{ident(column)}"
+                conn.execute(f"COMMENT ON {what} IS {_quote_literal(comment)}")
+            conn.execute("DETACH new")
+            conn.execute("DETACH old")
+        finally:
+            conn.close()
+        with contextlib.closing(duckdb.connect(str(target), read_only=True)) as check:
+            after = storage_version(check)
+        os.replace(target, path)
+    log(f"{path}: storage {before} -> {after}")
+    return before, after
 
 
 def existing_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:

@@ -33,7 +33,7 @@ def test_concurrent_partition_runs_all_succeed(tmp_path: Path) -> None:
     home.mkdir(exist_ok=True)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     db_path = tmp_path / "warehouse.duckdb"
-    with SandboxServer(seed=3) as server:
+    with SandboxServer(seed=3, scale=0.5) as server:
         env = {**os.environ, "DAGSTER_HOME": str(home), "WHITESPACE_WAREHOUSE": str(db_path),
                "WHITESPACE_SYNC_URL": server.sync_url, "WHITESPACE_BUCKET": BUCKET,
                "WHITESPACE_API_URL": server.api_url, "WHITESPACE_REFRESH_TOKEN": SUMO_REFRESH_TOKEN,
@@ -50,7 +50,7 @@ def test_concurrent_partition_runs_all_succeed(tmp_path: Path) -> None:
         assert out.strip().endswith("OK"), out + err[-3000:]
     with duckdb.connect(str(db_path), read_only=True) as conn:
         rows = dict(conn.execute("SELECT user_id, count(*) FROM risk_visibility GROUP BY 1").fetchall())
-    assert set(rows) == set(SUMO_IDS) and all(n > 100 for n in rows.values())
+    assert set(rows) == set(SUMO_IDS) and all(n > 50 for n in rows.values())
 
 
 HOLD_WRITER = """
