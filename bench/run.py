@@ -1,4 +1,5 @@
-"""The benchmark harness: ``python -m bench.run`` (``--sizes 2000`` for a quick run).
+"""The benchmark harness: ``python -m bench.run`` (``--quick``: every part at a small size, in under
+two minutes; the test suite runs it).
 
 Measures, on this machine and the same data:
 1. normalise and load of a landed ``/api/risks`` answer: this project, dlt (default configuration,
@@ -60,9 +61,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--many-organisations", type=int, default=20,
                         help="organisations of the second end-to-end run (0 skips it)")
     parser.add_argument("--out", type=Path, default=RESULTS / "results.json")
+    parser.add_argument("--quick", action="store_true",
+                        help="every part at a small size (300 risks, scale 0.05 and 0.1, 4 organisations): "
+                             "that the harness works, not figures to report")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.extract_scale, args.latency_ms = "300", 0.05, 5.0
+        args.sync_scale, args.many_organisations = 0.1, 4
 
-    results: dict = {"machine": machine(), "load": [], "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results: dict = {"machine": machine(), "load": [], "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "quick": args.quick}
+
+    def save() -> None:
+        """Written after every part: a part that fails later loses nothing gathered before it."""
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".part")
+        tmp.write_text(json.dumps(results, indent=1))
+        os.replace(tmp, args.out)
+
     for size in [int(s) for s in args.sizes.split(",")]:
         payload = data.risks_payload(size)
         for system in args.systems.split(","):
@@ -74,13 +90,16 @@ def main(argv: list[str] | None = None) -> int:
             results["load"].append(run)
             print(f"load {size:>9,} {system:<14} {run.get('seconds', float('nan')):8.2f} s "
                   f"{run.get('peak_rss_mb', float('nan')):8.0f} MB", file=sys.stderr)
-    results["extraction"] = extraction(args.extract_scale, args.latency_ms)
-    results["incremental"] = incremental(args.sync_scale)
-    results["incremental_latency"] = incremental(args.sync_scale, latency_ms=args.latency_ms)
+            save()
+    parts = [("extraction", lambda: extraction(args.extract_scale, args.latency_ms)),
+             ("incremental", lambda: incremental(args.sync_scale)),
+             ("incremental_latency", lambda: incremental(args.sync_scale, latency_ms=args.latency_ms))]
     if args.many_organisations:
-        results["incremental_many"] = incremental(args.sync_scale, organisations=args.many_organisations)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+        parts.append(("incremental_many", lambda: incremental(args.sync_scale, organisations=args.many_organisations)))
+    for name, part in parts:
+        results[name] = part()
+        save()
+        print(f"{name} done", file=sys.stderr)
     print(table(results))
     return 0
 

@@ -137,5 +137,17 @@ def sandbox_process(scale: float = 1.0, latency_ms: float = 0.0, organisations: 
                 time.sleep(0.1)
         yield url
     finally:
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> int:
+    """Asks the process to stop (SIGTERM); one that has not exited ``grace`` seconds later (a busy
+    machine, a request still being served) is killed. Never raises for a slow exit: what the caller
+    gathered while it ran is not lost to its shutdown. Returns the exit status."""
+    if proc.poll() is None:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            return proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()

@@ -14,10 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_harness_runs_every_system(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     env = {**os.environ, "WHITESPACE_BENCH_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, "-m", "bench.run", "--sizes", "300", "--extract-scale", "0.05",
-                          "--latency-ms", "5", "--sync-scale", "0.1", "--many-organisations", "4",
-                          "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=600)
+    run = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(out)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     results = json.loads(out.read_text())
     loads = {r["system"]: r for r in results["load"]}
@@ -26,6 +24,24 @@ def test_harness_runs_every_system(tmp_path: Path) -> None:
         assert "error" not in r, (system, r)
     assert loads["ours"]["tables"]["risks"] == loads["duckdb_native"]["tables"]["risks"] == 300
     assert loads["ours"]["tables"]["risk_channels"] == loads["dlt_parquet"]["tables"]["risks__channels"]
+    assert results["quick"] is True
     assert results["extraction"]["requests"] > 0 and results["incremental"]["unchanged_requests"] < 20
     assert results["incremental"]["organisations"] == 3 and results["incremental_many"]["organisations"] == 4
     assert "| rows | system |" in run.stdout
+
+
+def test_a_sandbox_that_will_not_stop_is_killed_without_losing_the_caller(tmp_path: Path) -> None:
+    """The benchmark once lost a whole run because the sandbox process took more than 10 s to exit
+    after SIGTERM. Now it is killed after the grace period, and nothing is raised."""
+    import signal
+
+    from sandbox import stop_process
+
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                                 "signal.signal(signal.SIGTERM, lambda *a: None)\n"
+                                 "print('ready', flush=True)\n"
+                                 "while True: time.sleep(0.1)"], stdout=subprocess.PIPE, text=True)
+    assert stubborn.stdout.readline().strip() == "ready"  # its SIGTERM handler is in place
+    assert stop_process(stubborn, grace=0.5) == -signal.SIGKILL
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert stop_process(polite) == -signal.SIGTERM
