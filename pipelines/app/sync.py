@@ -186,27 +186,27 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
 
 
 def _mi_report(instance, defs: dg.Definitions, plan: SyncPlan, tags: dict, log, debug: bool) -> Outcome:
-    if not plan.mi_needed:
-        log("[mi]    MI report unchanged")
-        return Outcome("", "MI report", True, UNCHANGED)
-    started = time.perf_counter()
-    result = defs.resolve_job_def(MI_JOB).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=DEBUG if debug else QUIET, tags=tags)
-    outcome = Outcome("", "MI report", result.success, "" if result.success else _failure(result))
-    log(f"[mi]    MI report {'ok' if outcome.ok else 'FAILED'} ({time.perf_counter() - started:.1f} s)")
-    return outcome
+    return _whole_job(instance, defs, MI_JOB, "[mi]    MI report", plan.mi_needed, tags, log, debug)
 
 
 def _marts(instance, defs: dg.Definitions, plan: SyncPlan, tags: dict, log, debug: bool) -> Outcome:
     warehouse: WarehouseResource = defs.resources["warehouse"].process_config_and_initialize()
-    if not plan.forced and not plan.runs and marts_current(instance, warehouse):
-        log("[marts] unchanged")
-        return Outcome("", "marts", True, UNCHANGED)
+    needed = plan.forced or bool(plan.runs) or not marts_current(instance, warehouse)
+    return _whole_job(instance, defs, MARTS_JOB, "[marts] marts", needed, tags, log, debug)
+
+
+def _whole_job(instance, defs: dg.Definitions, job: str, prefix: str, needed: bool, tags: dict, log,
+               debug: bool) -> Outcome:
+    """Runs an unpartitioned job (the MI report, the marts) when ``needed``; one line either way."""
+    label = prefix.split("] ", 1)[1].strip()
+    if not needed:
+        log(f"{prefix} unchanged")
+        return Outcome("", label, True, UNCHANGED)
     started = time.perf_counter()
-    result = defs.resolve_job_def(MARTS_JOB).execute_in_process(
+    result = defs.resolve_job_def(job).execute_in_process(
         instance=instance, raise_on_error=False, run_config=DEBUG if debug else QUIET, tags=tags)
-    outcome = Outcome("", "marts", result.success, "" if result.success else _failure(result))
-    log(f"[marts] marts {'ok' if outcome.ok else 'FAILED'} ({time.perf_counter() - started:.1f} s)")
+    outcome = Outcome("", label, result.success, "" if result.success else _failure(result))
+    log(f"{prefix} {'ok' if outcome.ok else 'FAILED'} ({time.perf_counter() - started:.1f} s)")
     return outcome
 
 

@@ -230,29 +230,25 @@ def money() -> None:
     )
     left, right = st.columns(2)
     with left:
-        st.subheader(f"Signed premium by carrier ({currency})")
-        per = c.groupby("carrier", as_index=False)[["signed_premium", "written_premium"]].sum()
-        per["signed_premium"] = per["signed_premium"].astype(float)
-        st.altair_chart(
-            alt.Chart(per).mark_bar().encode(
-                x=alt.X("signed_premium:Q", title=f"Premium × signed line ({currency})"),
-                y=alt.Y("carrier:N", sort="-x", title=None, axis=alt.Axis(labelLimit=260)),
-                tooltip=["carrier:N", alt.Tooltip("signed_premium:Q", format=",.2f")],
-            ).properties(height=220),
-            width="stretch",
-        )
+        ranked(f"Signed premium by carrier ({currency})", c, "carrier", "signed_premium",
+               f"Premium × signed line ({currency})")
     with right:
-        st.subheader(f"Premium by class ({currency})")
-        per_class = b.groupby("contract_type", as_index=False)[["premium", "brokerage"]].sum()
-        per_class["premium"] = per_class["premium"].astype(float)
-        st.altair_chart(
-            alt.Chart(per_class).mark_bar().encode(
-                x=alt.X("premium:Q", title=currency),
-                y=alt.Y("contract_type:N", sort="-x", title=None, axis=alt.Axis(labelLimit=260)),
-                tooltip=["contract_type:N", alt.Tooltip("premium:Q", format=",.2f")],
-            ).properties(height=220),
-            width="stretch",
-        )
+        ranked(f"Premium by class ({currency})", b, "contract_type", "premium", currency)
+
+
+def ranked(title: str, frame: pd.DataFrame, category: str, amount_column: str, axis_title: str) -> None:
+    """A subheader and horizontal bars: ``amount_column`` summed per ``category``, largest first."""
+    st.subheader(title)
+    per = frame.groupby(category, as_index=False)[amount_column].sum()
+    per[amount_column] = per[amount_column].astype(float)
+    st.altair_chart(
+        alt.Chart(per).mark_bar().encode(
+            x=alt.X(f"{amount_column}:Q", title=axis_title),
+            y=alt.Y(f"{category}:N", sort="-x", title=None, axis=alt.Axis(labelLimit=260)),
+            tooltip=[f"{category}:N", alt.Tooltip(f"{amount_column}:Q", format=",.2f")],
+        ).properties(height=220),
+        width="stretch",
+    )
 
 
 st.navigation([st.Page(book, title="Book of business", default=True),
