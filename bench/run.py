@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 from bench import data
-from bench.extract import extraction, incremental
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = ("ours", "duckdb_native", "dlt_parquet", "dlt_default")
@@ -39,6 +38,22 @@ def load_run(system: str, payload: Path, items: int) -> dict:
                              capture_output=True, text=True, check=False)
     if out.returncode != 0:
         return {"system": system, "error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+PART = """import json, sys
+from bench import extract
+print(json.dumps(getattr(extract, sys.argv[1])(**json.loads(sys.argv[2]))))"""
+
+
+def in_fresh_process(function: str, kwargs: dict) -> dict:
+    """``bench.extract.<function>(**kwargs)`` in a process of its own: each part starts from a clean
+    Python, and Dagster's process-wide state (the current instance's storage) never leaks from one
+    part's instance into the next."""
+    out = subprocess.run([sys.executable, "-c", PART, function, json.dumps(kwargs)], stdout=subprocess.PIPE,
+                         text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark part {function}({kwargs}) failed with exit status {out.returncode}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -91,13 +106,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"load {size:>9,} {system:<14} {run.get('seconds', float('nan')):8.2f} s "
                   f"{run.get('peak_rss_mb', float('nan')):8.0f} MB", file=sys.stderr)
             save()
-    parts = [("extraction", lambda: extraction(args.extract_scale, args.latency_ms)),
-             ("incremental", lambda: incremental(args.sync_scale)),
-             ("incremental_latency", lambda: incremental(args.sync_scale, latency_ms=args.latency_ms))]
+    parts = [("extraction", "extraction", {"scale": args.extract_scale, "latency_ms": args.latency_ms}),
+             ("incremental", "incremental", {"scale": args.sync_scale}),
+             ("incremental_latency", "incremental", {"scale": args.sync_scale, "latency_ms": args.latency_ms})]
     if args.many_organisations:
-        parts.append(("incremental_many", lambda: incremental(args.sync_scale, organisations=args.many_organisations)))
-    for name, part in parts:
-        results[name] = part()
+        parts.append(("incremental_many", "incremental",
+                      {"scale": args.sync_scale, "organisations": args.many_organisations}))
+    for name, function, kwargs in parts:
+        results[name] = in_fresh_process(function, kwargs)
         save()
         print(f"{name} done", file=sys.stderr)
     print(table(results))
