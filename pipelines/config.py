@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -170,8 +171,6 @@ def warehouse_from_values(values: Mapping[str, str | float | int]) -> WarehouseC
 
 
 def _storage_version(value: str) -> str:
-    import re
-
     if not value:
         return DEFAULT_STORAGE_VERSION
     if value != "latest" and not re.fullmatch(r"v\d+\.\d+\.\d+", value):

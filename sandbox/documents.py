@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
+import io
 import random
 import uuid
 from decimal import ROUND_HALF_UP, Decimal
@@ -599,9 +601,6 @@ MI_COLUMNS = ("umr", "insured", "status", "contractType", "brokerCompanyName", "
 
 def mi_csv(rows: list[dict[str, Any]]) -> str:
     """``POST /mireport/fetch`` in the tall CSV layout: one line per carrier line (impression)."""
-    import csv
-    import io
-
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(MI_COLUMNS)

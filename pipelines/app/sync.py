@@ -186,19 +186,19 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
 
 
 def _mi_report(instance, defs: dg.Definitions, plan: SyncPlan, tags: dict, log, debug: bool) -> Outcome:
-    return _whole_job(instance, defs, MI_JOB, "[mi]    MI report", plan.mi_needed, tags, log, debug)
+    return _whole_job(instance, defs, MI_JOB, "[mi]   ", "MI report", plan.mi_needed, tags, log, debug)
 
 
 def _marts(instance, defs: dg.Definitions, plan: SyncPlan, tags: dict, log, debug: bool) -> Outcome:
     warehouse: WarehouseResource = defs.resources["warehouse"].process_config_and_initialize()
     needed = plan.forced or bool(plan.runs) or not marts_current(instance, warehouse)
-    return _whole_job(instance, defs, MARTS_JOB, "[marts] marts", needed, tags, log, debug)
+    return _whole_job(instance, defs, MARTS_JOB, "[marts]", "marts", needed, tags, log, debug)
 
 
-def _whole_job(instance, defs: dg.Definitions, job: str, prefix: str, needed: bool, tags: dict, log,
+def _whole_job(instance, defs: dg.Definitions, job: str, tag: str, label: str, needed: bool, tags: dict, log,
                debug: bool) -> Outcome:
     """Runs an unpartitioned job (the MI report, the marts) when ``needed``; one line either way."""
-    label = prefix.split("] ", 1)[1].strip()
+    prefix = f"{tag} {label}"
     if not needed:
         log(f"{prefix} unchanged")
         return Outcome("", label, True, UNCHANGED)

@@ -20,17 +20,21 @@ from pipelines.warehouse import db
 MI_TABLES = ("mi_report", "mi_report_carriers")
 assert MI_FOLDER == "mireport", "STAGE reads the organisation from the landing path"
 
-STAGE = """
-CREATE OR REPLACE TEMP TABLE stage_mi AS
-SELECT regexp_extract(filename, '([^/]+)/mireport/[^/]+$', 1) AS user_id,
-       json->>'rootID' AS root_id, json AS j,
-       CAST(strptime(regexp_extract(filename, '([0-9]{8}T[0-9]{12})Z\\.json$', 1), '%Y%m%dT%H%M%S%f') AS TIMESTAMP)
-         AS landed_at
-FROM (SELECT *, row_number() OVER () AS ord
-      FROM read_json_objects(?, format = 'array', filename = true))
-WHERE coalesce(json->>'rootID', '') <> ''
-QUALIFY row_number() OVER (PARTITION BY user_id, root_id ORDER BY filename DESC, ord DESC) = 1
-"""
+STAGE = (
+    # Every row of every pending file, read once.
+    """CREATE OR REPLACE TEMP TABLE stage_mi_all AS
+       SELECT filename, row_number() OVER () AS ord, json
+       FROM read_json_objects(?, format = 'array', filename = true)""",
+    # Per organisation and placement, the row landed last.
+    """CREATE OR REPLACE TEMP TABLE stage_mi AS
+       SELECT regexp_extract(filename, '([^/]+)/mireport/[^/]+$', 1) AS user_id,
+              json->>'rootID' AS root_id, json AS j,
+              CAST(strptime(regexp_extract(filename, '([0-9]{8}T[0-9]{12})Z\\.json$', 1), '%Y%m%dT%H%M%S%f')
+                   AS TIMESTAMP) AS landed_at
+       FROM stage_mi_all
+       WHERE coalesce(json->>'rootID', '') <> ''
+       QUALIFY row_number() OVER (PARTITION BY user_id, root_id ORDER BY filename DESC, ord DESC) = 1""",
+)
 
 OLDER_THAN_STORED = """
 DELETE FROM stage_mi s WHERE EXISTS (
@@ -108,7 +112,9 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetim
     rows = older = 0
     with db.transaction(conn):
         if files:
-            conn.execute(STAGE, [[str(f) for f in files]])
+            conn.execute(STAGE[0], [[str(f) for f in files]])
+            conn.execute(STAGE[1])
+            per_file = dict(conn.execute("SELECT filename, count(*) FROM stage_mi_all GROUP BY 1").fetchall())
             older = conn.execute(OLDER_THAN_STORED).fetchone()[0]
             rows = conn.execute("SELECT count(*) FROM stage_mi").fetchone()[0]
             for table in MI_TABLES:
@@ -117,9 +123,9 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetim
             for sql in INSERTS.values():
                 conn.execute(sql)
             for f in files:
-                n = conn.execute("SELECT count(*) FROM read_json_objects(?, format = 'array')", [str(f)]).fetchone()[0]
                 conn.execute("INSERT INTO mi_report_loads (path, user_id, loaded_at, rows) VALUES (?, ?, ?, ?)",
-                             [f.relative_to(raw_dir).as_posix(), f.parent.parent.name, now, n])
+                             [f.relative_to(raw_dir).as_posix(), f.parent.parent.name, now, per_file.get(str(f), 0)])
             conn.execute("DROP TABLE stage_mi")
+            conn.execute("DROP TABLE stage_mi_all")
     counts = {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in MI_TABLES}  # noqa: S608
     return MiLoad(len(files), rows, older, counts)
