@@ -45,7 +45,20 @@ OTHER = {
     "dashboard_cache_seconds": ("WHITESPACE_DASHBOARD_CACHE_SECONDS", "how long the dashboard reuses one read (15)"),
     "dagster_home": ("DAGSTER_HOME", "where `whitespace-etl sync` records its runs (`.dagster/`)"),
 }
-VARIABLES = {name: meaning for table in (LOGIN, WAREHOUSE, OTHER) for name, meaning in table.values()}
+OPERATIONS = {
+    "raw_keep_days": ("WHITESPACE_RAW_KEEP_DAYS", "`whitespace-etl prune` deletes landed answers older than this, in days, unless a rebuild needs them (30)"),
+    "fresh_hours": ("WHITESPACE_FRESH_HOURS", "a table or mart not updated (or confirmed unchanged) for this many hours is stale (26)"),
+    "webhook_url": ("WHITESPACE_ALERT_WEBHOOK_URL", "a Slack-compatible incoming webhook that alerts are posted to (a secret)"),
+    "smtp_host": ("WHITESPACE_ALERT_SMTP_HOST", "the mail server alerts are sent through"),
+    "smtp_port": ("WHITESPACE_ALERT_SMTP_PORT", "its port (587 with `starttls`, 465 with `ssl`, 25 with `none`)"),
+    "smtp_tls": ("WHITESPACE_ALERT_SMTP_TLS", "`starttls` (default), `ssl`, or `none` (a relay on the same host only)"),
+    "smtp_user": ("WHITESPACE_ALERT_SMTP_USER", "the mail server login, if it needs one"),
+    "smtp_password": ("WHITESPACE_ALERT_SMTP_PASSWORD", "its password (a secret)"),
+    "email_from": ("WHITESPACE_ALERT_EMAIL_FROM", "the alerts' sender address"),
+    "email_to": ("WHITESPACE_ALERT_EMAIL_TO", "comma-separated recipients of the alerts"),
+    "mute": ("WHITESPACE_ALERT_MUTE", "comma-separated check names, asset names or `run_failure` that send no alert"),
+}
+VARIABLES = {name: meaning for table in (LOGIN, WAREHOUSE, OPERATIONS, OTHER) for name, meaning in table.values()}
 """Every variable the project reads, with its meaning: the README's configuration table lists them all."""
 
 DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
@@ -58,6 +71,9 @@ DEFAULT_RECONCILE_DAYS = 7.0
 DEFAULT_MAX_SHRINK = 0.5
 """An answer that drops more than half an organisation's risks (an empty one included) is refused."""
 DEFAULT_DASHBOARD_CACHE = 15.0
+DEFAULT_RAW_KEEP_DAYS = 30.0
+DEFAULT_FRESH_HOURS = 26.0
+"""A day, and the daily schedule's own slack: a sync at 06:00 that ends at 06:20 the next day is not late."""
 DEFAULT_STORAGE_VERSION = "v1.4.0"
 """The DuckDB 1.4 LTS storage format: DuckDB 2 writes a newer one by default, which the DuckDB 1.x
 readers in today's BI tools (Evidence, Superset, Metabase) refuse."""
@@ -199,3 +215,77 @@ def dagster_home(env: Mapping[str, str] | None = None) -> Path | None:
     """``DAGSTER_HOME`` when set."""
     value = _get(env, "DAGSTER_HOME")
     return Path(value) if value else None
+
+
+def raw_keep_days(env: Mapping[str, str] | None = None) -> float:
+    return number("WHITESPACE_RAW_KEEP_DAYS", _get(env, "WHITESPACE_RAW_KEEP_DAYS"), DEFAULT_RAW_KEEP_DAYS)
+
+
+def fresh_hours(env: Mapping[str, str] | None = None) -> float:
+    hours = number("WHITESPACE_FRESH_HOURS", _get(env, "WHITESPACE_FRESH_HOURS"), DEFAULT_FRESH_HOURS)
+    if hours == 0:
+        raise ConfigError("WHITESPACE_FRESH_HOURS must be more than 0 (26: a day and the schedule's slack).")
+    return hours
+
+
+SECRETS = ("WHITESPACE_REFRESH_TOKEN", "WHITESPACE_ALERT_WEBHOOK_URL", "WHITESPACE_ALERT_SMTP_PASSWORD")
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The values of the secret variables that are set: masked in anything the project sends or logs."""
+    return tuple(v for v in (_get(env, name) for name in SECRETS) if v)
+
+
+SMTP_TLS = {"starttls": 587, "ssl": 465, "none": 25}
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertConfig:
+    """Where alerts go. The webhook URL and the SMTP password are secrets: never in a repr or a log."""
+
+    webhook_url: str = dataclasses.field(default="", repr=False)
+    smtp_host: str = ""
+    smtp_port: int = 0
+    smtp_tls: str = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = dataclasses.field(default="", repr=False)
+    email_from: str = ""
+    email_to: tuple[str, ...] = ()
+    mute: frozenset[str] = frozenset()
+
+    @property
+    def email(self) -> bool:
+        return bool(self.smtp_host)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.webhook_url) or self.email
+
+    def channels(self) -> list[str]:
+        """What is configured, without a secret: for a log line."""
+        return ([f"e-mail via {self.smtp_host}:{self.smtp_port} to {', '.join(self.email_to)}"] if self.email else []) + (
+            ["webhook"] if self.webhook_url else [])
+
+
+def alerts(env: Mapping[str, str] | None = None) -> AlertConfig:
+    """The alert channels, checked: an incomplete e-mail setting or a webhook that is not a URL is a ConfigError."""
+    def get(field: str) -> str:
+        return _get(env, OPERATIONS[field][0])
+
+    webhook = get("webhook_url")
+    if webhook and not re.match(r"^https?://[^/\s]+", webhook):
+        raise ConfigError("WHITESPACE_ALERT_WEBHOOK_URL must be an http(s) URL.")
+    tls = get("smtp_tls").lower() or "starttls"
+    if tls not in SMTP_TLS:
+        raise ConfigError(f"WHITESPACE_ALERT_SMTP_TLS must be starttls, ssl or none, not {tls!r}.")
+    host = get("smtp_host")
+    to = tuple(a.strip() for a in get("email_to").split(",") if a.strip())
+    if host and not (to and get("email_from")):
+        raise ConfigError("WHITESPACE_ALERT_SMTP_HOST is set: WHITESPACE_ALERT_EMAIL_FROM and "
+                          "WHITESPACE_ALERT_EMAIL_TO must be set too.")
+    if (to or get("smtp_user")) and not host:
+        raise ConfigError("Alert e-mail settings are set but WHITESPACE_ALERT_SMTP_HOST is not.")
+    port = int(number("WHITESPACE_ALERT_SMTP_PORT", get("smtp_port"), SMTP_TLS[tls], integer=True))
+    return AlertConfig(webhook_url=webhook, smtp_host=host, smtp_port=port, smtp_tls=tls, smtp_user=get("smtp_user"),
+                       smtp_password=get("smtp_password"), email_from=get("email_from"), email_to=to,
+                       mute=frozenset(m.strip() for m in get("mute").split(",") if m.strip()))

@@ -51,6 +51,7 @@ def _run_sync(args: argparse.Namespace, demo: bool) -> int:
 
     home = sync.dagster_home()
     warehouse = config.warehouse()
+    config.alerts()  # a wrong alert setting is said now, not on the daemon's next tick
     with contextlib.ExitStack() as stack:
         if demo:
             from sandbox import SandboxServer
@@ -96,6 +97,39 @@ def _rebuild(args: argparse.Namespace) -> int:
     sync.rebuild(warehouse)
     print(sync.summary(warehouse))
     return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from pipelines.app import retention
+
+    warehouse = config.warehouse()
+    if not warehouse.path.exists():
+        return _no_warehouse(warehouse.path)
+    keep = config.raw_keep_days() if args.keep_days is None else config.number("--keep-days", args.keep_days, 0)
+    pruned = retention.prune(warehouse, keep, dry_run=args.dry_run)
+    if args.verbose:
+        for path in pruned.deleted:
+            print(f"  {path}")
+    return 0
+
+
+def _alert_test(args: argparse.Namespace) -> int:
+    from pipelines.defs import alerts
+
+    settings = config.alerts()
+    if not settings.configured:
+        print("No alert channel is configured: set WHITESPACE_ALERT_WEBHOOK_URL, or WHITESPACE_ALERT_SMTP_HOST with "
+              "WHITESPACE_ALERT_EMAIL_FROM and WHITESPACE_ALERT_EMAIL_TO (README, Operating it).")
+        return 2
+    log = _PrintLog()
+    reached = alerts.send(alerts.Alert("test alert", "The alert channels of whitespace-etl work."), settings, log)
+    print(f"Sent to {', '.join(reached) or 'no channel'} of: {'; '.join(settings.channels())}")
+    return 0 if len(reached) == len(settings.channels()) else 1
+
+
+class _PrintLog:
+    def error(self, message: str) -> None:
+        print(f"error: {message}")
 
 
 def _migrate_storage(args: argparse.Namespace) -> int:
@@ -216,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     rb = sub.add_parser("rebuild", help="rebuild the warehouse tables from the raw landing, without the API")
     rb.set_defaults(func=_rebuild)
+
+    pr = sub.add_parser("prune", help="delete landed answers older than WHITESPACE_RAW_KEEP_DAYS that a rebuild does "
+                                      "not need, and partial files of killed downloads")
+    pr.add_argument("--keep-days", type=float, default=None, help="instead of WHITESPACE_RAW_KEEP_DAYS (30)")
+    pr.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
+    pr.set_defaults(func=_prune)
+
+    at = sub.add_parser("alert-test", help="send a test message to the configured alert channels (WHITESPACE_ALERT_*)")
+    at.set_defaults(func=_alert_test)
 
     ms = sub.add_parser("migrate-storage",
                         help="rewrite the warehouse file in WHITESPACE_DUCKDB_STORAGE_VERSION's format (v1.4.0: "

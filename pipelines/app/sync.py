@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +15,18 @@ import dagster as dg
 
 from pipelines import config
 from pipelines.client import endpoints
+from pipelines.defs.launcher import HOST_TAG, PID_TAG, process_alive, run_pid
 from pipelines.defs.partitions import organisations_partitions
-from pipelines.defs.plan import CORPORATE, MARTS_JOB, MI_JOB, UNCHANGED, Step, SyncPlan, retire_departed
+from pipelines.defs.plan import (
+    CORPORATE,
+    MARTS_JOB,
+    MI_JOB,
+    UNCHANGED,
+    Step,
+    SyncPlan,
+    confirm_current,
+    retire_departed,
+)
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.extract import changes, mireport
 from pipelines.landing import raw
@@ -28,7 +39,6 @@ SUMMARY_TABLES = ("risks", "risk_channels", "risk_visibility", "organisations", 
 FATAL = frozenset({"WarehouseLocked", "RefreshTokenRejected", "ConfigError", "InvalidUserId"})
 """Errors that every later run would meet again: the sync stops at the first one (a full disk too)."""
 DISK_FULL = "No space left on device"
-PID_TAG = "whitespace/pid"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,29 +95,20 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
     return "run failed"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def release_dead_runs(instance: dg.DagsterInstance, log=print) -> int:
-    """Runs of a sync process that was killed stay "started" and keep their warehouse-pool slot,
-    which would block every later run: mark them failed and free their slots."""
+    """Runs whose process is gone (a killed sync, a killed ``dagster dev``) stay "started" and keep
+    their warehouse-pool slot, which would block every later run: mark them failed and free their
+    slots now (the daemon's run monitoring does the same where it runs)."""
     released = 0
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED,
                                                                  dg.DagsterRunStatus.STARTING])):
-        pid = run.tags.get(PID_TAG)
-        if pid and pid.isdigit() and not _alive(int(pid)):
-            instance.report_run_failed(run, "the sync process that ran it is gone (killed)")
+        pid = run_pid(instance, run)
+        if pid is not None and not process_alive(pid):
+            instance.report_run_failed(run, f"the process that ran it ({pid}) is gone: it was killed or crashed")
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
             released += 1
     if released:
-        log(f"Released {released} run{'s' if released != 1 else ''} left behind by a killed sync")
+        log(f"Released {released} run{'s' if released != 1 else ''} left behind by a killed process")
     return released
 
 
@@ -159,7 +160,7 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
              debug: bool = False, accept_shrink: bool = False, full: bool = False) -> list[Outcome]:
     """Runs each step that needs a run, records an observation for each that does not, and stops at
     the first error that every later run would meet again."""
-    tags = {PID_TAG: str(os.getpid())}
+    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     outcomes: list[Outcome] = []
     total = len([s for s in plan.steps if s.key != CORPORATE])
     for n, step in enumerate(plan.steps):
@@ -186,6 +187,8 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
 
 
 def _mi_report(instance, defs: dg.Definitions, plan: SyncPlan, tags: dict, log, debug: bool) -> Outcome:
+    if not plan.mi_needed:
+        confirm_current(instance, "mi_report")
     return _whole_job(instance, defs, MI_JOB, "[mi]   ", "MI report", plan.mi_needed, tags, log, debug)
 
 

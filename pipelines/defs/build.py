@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipelines.defs import alerts, freshness
 from pipelines.defs.assets.details import detail_tables, raw_risk_details
 from pipelines.defs.assets.marts import marts
 from pipelines.defs.assets.mireport import mi_report_tables, raw_mi_report
@@ -24,11 +25,13 @@ from pipelines.defs.automation import (
 
 def build(resources: dict[str, dg.ConfigurableResource]) -> dg.Definitions:
     """Everything the project defines, bound to ``resources`` (``whitespace`` and ``warehouse``)."""
+    fresh_checks, fresh_sensor = freshness.build()
     return dg.Definitions(
         assets=[raw_corporate, reference_tables, raw_risks, risk_tables, raw_risk_details, detail_tables,
                 raw_mi_report, mi_report_tables, marts],
+        asset_checks=fresh_checks,
         jobs=[sync_organisation, reference_data, mi_report_job, build_marts],
         schedules=[daily_sync, daily_reference, daily_mi_report, daily_marts],
-        sensors=[organisations_sensor],
+        sensors=[organisations_sensor, fresh_sensor, alerts.alert_on_run_failure, alerts.alert_on_checks],
         resources=resources,
     )

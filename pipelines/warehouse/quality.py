@@ -174,7 +174,8 @@ def mart_ties_back(conn, name: str, open_item_days: int) -> Outcome:
 
 
 def detail_drift(drift: list[dict]) -> Outcome:
-    """The contracts and line sets just loaded carry only fields the loader knows, and every field it reads."""
+    """The documents just loaded (a risk list, contracts and line sets) carry only fields the loader
+    knows, and every field it reads."""
     return Outcome(passed=not drift, metadata={"fields": len(drift), "drift": drift[:20]})
 
 

@@ -108,8 +108,10 @@ def test_a_crash_mid_load_leaves_the_previous_state(pipeline, monkeypatch) -> No
 
 def test_drift_is_kept_reported_and_never_drops_anything(pipeline) -> None:
     pipeline.reference()
+    assert check_results(pipeline.sync(SUMO_IDS[1]))["risks_schema_drift"], "the sandbox's own list is known"
     pipeline.server.set_faults(drift="added")
     result = pipeline.sync(SUMO_IDS[1])
+    assert result.success and check_results(result)["risks_schema_drift"] is False, "a WARN check: alerted, loaded"
     drift = materializations(result, "risks")["schema_drift"]
     assert {d["field"] for d in drift} == {"RiskRegion", "labels"}
     assert pipeline.query("SELECT count(*) FROM risks__labels")[0][0] > 0

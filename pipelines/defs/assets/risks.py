@@ -72,7 +72,7 @@ def risk_tables(context: dg.AssetExecutionContext, config: RiskTablesConfig, war
         result = risk_loader.load_list(conn, landed, landed.relative_to(raw_dir),
                                        max_shrink=1.0 if accepted else warehouse.settings().max_shrink)
         totals = {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in RISK_TABLES}  # noqa: S608
-        check_results = checks.evaluate(checks.RISKS, conn, user_id=user_id, landed=landed)
+        check_results = checks.evaluate(checks.RISKS, conn, user_id=user_id, landed=landed, drift=result.drift)
     drift = result.drift
     if drift:
         context.log.warning("Schema drift in /api/risks for %s: %s", user_id, drift)

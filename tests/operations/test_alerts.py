@@ -1,0 +1,120 @@
+"""Alerts reach a loopback SMTP server and a loopback webhook: one message for a failing check, one for a
+stale table, one for a failed run, none while the same thing keeps failing, and no secret in any."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from pipelines.defs import alerts
+from sandbox import SUMO_REFRESH_TOKEN
+from tests.operations.receivers import SMTP_PASSWORD, WEBHOOK_PATH, Receivers
+from tests.pipeline.conftest import SUMO_IDS
+
+
+class Sensor:
+    """Ticks a sensor as the daemon would: its cursor kept from one tick to the next."""
+
+    def __init__(self, sensor: dg.SensorDefinition, pipeline) -> None:
+        self.sensor, self.pipeline, self.cursor = sensor, pipeline, None
+
+    def tick(self) -> None:
+        with dg.build_sensor_context(instance=self.pipeline.instance, cursor=self.cursor,
+                                     definitions=self.pipeline.defs) as context:
+            data = self.sensor.evaluate_tick(context)
+        self.cursor = data.cursor
+
+
+@pytest.fixture
+def receivers(monkeypatch):
+    with Receivers() as rx:
+        for name, value in rx.env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("WHITESPACE_REFRESH_TOKEN", SUMO_REFRESH_TOKEN)  # a secret no message may show
+        yield rx
+
+
+def freshness_of_risks(pipeline) -> dg.ExecuteInProcessResult:
+    key = dg.AssetCheckKey(dg.AssetKey("risks"), "freshness_check")
+    job = pipeline.defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection={key})
+    return job.execute_in_process(instance=pipeline.instance)
+
+
+def new_messages(rx: Receivers, seen: int) -> list[str]:
+    """What arrived since ``seen`` messages, each channel having received the same number."""
+    assert len(rx.mailbox.messages) == len(rx.webhook.posts), (rx.mailbox.messages, rx.webhook.posts)
+    return [m for m in rx.mailbox.messages[seen:]]
+
+
+def test_each_failure_sends_one_message_without_secrets(pipeline, receivers, clock) -> None:
+    rx = receivers
+    checks, runs = Sensor(alerts.alert_on_checks, pipeline), Sensor(alerts.alert_on_run_failure, pipeline)
+    checks.tick()
+    runs.tick()  # started: what failed before is not sent
+    org = SUMO_IDS[2]
+    pipeline.reference()
+    pipeline.sync(org)
+    checks.tick()
+    assert new_messages(rx, 0) == [], "every check passes on the sandbox's own data"
+
+    # A failing check: a contract field renamed on the platform (schema drift, WARN).
+    pipeline.server.set_faults(contract_drift="renamed")
+    pipeline.server.advance(changed_fraction=0.5, new_roots=0)
+    pipeline.sync(org)
+    checks.tick()
+    [drift] = new_messages(rx, 0)
+    assert "check failed (WARN): contracts_schema_drift on contracts" in drift and org in drift
+    assert "placingStatus" in drift, "the message names what drifted"
+    pipeline.server.advance(changed_fraction=0.5, new_roots=0)
+    pipeline.sync(org)  # still drifting: no second message
+    checks.tick()
+    assert len(new_messages(rx, 0)) == 1
+
+    # A stale table: two days later, nothing synced since.
+    assert freshness_of_risks(pipeline).success
+    checks.tick()
+    assert len(new_messages(rx, 0)) == 1, "fresh: no message"
+    clock(2 * 86400)
+    freshness_of_risks(pipeline)
+    checks.tick()
+    [stale] = new_messages(rx, 1)
+    assert "stale: risks" in stale and "overdue" in stale
+    freshness_of_risks(pipeline)  # still stale: no second message
+    checks.tick()
+    assert len(new_messages(rx, 0)) == 2
+
+    # A failed run: the login's renewable token revoked.
+    pipeline.server.admin("revoke", refresh_token=SUMO_REFRESH_TOKEN)
+    assert not pipeline.sync(org, raise_on_error=False).success
+    runs.tick()
+    [failed] = new_messages(rx, 2)
+    assert f"run failed: sync_organisation for {org}" in failed and "RefreshTokenRejected" in failed
+    runs.tick()
+    checks.tick()
+    assert len(new_messages(rx, 0)) == 3, "each failure once"
+
+    everything = "\n".join(rx.texts())
+    for secret in (SUMO_REFRESH_TOKEN, SMTP_PASSWORD, WEBHOOK_PATH, "webhook-secret"):
+        assert secret not in everything
+
+
+def test_muted_checks_send_nothing(pipeline, receivers, monkeypatch) -> None:
+    monkeypatch.setenv("WHITESPACE_ALERT_MUTE", "contracts_schema_drift")
+    checks = Sensor(alerts.alert_on_checks, pipeline)
+    checks.tick()
+    pipeline.reference()
+    pipeline.server.set_faults(contract_drift="renamed")
+    pipeline.sync(SUMO_IDS[2])
+    checks.tick()
+    assert receivers.texts() == []
+
+
+def test_an_unreachable_channel_does_not_stop_the_other(monkeypatch) -> None:
+    from pipelines import config
+
+    with Receivers() as rx:
+        env = {**rx.env, "WHITESPACE_ALERT_SMTP_PORT": "1"}  # nothing listens there
+        settings = config.alerts(env)
+        reached = alerts.send(alerts.Alert("subject", "body"), settings)
+    assert reached == ["webhook"] and len(rx.webhook.posts) == 1

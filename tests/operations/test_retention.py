@@ -1,0 +1,102 @@
+"""Pruning the raw landing: a rebuild from what is left gives the same warehouse as before pruning; an
+answer not loaded yet and a download still being written are never deleted."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import duckdb
+
+from pipelines import config
+from pipelines.app import retention
+from pipelines.app.sync import rebuild
+from pipelines.defs.resources import for_sandbox
+from pipelines.extract import mireport
+from pipelines.landing import raw
+from tests.pipeline.conftest import SUMO_IDS
+
+LOAD_TIMES = {"loaded_at", "synced_at", "gone_at", "first_seen_at", "last_seen_at", "valid_from", "valid_to",
+              "failed_at", "as_of", "days_in_status"}
+"""Columns that say when a load ran, not what was loaded: two rebuilds differ there."""
+LOAD_LOGS = {"detail_loads", "mi_report_loads"}
+"""Which landed files a load read: fewer after pruning, by design."""
+
+
+def snapshot(db_path: Path) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        tables = [r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+        out = {}
+        for table in tables:
+            if table in LOAD_LOGS:
+                continue
+            cols = [r[0] for r in conn.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+                                               "ORDER BY column_index", [table]).fetchall() if r[0] not in LOAD_TIMES]
+            select = ", ".join(f'"{c}"' for c in cols)
+            out[table] = conn.execute(f'SELECT {select} FROM "{table}" ORDER BY ALL').fetchall()
+    return out
+
+
+def rebuilt(raw_dir: Path, where: Path) -> dict[str, list[tuple]]:
+    """A new warehouse rebuilt from a copy of ``raw_dir``."""
+    shutil.copytree(raw_dir, where / "raw")
+    warehouse = config.WarehouseConfig(path=where / "warehouse.duckdb")
+    rebuild(warehouse, log=lambda *_: None)
+    return snapshot(warehouse.path)
+
+
+def test_a_rebuild_after_pruning_gives_the_same_warehouse(pipeline, tmp_path: Path) -> None:
+    pipeline.sync_all()
+    pipeline.mi()
+    # every placement changes (the first answers are wholly superseded), then a tenth (the second
+    # answers are still needed for the other nine tenths)
+    for changed in (1.0, 0.1):
+        pipeline.server.advance(changed_fraction=changed, new_roots=5, lines_changed_fraction=changed)
+        pipeline.sync_all()
+        pipeline.mi()
+    org = pipeline.raw_dir / SUMO_IDS[0]
+    abandoned = org / "risks" / ".part-killed.json"
+    abandoned.write_text("[{")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(abandoned, (hours_ago, hours_ago))
+    writing = org / raw.DETAILS_FOLDER / "20990101T000000000000Z.part"
+    writing.write_text("{")
+    files_before = sorted(p for p in pipeline.raw_dir.rglob("*") if p.is_file())
+    before = rebuilt(pipeline.raw_dir, tmp_path / "before")
+
+    pruned = retention.prune(pipeline.warehouse, keep_days=0, log=lambda *_: None)
+
+    assert pruned.partial == 1 and not abandoned.exists() and writing.exists()
+    kinds = {folder: len(list((org / folder).glob("*.json*"))) for folder in (raw.DETAILS_FOLDER, raw.MI_FOLDER)}
+    assert kinds == {raw.DETAILS_FOLDER: 2 + 2, raw.MI_FOLDER: 2}, "the first answers went; index and feed stay"
+    lists = sorted(p.name for p in (org / "risks").glob("*.json") if not p.name.endswith(".meta.json"))
+    assert len(lists) == retention.LISTS_KEPT, lists
+    files_after = sorted(p for p in pipeline.raw_dir.rglob("*") if p.is_file())
+    assert len(files_after) < len(files_before)
+    assert (org / raw.DETAILS_FOLDER / "index.json").exists() and (org / raw.DETAILS_FOLDER / "feed.json").exists()
+    after = rebuilt(pipeline.raw_dir, tmp_path / "after")
+    assert after.keys() == before.keys()
+    assert [t for t in before if before[t] != after[t]] == []
+    assert sum(len(rows) for rows in after.values()) > 1000
+
+    # the warehouse keeps working on the pruned landing: the next change loads as before
+    pipeline.server.advance(changed_fraction=0.1, new_roots=5, lines_changed_fraction=0.2)
+    assert all(r.success for r in pipeline.sync_all()) and pipeline.mi().success
+
+
+def test_pruning_keeps_what_is_young_or_not_loaded(pipeline) -> None:
+    pipeline.sync_all()
+    pipeline.mi()
+    pipeline.server.advance(changed_fraction=0.1, new_roots=5, lines_changed_fraction=0.2)
+    pipeline.sync_all()
+    assert retention.prune(pipeline.warehouse, keep_days=30, log=lambda *_: None).files == 0, "all are young"
+    # The MI report landed but not loaded: never deleted, however old.
+    pending = sorted(pipeline.raw_dir.glob(f"*/{raw.MI_FOLDER}/*.json"))
+    with for_sandbox(pipeline.server, pipeline.warehouse)["whitespace"].client() as client:
+        mireport.extract(client, SUMO_IDS, pipeline.raw_dir)
+    landed = sorted(pipeline.raw_dir.glob(f"*/{raw.MI_FOLDER}/*.json"))
+    assert len(landed) > len(pending)
+    retention.prune(pipeline.warehouse, keep_days=0, log=lambda *_: None)
+    assert set(landed) - set(pending) <= set(pipeline.raw_dir.glob(f"*/{raw.MI_FOLDER}/*.json"))
