@@ -7,6 +7,7 @@ import datetime as dt
 import statistics
 from decimal import Decimal
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -35,7 +36,11 @@ def test_marts_are_built_checked_and_exported(built) -> None:
     pipeline, result = built
     assert result.success
     evaluations = check_results(result)
-    assert set(evaluations) == {*quality.MART_TIES, "mart_carrier_shares_sum_to_premium"}
+    assert set(evaluations) == {*quality.MART_TIES, "mart_carrier_shares_sum_to_premium", "freshness_check"}
+    fresh = [e.asset_check_evaluation_data.asset_key.to_user_string() for e in result.all_events
+             if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+             and e.asset_check_evaluation_data.check_name == "freshness_check"]
+    assert sorted(fresh) == sorted(MART_TABLES), "every mart's freshness is checked when it is built"
     assert all(evaluations.values()), evaluations
     for table in MART_TABLES:
         [(rows,)] = pipeline.query(f"SELECT count(*) FROM {table}")

@@ -50,13 +50,13 @@ def test_backfill_of_all_organisations_from_the_ui_succeeds(tmp_path: Path) -> N
                WHITESPACE_LOCK_WAIT_SECONDS="0",  # only the pool may keep the writers apart
                WHITESPACE_SANDBOX="1")  # trying dagster dev without an account, as the README says
     dagster = Path(sys.executable).with_name("dagster")
+    log = tmp_path / "dagster-dev.log"  # a file, not a pipe: a pipe nobody reads fills and stalls the runs
     proc = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"), start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert proc.poll() is None, log.read_text()[-3000:]
             try:
                 launched = _graphql(port, BACKFILL, {"partitions": SUMO_IDS, "assets": PARTITIONED})[
                     "launchPartitionBackfill"]

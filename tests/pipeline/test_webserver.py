@@ -41,13 +41,14 @@ def test_webserver_shows_assets_partitions_and_checks(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHITESPACE_")}
     env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(ROOT))
     webserver = Path(sys.executable).with_name("dagster-webserver")
+    log = tmp_path / "webserver.log"  # a file, not a pipe: a pipe nobody reads fills and stalls the server
     proc = subprocess.Popen([str(webserver), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     try:
         deadline = time.monotonic() + 120
         nodes = None
         while nodes is None:
-            assert proc.poll() is None, proc.stderr.read()
+            assert proc.poll() is None, log.read_text()[-3000:]
             try:
                 r = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": QUERY}, timeout=10)
                 data = r.json().get("data") or {}
