@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from pipelines import config
 from pipelines.app import retention
@@ -16,13 +17,21 @@ from pipelines.app.sync import rebuild
 from pipelines.defs.resources import for_sandbox
 from pipelines.extract import mireport
 from pipelines.landing import raw
-from tests.pipeline.conftest import SUMO_IDS
+from sandbox import SandboxServer
+from tests.pipeline.conftest import SUMO_IDS, Pipeline
 
 LOAD_TIMES = {"loaded_at", "synced_at", "gone_at", "first_seen_at", "last_seen_at", "valid_from", "valid_to",
               "failed_at", "as_of", "days_in_status"}
 """Columns that say when a load ran, not what was loaded: two rebuilds differ there."""
 LOAD_LOGS = {"detail_loads", "mi_report_loads"}
 """Which landed files a load read: fewer after pruning, by design."""
+
+
+@pytest.fixture
+def pipeline(tmp_path, monkeypatch):
+    """A small book (about 170 placements): every kind of answer, superseded or not, in a few seconds."""
+    with SandboxServer(seed=11, scale=0.15) as server:
+        yield Pipeline(server, tmp_path, monkeypatch)
 
 
 def snapshot(db_path: Path) -> dict[str, list[tuple]]:
@@ -65,6 +74,10 @@ def test_a_rebuild_after_pruning_gives_the_same_warehouse(pipeline, tmp_path: Pa
     writing.write_text("{")
     files_before = sorted(p for p in pipeline.raw_dir.rglob("*") if p.is_file())
     before = rebuilt(pipeline.raw_dir, tmp_path / "before")
+    young = retention.prune(pipeline.warehouse, keep_days=30, log=lambda *_: None)
+    assert (young.files, young.partial) == (0, 1), "answers younger than the retention are all kept"
+    abandoned.write_text("[{")
+    os.utime(abandoned, (hours_ago, hours_ago))
 
     pruned = retention.prune(pipeline.warehouse, keep_days=0, log=lambda *_: None)
 
@@ -79,24 +92,15 @@ def test_a_rebuild_after_pruning_gives_the_same_warehouse(pipeline, tmp_path: Pa
     after = rebuilt(pipeline.raw_dir, tmp_path / "after")
     assert after.keys() == before.keys()
     assert [t for t in before if before[t] != after[t]] == []
-    assert sum(len(rows) for rows in after.values()) > 1000
+    assert sum(len(rows) for rows in after.values()) > 1000, "a real warehouse was compared"
 
-    # the warehouse keeps working on the pruned landing: the next change loads as before
+    # An MI answer landed but not loaded yet is never deleted, however old; the landing keeps working.
     pipeline.server.advance(changed_fraction=0.1, new_roots=5, lines_changed_fraction=0.2)
-    assert all(r.success for r in pipeline.sync_all()) and pipeline.mi().success
-
-
-def test_pruning_keeps_what_is_young_or_not_loaded(pipeline) -> None:
-    pipeline.sync_all()
-    pipeline.mi()
-    pipeline.server.advance(changed_fraction=0.1, new_roots=5, lines_changed_fraction=0.2)
-    pipeline.sync_all()
-    assert retention.prune(pipeline.warehouse, keep_days=30, log=lambda *_: None).files == 0, "all are young"
-    # The MI report landed but not loaded: never deleted, however old.
-    pending = sorted(pipeline.raw_dir.glob(f"*/{raw.MI_FOLDER}/*.json"))
+    loaded = set(pipeline.raw_dir.glob(f"*/{raw.MI_FOLDER}/*.json"))
     with for_sandbox(pipeline.server, pipeline.warehouse)["whitespace"].client() as client:
         mireport.extract(client, SUMO_IDS, pipeline.raw_dir)
-    landed = sorted(pipeline.raw_dir.glob(f"*/{raw.MI_FOLDER}/*.json"))
-    assert len(landed) > len(pending)
+    pending = set(pipeline.raw_dir.glob(f"*/{raw.MI_FOLDER}/*.json")) - loaded
+    assert pending
     retention.prune(pipeline.warehouse, keep_days=0, log=lambda *_: None)
-    assert set(landed) - set(pending) <= set(pipeline.raw_dir.glob(f"*/{raw.MI_FOLDER}/*.json"))
+    assert pending <= set(pipeline.raw_dir.glob(f"*/{raw.MI_FOLDER}/*.json"))
+    assert pipeline.mi().success and all(r.success for r in pipeline.sync_all())
