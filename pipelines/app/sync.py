@@ -16,7 +16,7 @@ import dagster as dg
 from pipelines import config
 from pipelines.client import endpoints
 from pipelines.defs.launcher import HOST_TAG, PID_TAG, process_alive, run_pid
-from pipelines.defs.partitions import organisations_partitions
+from pipelines.defs.partitions import WAREHOUSE_POOL, organisations_partitions
 from pipelines.defs.plan import (
     CORPORATE,
     MARTS_JOB,
@@ -79,9 +79,23 @@ def open_instance(home: Path) -> dg.DagsterInstance:
         try:
             instance = dg.DagsterInstance.from_config(str(home))
             instance.get_runs(limit=1)  # storage created and migrated while the lock is held
+            ensure_warehouse_pool(instance)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return instance
+
+
+def ensure_warehouse_pool(instance: dg.DagsterInstance, log=print) -> None:
+    """An instance configured elsewhere (a team's ``dagster.yaml``, PostgreSQL's included) may not limit
+    the warehouse pool: give it its limit of one writer in the instance's storage, leaving the rest of
+    that configuration as it is. A limit already set (in ``dagster.yaml`` or the UI) is kept."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return
+    info = storage.get_concurrency_info(WAREHOUSE_POOL)
+    if info.limit is None and not info.slot_count:
+        storage.set_concurrency_slots(WAREHOUSE_POOL, 1)
+        log(f"Dagster pool {WAREHOUSE_POOL!r} limited to 1 (one warehouse writer at a time) in this instance")
 
 
 def _failure(result: dg.ExecuteInProcessResult) -> str:
