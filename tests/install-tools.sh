@@ -8,13 +8,7 @@ set -e
 cd "$(dirname "$0")/.."
 sh tests/install-browser.sh
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then
-        SUDO="sudo"
-    fi
-    echo "Installing Debian's postgresql package for the PostgreSQL instance tests..."
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+    sh tests/apt-install.sh postgresql
 fi
 READER=build/duckdb-1.4
 if ! "$READER/bin/python" -c "import duckdb, sys; sys.exit(not duckdb.__version__.startswith('1.4.'))" 2>/dev/null; then
