@@ -42,6 +42,7 @@ WAREHOUSE = {
 }
 OTHER = {
     "sandbox": ("WHITESPACE_SANDBOX", "`1`: use the local sandbox instead of a login (for trying `dagster dev`)"),
+    "sandbox_scale": ("WHITESPACE_SANDBOX_SCALE", "the size of that sandbox's book (1: about 1,500 / 450 / 200 risks per organisation)"),
     "dashboard_cache_seconds": ("WHITESPACE_DASHBOARD_CACHE_SECONDS", "how long the dashboard reuses one read (15)"),
     "dagster_home": ("DAGSTER_HOME", "where `whitespace-etl sync` records its runs (`.dagster/`)"),
 }
@@ -215,6 +216,13 @@ def dagster_home(env: Mapping[str, str] | None = None) -> Path | None:
     """``DAGSTER_HOME`` when set."""
     value = _get(env, "DAGSTER_HOME")
     return Path(value) if value else None
+
+
+def sandbox_scale(env: Mapping[str, str] | None = None) -> float:
+    scale = number("WHITESPACE_SANDBOX_SCALE", _get(env, "WHITESPACE_SANDBOX_SCALE"), 1.0)
+    if scale == 0:
+        raise ConfigError("WHITESPACE_SANDBOX_SCALE must be more than 0 (1: the demo's book).")
+    return scale
 
 
 def raw_keep_days(env: Mapping[str, str] | None = None) -> float:

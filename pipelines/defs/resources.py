@@ -89,7 +89,9 @@ def from_environment() -> dict[str, dg.ConfigurableResource]:
     """The resources as the environment configures them, each set variable wired by name."""
     warehouse = WarehouseResource(**{f: dg.EnvVar(name) for f, name in config.warehouse_variables_set().items()})
     login = {f: dg.EnvVar(name) for f, name in config.login_variables_set().items()}
-    return {"whitespace": WhitespaceResource(sandbox=config.sandbox_requested(), **login), "warehouse": warehouse}
+    sandbox = config.sandbox_requested()
+    extra = {"sandbox_scale": config.sandbox_scale()} if sandbox else {}
+    return {"whitespace": WhitespaceResource(sandbox=sandbox, **extra, **login), "warehouse": warehouse}
 
 
 def for_sandbox(server, warehouse: config.WarehouseConfig | None = None, **login: str

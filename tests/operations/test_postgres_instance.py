@@ -43,7 +43,7 @@ def home(tmp_path: Path, postgres: str, monkeypatch) -> Path:
 
 def test_a_sync_records_its_runs_in_postgres(home: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHITESPACE_")}
-    out = subprocess.run([str(Path(sys.executable).with_name("whitespace-etl")), "demo", "--scale", "0.1"],
+    out = subprocess.run([str(Path(sys.executable).with_name("whitespace-etl")), "demo", "--scale", "0.05"],
                          cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert not list(home.glob("**/*.db")), "nothing of the instance in SQLite files"

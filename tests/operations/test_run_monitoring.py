@@ -75,7 +75,7 @@ def test_a_killed_sync_is_failed_its_slot_freed_and_alerted_once(tmp_path: Path)
                    WHITESPACE_ALERT_WEBHOOK_URL=rx.webhook.url)
         with db.writer_turn(warehouse), dg.DagsterInstance.from_config(str(home)) as instance:
             # the sync takes the pool's slot for its first warehouse write, then waits for the writer turn we hold
-            sync = start([str(BIN / "whitespace-etl"), "demo", "--scale", "0.1"], tmp_path / "sync.log",
+            sync = start([str(BIN / "whitespace-etl"), "demo", "--scale", "0.05"], tmp_path / "sync.log",
                          cwd=tmp_path, env=env)
             daemon = start([str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
                            tmp_path / "daemon.log", cwd=ROOT, env=env)

@@ -48,7 +48,8 @@ def test_backfill_of_all_organisations_from_the_ui_succeeds(tmp_path: Path) -> N
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHITESPACE_")}
     env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(ROOT), WHITESPACE_WAREHOUSE=str(db_path),
                WHITESPACE_LOCK_WAIT_SECONDS="0",  # only the pool may keep the writers apart
-               WHITESPACE_SANDBOX="1")  # trying dagster dev without an account, as the README says
+               WHITESPACE_SANDBOX="1",  # trying dagster dev without an account, as the README says
+               WHITESPACE_SANDBOX_SCALE="0.2")  # each run serves its own sandbox: a fifth of the book
     dagster = Path(sys.executable).with_name("dagster")
     log = tmp_path / "dagster-dev.log"  # a file, not a pipe: a pipe nobody reads fills and stalls the runs
     proc = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
