@@ -27,7 +27,7 @@ CLAIMANTS = 8
 
 @pytest.fixture(scope="module")
 def postgres():
-    with private_postgres("dagster") as urls:
+    with private_postgres("dagster", "team") as urls:
         yield urls["dagster"]
 
 
@@ -102,3 +102,19 @@ def test_writers_are_kept_apart_when_many_claim_the_pool_at_once(home: Path, pos
     assert claimed >= 1 and overlaps.value == 1, (statuses, overlaps.value)
     with duckdb.connect(warehouse, read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM writes").fetchone()[0] == claimed
+
+
+def test_a_team_instance_without_pool_settings_gets_the_warehouse_pool(tmp_path: Path, postgres: str,
+                                                                        monkeypatch) -> None:
+    """A team's own dagster.yaml (storage only) is used as it is; the sync adds the pool's limit to it."""
+    from pipelines.app.sync import open_instance
+
+    home = tmp_path / "team"
+    home.mkdir()
+    settings = "storage:\n  postgres:\n    postgres_url:\n      env: DAGSTER_PG_URL\ntelemetry:\n  enabled: false\n"
+    (home / "dagster.yaml").write_text(settings)
+    monkeypatch.setenv("DAGSTER_PG_URL", postgres.replace("/dagster", "/team"))
+    with open_instance(home) as instance:
+        info = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
+    assert (info.limit, info.slot_count) == (1, 1)
+    assert (home / "dagster.yaml").read_text() == settings, "the team's settings are not rewritten"
