@@ -218,11 +218,15 @@ def dagster_home(env: Mapping[str, str] | None = None) -> Path | None:
     return Path(value) if value else None
 
 
+def _above_zero(env: Mapping[str, str] | None, name: str, default: float, hint: str) -> float:
+    value = number(name, _get(env, name), default)
+    if value == 0:
+        raise ConfigError(f"{name} must be more than 0 ({hint}).")
+    return value
+
+
 def sandbox_scale(env: Mapping[str, str] | None = None) -> float:
-    scale = number("WHITESPACE_SANDBOX_SCALE", _get(env, "WHITESPACE_SANDBOX_SCALE"), 1.0)
-    if scale == 0:
-        raise ConfigError("WHITESPACE_SANDBOX_SCALE must be more than 0 (1: the demo's book).")
-    return scale
+    return _above_zero(env, "WHITESPACE_SANDBOX_SCALE", 1.0, "1: the demo's book")
 
 
 def raw_keep_days(env: Mapping[str, str] | None = None) -> float:
@@ -230,10 +234,7 @@ def raw_keep_days(env: Mapping[str, str] | None = None) -> float:
 
 
 def fresh_hours(env: Mapping[str, str] | None = None) -> float:
-    hours = number("WHITESPACE_FRESH_HOURS", _get(env, "WHITESPACE_FRESH_HOURS"), DEFAULT_FRESH_HOURS)
-    if hours == 0:
-        raise ConfigError("WHITESPACE_FRESH_HOURS must be more than 0 (26: a day and the schedule's slack).")
-    return hours
+    return _above_zero(env, "WHITESPACE_FRESH_HOURS", DEFAULT_FRESH_HOURS, "26: a day and the schedule's slack")
 
 
 SECRETS = ("WHITESPACE_REFRESH_TOKEN", "WHITESPACE_ALERT_WEBHOOK_URL", "WHITESPACE_ALERT_SMTP_PASSWORD")

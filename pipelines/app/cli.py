@@ -121,15 +121,10 @@ def _alert_test(args: argparse.Namespace) -> int:
         print("No alert channel is configured: set WHITESPACE_ALERT_WEBHOOK_URL, or WHITESPACE_ALERT_SMTP_HOST with "
               "WHITESPACE_ALERT_EMAIL_FROM and WHITESPACE_ALERT_EMAIL_TO (README, Operating it).")
         return 2
-    log = _PrintLog()
-    reached = alerts.send(alerts.Alert("test alert", "The alert channels of whitespace-etl work."), settings, log)
+    reached = alerts.send(alerts.Alert("test alert", "The alert channels of whitespace-etl work."), settings,
+                          lambda message: print(f"error: {message}"))
     print(f"Sent to {', '.join(reached) or 'no channel'} of: {'; '.join(settings.channels())}")
     return 0 if len(reached) == len(settings.channels()) else 1
-
-
-class _PrintLog:
-    def error(self, message: str) -> None:
-        print(f"error: {message}")
 
 
 def _migrate_storage(args: argparse.Namespace) -> int:

@@ -15,18 +15,10 @@ import dagster as dg
 
 from pipelines import config
 from pipelines.client import endpoints
+from pipelines.defs.freshness import confirm_current
 from pipelines.defs.launcher import HOST_TAG, PID_TAG, process_alive, run_pid
 from pipelines.defs.partitions import WAREHOUSE_POOL, organisations_partitions
-from pipelines.defs.plan import (
-    CORPORATE,
-    MARTS_JOB,
-    MI_JOB,
-    UNCHANGED,
-    Step,
-    SyncPlan,
-    confirm_current,
-    retire_departed,
-)
+from pipelines.defs.plan import CORPORATE, MARTS_JOB, MI_JOB, UNCHANGED, Step, SyncPlan, retire_departed
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.extract import changes, mireport
 from pipelines.landing import raw

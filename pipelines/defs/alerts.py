@@ -20,6 +20,7 @@ import dataclasses
 import json
 import smtplib
 import ssl
+from collections.abc import Callable
 from email.message import EmailMessage
 
 import dagster as dg
@@ -40,18 +41,17 @@ class Alert:
     body: str
 
 
-def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with tokens redacted and every configured secret masked."""
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with tokens redacted and every secret in ``secrets`` masked."""
     text = redact(text)
-    for secret in secrets or config.secret_values():
-        if secret:
-            text = text.replace(secret, "***")
+    for secret in secrets:
+        text = text.replace(secret, "***")
     return text[:MAX_TEXT]
 
 
-def send(alert: Alert, settings: config.AlertConfig, log=None) -> list[str]:
+def send(alert: Alert, settings: config.AlertConfig, on_error: Callable[[str], object] = lambda _: None) -> list[str]:
     """Sends ``alert`` to every configured channel; returns the channels it reached. A channel's failure
-    is logged (without the secret) and does not stop the next one."""
+    goes to ``on_error`` (without the secret) and does not stop the next one."""
     secrets = config.secret_values()
     subject, body = scrub(alert.subject, secrets), scrub(alert.body, secrets)
     reached = []
@@ -60,9 +60,8 @@ def send(alert: Alert, settings: config.AlertConfig, log=None) -> list[str]:
             _email(subject, body, settings)
             reached.append("email")
         except (OSError, smtplib.SMTPException) as exc:
-            if log:
-                log.error(f"Alert e-mail through {settings.smtp_host}:{settings.smtp_port} failed: "
-                          f"{type(exc).__name__}: {scrub(str(exc), secrets)}")
+            on_error(f"Alert e-mail through {settings.smtp_host}:{settings.smtp_port} failed: "
+                     f"{type(exc).__name__}: {scrub(str(exc), secrets)}")
     if settings.webhook_url:
         try:
             r = httpx.post(settings.webhook_url, json={"text": f"*{subject}*\n{body}"}, timeout=30)
@@ -70,8 +69,7 @@ def send(alert: Alert, settings: config.AlertConfig, log=None) -> list[str]:
             reached.append("webhook")
         except httpx.HTTPError as exc:
             status = getattr(getattr(exc, "response", None), "status_code", None)
-            if log:
-                log.error(f"Alert webhook failed: {type(exc).__name__}{f' (HTTP {status})' if status else ''}")
+            on_error(f"Alert webhook failed: {type(exc).__name__}{f' (HTTP {status})' if status else ''}")
     return reached
 
 
@@ -146,7 +144,7 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
             text = text.split(f"{err.cls_name}: ", 1)[1] if f"{err.cls_name}: " in text.split("\n")[0] else text
             message = f"{event.step_key}: {err.cls_name}: {text}"
             break
-    reached = send(run_failure_alert(context.dagster_run, message), settings, context.log)
+    reached = send(run_failure_alert(context.dagster_run, message), settings, context.log.error)
     context.log.info(f"Run failure alert sent to {', '.join(reached) or 'no channel'}")
 
 
@@ -202,7 +200,7 @@ def alert_on_checks(context: dg.SensorEvaluationContext) -> dg.SkipReason:
             continue
         failing.add(key)
         if settings.configured and not muted(settings, evaluation.check_name, evaluation.asset_key.to_user_string()):
-            send(check_alert(evaluation, partition), settings, context.log)
+            send(check_alert(evaluation, partition), settings, context.log.error)
             sent += 1
     after = records[-1].storage_id if records else cursor.after
     context.update_cursor(ChecksCursor(after=after, failing=sorted(failing)).dump())

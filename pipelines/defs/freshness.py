@@ -14,6 +14,7 @@ call a current table stale every quiet day. The checks read observations that ca
 from __future__ import annotations
 
 import datetime as dt
+import time
 import warnings
 
 import dagster as dg
@@ -26,6 +27,8 @@ FRESH_TABLES = ("risks", "organisations", "mi_report", *MART_TABLES)
 SENSOR = "freshness_checks_sensor"
 CHECK = "freshness_check"
 """The name Dagster gives each asset's last-update freshness check."""
+LAST_UPDATED = "dagster/last_updated_timestamp"
+"""The metadata key Dagster's freshness checks read an observation's update time from."""
 FRESH_UNTIL = "dagster/fresh_until_timestamp"
 """When a passing freshness check may next fail: the freshness sensor evaluates it again then."""
 
@@ -41,3 +44,22 @@ def build(fresh_hours: float | None = None) -> tuple[list[dg.AssetChecksDefiniti
             freshness_checks=checks, name=SENSOR, minimum_interval_seconds=300,
             default_status=dg.DefaultSensorStatus.RUNNING)
     return checks, sensor
+
+
+def confirm_current(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> None:
+    """Records that ``asset`` is current now although nothing was loaded (the platform's answer was the
+    same): an observation the freshness checks count as an update (``dagster/last_updated_timestamp``),
+    and its freshness check's result, which is known (fresh: confirmed just now). Without that result a
+    freshness check that failed would stay failed until the table changes: Dagster's freshness sensor
+    does not evaluate a failed check again, and no run starts for an unchanged table."""
+    now = time.time()
+    instance.report_runless_asset_event(dg.AssetObservation(
+        asset_key=asset, partition=partition, description="current: the platform's answer did not change",
+        metadata={LAST_UPDATED: dg.MetadataValue.timestamp(now)},
+    ))
+    instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(asset), check_name=CHECK, passed=True,
+        severity=dg.AssetCheckSeverity.WARN, description="Asset is currently fresh: the sync confirmed it current.",
+        metadata={LAST_UPDATED: dg.MetadataValue.timestamp(now),
+                  FRESH_UNTIL: dg.MetadataValue.timestamp(now + config.fresh_hours() * 3600)},
+    ))

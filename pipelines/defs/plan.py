@@ -4,13 +4,11 @@ record. ``whitespace-etl sync`` and the ``daily_sync`` schedule both consume it.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import dagster as dg
 
-from pipelines import config
-from pipelines.defs import freshness
+from pipelines.defs.freshness import confirm_current
 from pipelines.defs.partitions import organisations_partitions
 from pipelines.defs.resources import WarehouseResource
 from pipelines.extract.changes import CORPORATE, UNCHANGED, Check
@@ -21,8 +19,6 @@ REFERENCE_JOB = "reference_data"
 MARTS_JOB = "build_marts"
 MI_JOB = "mi_report"
 CHANGE_TAG = "whitespace/change"
-LAST_UPDATED = "dagster/last_updated_timestamp"
-"""The metadata key Dagster's freshness checks read an observation's update time from."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,25 +79,6 @@ class Step:
                       "sha256": landed.sha256 if landed else "", "items": landed.items if landed else 0},
         ))
         confirm_current(instance, self.table_asset, self.partition)
-
-
-def confirm_current(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> None:
-    """Records that ``asset`` is current now although nothing was loaded (the platform's answer was the
-    same): an observation the freshness checks count as an update (``dagster/last_updated_timestamp``),
-    and its freshness check's result, which is known (fresh: confirmed just now). Without that result a
-    freshness check that failed would stay failed until the table changes: Dagster's freshness sensor
-    does not evaluate a failed check again, and no run starts for an unchanged table."""
-    now = time.time()
-    instance.report_runless_asset_event(dg.AssetObservation(
-        asset_key=asset, partition=partition, description="current: the platform's answer did not change",
-        metadata={LAST_UPDATED: dg.MetadataValue.timestamp(now)},
-    ))
-    instance.report_runless_asset_event(dg.AssetCheckEvaluation(
-        asset_key=dg.AssetKey(asset), check_name=freshness.CHECK, passed=True,
-        severity=dg.AssetCheckSeverity.WARN, description="Asset is currently fresh: the sync confirmed it current.",
-        metadata={LAST_UPDATED: dg.MetadataValue.timestamp(now),
-                  freshness.FRESH_UNTIL: dg.MetadataValue.timestamp(now + config.fresh_hours() * 3600)},
-    ))
 
 
 @dataclasses.dataclass(frozen=True)
