@@ -28,7 +28,7 @@ def pipeline(tmp_path, monkeypatch):
     """A private sandbox (tests move its clock), a fresh warehouse and a Dagster instance."""
     from tests.pipeline.conftest import Pipeline
 
-    with SandboxServer(seed=11, scale=0.5) as server:  # about 575 placements: enough for every case, half the time
+    with SandboxServer(seed=11, scale=0.25) as server:  # about 290 placements: enough for every case, a quarter of the time
         yield Pipeline(server, tmp_path, monkeypatch)
 
 
