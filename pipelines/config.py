@@ -31,6 +31,19 @@ LOGIN = {
 REQUIRED = ("sync_url", "bucket", "api_url", "refresh_token")
 """The login's fields without which nothing can be fetched."""
 
+LOGINS = {
+    "logins": ("WHITESPACE_LOGINS", "comma-separated names of several logins to the same platform (instead of "
+                                    "`WHITESPACE_REFRESH_TOKEN`): each one's token, user name and MU ids in the three "
+                                    "variables below"),
+}
+PER_LOGIN = {
+    # login field: (variable pattern, meaning); <NAME> is the login's name in capitals
+    "refresh_token": ("WHITESPACE_LOGIN_<NAME>_REFRESH_TOKEN", "that login's renewable token (required)"),
+    "user_name": ("WHITESPACE_LOGIN_<NAME>_USER_NAME", "its user's name as Whitespace shows it (a SUMO login)"),
+    "user_ids": ("WHITESPACE_LOGIN_<NAME>_USER_IDS", "its MU ids, comma-separated (skips discovery)"),
+}
+LOGIN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
 WAREHOUSE = {
     "path": ("WHITESPACE_WAREHOUSE", "the DuckDB file (default `data/warehouse.duckdb`)"),
     "lock_wait_seconds": ("WHITESPACE_LOCK_WAIT_SECONDS", "how long a writer waits for a locked warehouse (300)"),
@@ -59,7 +72,8 @@ OPERATIONS = {
     "email_to": ("WHITESPACE_ALERT_EMAIL_TO", "comma-separated recipients of the alerts"),
     "mute": ("WHITESPACE_ALERT_MUTE", "comma-separated check names, asset names or `run_failure` that send no alert"),
 }
-VARIABLES = {name: meaning for table in (LOGIN, WAREHOUSE, OPERATIONS, OTHER) for name, meaning in table.values()}
+VARIABLES = {name: meaning for table in (LOGIN, LOGINS, PER_LOGIN, WAREHOUSE, OPERATIONS, OTHER)
+             for name, meaning in table.values()}
 """Every variable the project reads, with its meaning: the README's configuration table lists them all."""
 
 DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
@@ -118,23 +132,61 @@ def login_variables_set(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return {field: name for field, (name, _) in LOGIN.items() if _get(env, name)}
 
 
-def login_from_values(values: Mapping[str, str], max_concurrency: int = 8) -> Settings:
+def login_names(env: Mapping[str, str] | None = None) -> list[str]:
+    """The names in ``WHITESPACE_LOGINS`` (checked: lower-case words, each once); empty: the one login of
+    ``WHITESPACE_REFRESH_TOKEN``. Both at once is a ConfigError: which token is meant would be a guess."""
+    text = _get(env, "WHITESPACE_LOGINS")
+    if not text:
+        return []
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if not LOGIN_NAME.match(n)]
+    if bad:
+        raise ConfigError(f"WHITESPACE_LOGINS holds {bad[0]!r}: a login's name is a lower-case word "
+                          "(letters, digits, _), e.g. acme,northgate.")
+    if len(set(names)) != len(names):
+        raise ConfigError("WHITESPACE_LOGINS names a login twice.")
+    if _get(env, "WHITESPACE_REFRESH_TOKEN"):
+        raise ConfigError("WHITESPACE_LOGINS and WHITESPACE_REFRESH_TOKEN are both set: with several logins, "
+                          "each token is in WHITESPACE_LOGIN_<NAME>_REFRESH_TOKEN; unset one of them.")
+    return names
+
+
+def login_variable(name: str, field: str) -> str:
+    """The variable of one login's field: ``login_variable("acme", "refresh_token")`` is
+    ``WHITESPACE_LOGIN_ACME_REFRESH_TOKEN``."""
+    return PER_LOGIN[field][0].replace("<NAME>", name.upper())
+
+
+def per_login_variables_set(name: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Login field -> variable, for one named login's variables that are set; its token must be."""
+    found = {field: login_variable(name, field) for field in PER_LOGIN if _get(env, login_variable(name, field))}
+    if "refresh_token" not in found:
+        raise ConfigError(f"WHITESPACE_LOGINS names the login {name!r} but {login_variable(name, 'refresh_token')} "
+                          "is not set: set it to that login's renewable token (README, Several logins).")
+    return found
+
+
+def login_from_values(values: Mapping[str, str], max_concurrency: int = 8, login: str = "") -> Settings:
     """A checked login from field values (as the resource holds them, or as read from the environment):
-    every missing or wrong value is a ConfigError naming its variable."""
-    missing = [LOGIN[f][0] for f in REQUIRED if not str(values.get(f) or "").strip()]
+    every missing or wrong value is a ConfigError naming its variable. ``login``: one of several logins,
+    whose own variables hold its token, user name and MU ids."""
+    def variable(field: str) -> str:
+        return login_variable(login, field) if login and field in PER_LOGIN else LOGIN[field][0]
+
+    missing = [variable(f) for f in REQUIRED if not str(values.get(f) or "").strip()]
     if len(missing) == len(REQUIRED):
         raise ConfigError(
             "No Whitespace login is configured: set " + ", ".join(LOGIN[f][0] for f in REQUIRED)
             + " (README, Configuration), or WHITESPACE_SANDBOX=1 to use the local sandbox.")
     if missing:
         raise ConfigError(f"Missing {', '.join(missing)}: a login needs all of "
-                          + ", ".join(LOGIN[f][0] for f in REQUIRED) + " (README, Configuration).")
+                          + ", ".join(variable(f) for f in REQUIRED) + " (README, Configuration).")
     return Settings.from_values(
         str(values["sync_url"]).strip(), str(values["bucket"]).strip(), str(values["api_url"]).strip(),
         str(values["refresh_token"]).strip(), str(values.get("user_ids") or ""),
         str(values.get("user_name") or "").strip() or None,
         timeout=number("WHITESPACE_TIMEOUT_SECONDS", str(values.get("timeout_seconds") or ""), DEFAULT_TIMEOUT),
-        max_concurrency=max_concurrency,
+        max_concurrency=max_concurrency, login=login, token_variable=variable("refresh_token"),
     )
 
 
@@ -241,8 +293,14 @@ SECRETS = ("WHITESPACE_REFRESH_TOKEN", "WHITESPACE_ALERT_WEBHOOK_URL", "WHITESPA
 
 
 def secret_values(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """The values of the secret variables that are set: masked in anything the project sends or logs."""
-    return tuple(v for v in (_get(env, name) for name in SECRETS) if v)
+    """The values of the secret variables that are set (every login's token included): masked in anything
+    the project sends or logs."""
+    names = [*SECRETS, *(login_variable(n, "refresh_token") for n in _names_unchecked(env))]
+    return tuple(v for v in (_get(env, name) for name in names) if v)
+
+
+def _names_unchecked(env: Mapping[str, str] | None) -> list[str]:
+    return [n.strip() for n in _get(env, "WHITESPACE_LOGINS").split(",") if LOGIN_NAME.match(n.strip())]
 
 
 SMTP_TLS = {"starttls": 587, "ssl": 465, "none": 25}

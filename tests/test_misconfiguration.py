@@ -46,6 +46,12 @@ CASES = {
                                         "WHITESPACE_ALERT_EMAIL_FROM and WHITESPACE_ALERT_EMAIL_TO must be set too"),
     "an alert webhook that is not a URL": (lambda s: login(s, WHITESPACE_ALERT_WEBHOOK_URL="hooks.slack.com/x"),
                                            "WHITESPACE_ALERT_WEBHOOK_URL must be an http(s) URL"),
+    "several logins, one without its token": (
+        lambda s: login(s, WHITESPACE_REFRESH_TOKEN=None, WHITESPACE_LOGINS="acme,north",
+                        WHITESPACE_LOGIN_ACME_REFRESH_TOKEN=SUMO_REFRESH_TOKEN),
+        "WHITESPACE_LOGIN_NORTH_REFRESH_TOKEN is not set"),
+    "several logins and the one login's token together": (lambda s: login(s, WHITESPACE_LOGINS="acme"),
+                                                          "WHITESPACE_LOGINS and WHITESPACE_REFRESH_TOKEN are both set"),
     "a sandbox switch that is not 0 or 1": (lambda s: {"WHITESPACE_SANDBOX": "maybe"}, "WHITESPACE_SANDBOX must be"),
     "a bucket Sync Gateway does not have": (lambda s: login(s, WHITESPACE_BUCKET="nosuchbucket"),
                                             "no bucket 'nosuchbucket'"),

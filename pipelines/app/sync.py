@@ -14,10 +14,10 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines import config
-from pipelines.client import endpoints
+from pipelines.client import WhitespaceError, endpoints, stops_everything
 from pipelines.defs.freshness import confirm_current
 from pipelines.defs.launcher import HOST_TAG, PID_TAG, process_alive, run_pid
-from pipelines.defs.partitions import WAREHOUSE_POOL, organisations_partitions
+from pipelines.defs.partitions import WAREHOUSE_POOL, organisations_partitions, partition_key, split_key
 from pipelines.defs.plan import CORPORATE, MARTS_JOB, MI_JOB, UNCHANGED, Step, SyncPlan, retire_departed
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.extract import changes, mireport
@@ -31,6 +31,8 @@ SUMMARY_TABLES = ("risks", "risk_channels", "risk_visibility", "organisations", 
 FATAL = frozenset({"WarehouseLocked", "RefreshTokenRejected", "ConfigError", "InvalidUserId"})
 """Errors that every later run would meet again: the sync stops at the first one (a full disk too)."""
 DISK_FULL = "No space left on device"
+LOGIN_FATAL = "RefreshTokenRejected"
+"""With several logins, the error that stops only the rest of its own login."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +46,11 @@ class Outcome:
     @property
     def fatal(self) -> bool:
         return not self.ok and (self.note.split(":", 1)[0] in FATAL or DISK_FULL in self.note)
+
+    @property
+    def login_only(self) -> bool:
+        """Fatal to this partition's login only (its token), not to the other logins'."""
+        return self.note.startswith(f"{LOGIN_FATAL}:")
 
 
 INSTANCE_SETTINGS = Path(__file__).with_name("dagster.yaml")
@@ -118,30 +125,68 @@ def release_dead_runs(instance: dg.DagsterInstance, log=print) -> int:
     return released
 
 
+@dataclasses.dataclass
+class _Found:
+    """What discovery and the change check found, over every login."""
+
+    labels: dict[str, str] = dataclasses.field(default_factory=lambda: {CORPORATE: "reference data"})
+    checks: dict[str, changes.Check] = dataclasses.field(default_factory=dict)
+    mi_rows: int | None = 0
+    mi_waiting: bool = False
+
+
 def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, warehouse: WarehouseResource,
               everything: bool, log=print) -> SyncPlan:
-    """Discovers the organisations, adds their partitions and checks what changed (unless ``everything``)."""
+    """Discovers each login's organisations, adds their partitions and checks what changed (unless
+    ``everything``). With several logins, one that fails as every later request of it would (a rejected
+    token) is reported, and its known partitions are planned as changed: their runs fail with its message
+    (the first one stops the rest of that login), while the other logins sync."""
     started = time.perf_counter()
-    with whitespace.client() as client:
-        organisations = client.discover_organisations()
-        keys = [o.user_id for o in organisations]
-        retire_departed(instance, warehouse, keys, bool(client.settings.user_ids), log)
-        found = None
-        loaded = state.read(warehouse.settings(), keys)
-        if not everything:
-            found = changes.check_all(client, keys, warehouse.raw_path(), loaded,
-                                      reconcile_every=warehouse.settings().reconcile_every)
-        mi_rows = _land_mi_report(client, keys, warehouse, log)
     known = set(instance.get_dynamic_partitions(organisations_partitions.name))
-    new = [k for k in keys if k not in known]
+    found = _Found()
+    names = whitespace.login_names()
+    for login in names:
+        try:
+            _plan_login(instance, whitespace, warehouse, login, found, everything, log)
+        except WhitespaceError as exc:
+            if len(names) == 1 or not stops_everything(exc):
+                raise
+            log(f"Login {login!r} failed: {type(exc).__name__}: {exc}")
+            for key in sorted(k for k in known if split_key(k)[0] == login):
+                found.labels[key] = f"{login} (failed)"
+                found.checks[key] = changes.Check(split_key(key)[1], f"login failed ({type(exc).__name__})")
+    if len(found.labels) == 1 and len(names) > 1:
+        raise WhitespaceError("No login could be used: every one failed (above).")
+    known = set(instance.get_dynamic_partitions(organisations_partitions.name))  # again: another sync may have added
+    new = [k for k in found.labels if k != CORPORATE and k not in known]
     if new:
         instance.add_dynamic_partitions(organisations_partitions.name, new)
-    labels = {CORPORATE: "reference data", **{o.user_id: o.company_id or o.user_id for o in organisations}}
-    plan = dataclasses.replace(SyncPlan.make(labels, found), mi_rows=mi_rows,
-                               mi_waiting=loaded is None or loaded.mi_waiting)
-    log(f"Organisations: {len(keys)} ({len(new)} new partition{'s' if len(new) != 1 else ''}); "
+    if not everything and CORPORATE not in found.checks:
+        found.checks[CORPORATE] = changes.Check(CORPORATE, "not checked: no login could read it")
+    plan = dataclasses.replace(SyncPlan.make(found.labels, None if everything else found.checks),
+                               mi_rows=found.mi_rows, mi_waiting=found.mi_waiting)
+    log(f"Organisations: {len(found.labels) - 1} ({len(new)} new partition{'s' if len(new) != 1 else ''}); "
         f"{plan.summary()} ({time.perf_counter() - started:.1f} s)")
     return plan
+
+
+def _plan_login(instance: dg.DagsterInstance, whitespace: WhitespaceResource, warehouse: WarehouseResource,
+                login: str, found: _Found, everything: bool, log) -> None:
+    with whitespace.client(login) as client:
+        organisations = client.discover_organisations()
+        user_ids = [o.user_id for o in organisations]
+        keys = [partition_key(login, mu) for mu in user_ids]
+        retire_departed(instance, warehouse, keys, bool(client.settings.user_ids), log, login)
+        loaded = state.read(warehouse.settings(), user_ids)
+        if not everything:
+            checks = changes.check_all(client, user_ids, warehouse.raw_path(), loaded,
+                                       corporate_list=CORPORATE not in found.checks,  # one platform-wide list
+                                       reconcile_every=warehouse.settings().reconcile_every)
+            found.checks.update({k if k == CORPORATE else partition_key(login, k): c for k, c in checks.items()})
+        rows = _land_mi_report(client, user_ids, warehouse, log)
+    found.labels.update({partition_key(login, o.user_id): o.company_id or o.user_id for o in organisations})
+    found.mi_rows = None if rows is None or found.mi_rows is None else found.mi_rows + rows
+    found.mi_waiting = found.mi_waiting or loaded is None or loaded.mi_waiting
 
 
 def _land_mi_report(client, keys: list[str], warehouse: WarehouseResource, log) -> int | None:
@@ -169,8 +214,16 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
     tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     outcomes: list[Outcome] = []
     total = len([s for s in plan.steps if s.key != CORPORATE])
+    several = len({split_key(s.key)[0] for s in plan.steps if s.key != CORPORATE}) > 1
+    stopped: dict[str, str] = {}
+    """Login -> why its remaining partitions are not run (its token was rejected)."""
     for n, step in enumerate(plan.steps):
         prefix = _prefix(step, n, total)
+        login = split_key(step.key)[0]
+        if step.key != CORPORATE and login in stopped:
+            log(f"{prefix}not run: login {login!r} stopped")
+            outcomes.append(Outcome(step.key, step.label, False, stopped[login]))
+            continue
         if not step.needs_run:
             step.observe(instance)
             log(f"{prefix}unchanged")
@@ -184,7 +237,10 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
         why = f" ({step.reason})" if step.check is not None else ""
         log(f"{prefix}{'ok' if outcome.ok else 'FAILED'}{why} ({time.perf_counter() - started:.1f} s)")
         outcomes.append(outcome)
-        if outcome.fatal:
+        if outcome.fatal and several and outcome.login_only and step.key != CORPORATE:
+            stopped[login] = outcome.note
+            log(f"Login {login!r} stopped: {outcome.note.split(': ', 1)[-1]}")
+        elif outcome.fatal:
             log(f"Stopped: {outcome.note.split(': ', 1)[-1]}")
             return outcomes
     outcomes.append(_mi_report(instance, defs, plan, tags, log, debug))

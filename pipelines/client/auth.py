@@ -58,7 +58,10 @@ class TokenManager:
         refresh_token: str | Secret,
         timeout: float = 30.0,
         policy: retry.RetryPolicy | None = None,
+        token_variable: str = "WHITESPACE_REFRESH_TOKEN",
     ) -> None:
+        self._token_variable = token_variable
+        """The variable that holds this renewable token: where a rejection tells the user to put a new one."""
         self._refresh_token = refresh_token if isinstance(refresh_token, Secret) else Secret(refresh_token)
         self._bucket = bucket
         self._base = f"{sync_url.rstrip('/')}/{bucket}/_oidc_refresh"
@@ -133,7 +136,7 @@ class TokenManager:
         reason = data.get("reason", "") if isinstance(data, dict) else ""
         status = response.status_code
         if status in (401, 500) and "Unable to refresh token" in reason:
-            raise RefreshTokenRejected(status, reason)
+            raise RefreshTokenRejected(status, reason, self._token_variable)
         if status == 404 and "no such database" in reason:
             raise ConfigError(f"Sync Gateway has no bucket {self._bucket!r} ({reason}): check WHITESPACE_BUCKET.")
         if status == 404:

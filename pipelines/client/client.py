@@ -72,7 +72,7 @@ class WhitespaceClient:
         self.policy = policy or retry.RetryPolicy()
         if _shared is None:
             tokens = TokenManager(settings.sync_url, settings.bucket, settings.refresh_token, settings.timeout,
-                                  self.policy)
+                                  self.policy, token_variable=settings.token_variable)
             limits = httpx.Limits(max_connections=settings.max_concurrency * 2, max_keepalive_connections=settings.max_concurrency)
             http = httpx.Client(auth=BearerAuth(tokens), timeout=settings.timeout, limits=limits,
                                 headers={"Accept": "application/json", "User-Agent": "whitespace-etl/0.1"})

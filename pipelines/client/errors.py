@@ -14,11 +14,11 @@ class ConfigError(WhitespaceError):
 class RefreshTokenRejected(WhitespaceError):
     """Sync Gateway refused the renewable token (expired, revoked or cleared by a later login)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, variable: str = "WHITESPACE_REFRESH_TOKEN") -> None:
         super().__init__(
             f"Sync Gateway rejected the renewable token (HTTP {status}: {reason!r}). It has expired or was "
             "cleared by a later login: open Whitespace, go to the User Profile panel, click 'Copy' next to "
-            "the refresh token and set it as WHITESPACE_REFRESH_TOKEN."
+            f"the refresh token and set it as {variable}."
         )
         self.status = status
         self.reason = reason

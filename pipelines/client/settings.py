@@ -29,11 +29,15 @@ class Settings:
     user_name: str | None = None
     timeout: float = 60.0
     max_concurrency: int = 8
+    login: str = ""
+    """The login's name among several (``WHITESPACE_LOGINS``); empty: the one login."""
+    token_variable: str = "WHITESPACE_REFRESH_TOKEN"
+    """The variable the renewable token was read from (named when it is rejected)."""
 
     def __post_init__(self) -> None:
         missing = [name for name, value in (("WHITESPACE_SYNC_URL", self.sync_url), ("WHITESPACE_BUCKET", self.bucket),
                                             ("WHITESPACE_API_URL", self.api_url),
-                                            ("WHITESPACE_REFRESH_TOKEN", self.refresh_token)) if not value]
+                                            (self.token_variable, self.refresh_token)) if not value]
         if missing:
             raise ConfigError(f"Missing setting(s): {', '.join(missing)} (see the README's configuration table).")
         _check_url("WHITESPACE_SYNC_URL", self.sync_url)
@@ -55,7 +59,7 @@ class Settings:
         refresh_token: str | Secret,
         user_ids: str | tuple[str, ...] | list[str] = (),
         user_name: str | None = None,
-        **extra: float | int,
+        **extra: float | int | str,
     ) -> Settings:
         if isinstance(user_ids, str):
             user_ids = tuple(u.strip() for u in user_ids.split(",") if u.strip())

@@ -2,12 +2,13 @@
 
 import dagster as dg
 
+from pipelines.client import WhitespaceError, stops_everything
 from pipelines.defs.assets.details import detail_tables, raw_risk_details
 from pipelines.defs.assets.marts import marts
 from pipelines.defs.assets.mireport import mi_report_tables, raw_mi_report
 from pipelines.defs.assets.reference import raw_corporate, reference_tables
 from pipelines.defs.assets.risks import raw_risks, risk_tables
-from pipelines.defs.partitions import organisations_partitions
+from pipelines.defs.partitions import organisations_partitions, partition_key, split_key
 from pipelines.defs.plan import MARTS_JOB, MI_JOB, ORGANISATION_JOB, REFERENCE_JOB, SyncPlan, retire_departed
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.extract import changes
@@ -40,16 +41,41 @@ build_marts = dg.define_asset_job(
 
 @dg.sensor(job=sync_organisation, minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.STOPPED)
 def organisations_sensor(context: dg.SensorEvaluationContext, whitespace: WhitespaceResource) -> dg.SensorResult:
-    """Discovers the organisations the login acts for, adds a partition for each new one and
-    requests its first sync."""
-    with whitespace.client() as client:
-        found = [org.user_id for org in client.discover_organisations()]
+    """Discovers the organisations each login acts for, adds a partition for each new one and requests
+    its first sync. With several logins, one whose token is rejected is logged and the others go on."""
+    found = [key for login, keys in each_login(whitespace, context.log, _discover) for key in keys]
     known = set(context.instance.get_dynamic_partitions(organisations_partitions.name))
-    new = [mu for mu in found if mu not in known]
+    new = [key for key in found if key not in known]
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=mu, run_key=f"first-sync-{mu}") for mu in new],
+        run_requests=[dg.RunRequest(partition_key=key, run_key=f"first-sync-{key}") for key in new],
         dynamic_partitions_requests=[organisations_partitions.build_add_request(new)] if new else [],
     )
+
+
+def _discover(client, login: str) -> list[str]:
+    return [partition_key(login, org.user_id) for org in client.discover_organisations()]
+
+
+def each_login(whitespace: WhitespaceResource, log, work) -> list[tuple[str, object]]:
+    """``(login, work(client, login))`` for each login. With several, a login that fails as every later
+    request of it would (a rejected token) is logged as an error and left out with None; an error of the
+    only login, or of every one, is raised."""
+    names = whitespace.login_names()
+    out: list[tuple[str, object]] = []
+    errors: list[WhitespaceError] = []
+    for login in names:
+        try:
+            with whitespace.client(login) as client:
+                out.append((login, work(client, login)))
+        except WhitespaceError as exc:
+            if len(names) == 1 or not stops_everything(exc):
+                raise
+            log.error(f"Login {login!r} failed: {type(exc).__name__}: {exc}")
+            errors.append(exc)
+            out.append((login, None))
+    if len(errors) == len(names):
+        raise errors[0]
+    return [(login, result) for login, result in out if result is not None]
 
 
 @dg.schedule(job=sync_organisation, cron_schedule="0 6 * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
@@ -57,19 +83,31 @@ def daily_sync(context: dg.ScheduleEvaluationContext, whitespace: WhitespaceReso
     """Every morning at 06:00, the change check of ``whitespace-etl sync`` over every known
     organisation: a run for each one whose list changed (loading the answer the check landed), an
     observation on ``raw_risks`` for each one that did not."""
-    with whitespace.client() as client:
-        found_ids = [o.user_id for o in client.discover_organisations()]
-        retire_departed(context.instance, warehouse, found_ids, bool(client.settings.user_ids), context.log.info)
-        known = [mu for mu in context.instance.get_dynamic_partitions(organisations_partitions.name)
-                 if mu in found_ids]  # a new organisation's first run is the sensor's
-        loaded = state.read(warehouse.settings(), known)
-        found = changes.check_all(client, known, warehouse.raw_path(), loaded, corporate_list=False,
-                                  reconcile_every=warehouse.settings().reconcile_every)
-    plan = SyncPlan.make({mu: mu for mu in known}, found)
+    known = context.instance.get_dynamic_partitions(organisations_partitions.name)
+
+    def check(client, login: str) -> dict:
+        found_keys = [partition_key(login, o.user_id) for o in client.discover_organisations()]
+        retire_departed(context.instance, warehouse, found_keys, bool(client.settings.user_ids), context.log.info,
+                        login)
+        mine = [split_key(k)[1] for k in known if k in found_keys]  # a new organisation's first run is the sensor's
+        loaded = state.read(warehouse.settings(), mine)
+        return {partition_key(login, mu): c for mu, c in changes.check_all(
+            client, mine, warehouse.raw_path(), loaded, corporate_list=False,
+            reconcile_every=warehouse.settings().reconcile_every).items()}
+
+    found: dict = {}
+    checked = each_login(whitespace, context.log, check)
+    for _, checks in checked:
+        found.update(checks)
+    failed = set(whitespace.login_names()) - {login for login, _ in checked}
+    for key in known:  # a login that failed: each of its partitions runs, and fails with the login's message
+        if split_key(key)[0] in failed:
+            found[key] = changes.Check(split_key(key)[1], "its login failed")
+    plan = SyncPlan.make({key: key for key in found}, found)
     for step in plan.unchanged:
         step.observe(context.instance)
     requests = plan.run_requests(f"{context.scheduled_execution_time:%Y-%m-%d}")
-    return requests or dg.SkipReason(f"nothing changed in {len(known)} organisations")
+    return requests or dg.SkipReason(f"nothing changed in {len(found)} organisations")
 
 
 daily_reference = dg.ScheduleDefinition(

@@ -3,7 +3,19 @@
 import dagster as dg
 
 organisations_partitions = dg.DynamicPartitionsDefinition(name="organisations")
-"""One partition per organisation (MU id) the login acts for."""
+"""One partition per organisation a login acts for: its MU id, or ``<login>:<MU id>`` when several logins
+are configured (``WHITESPACE_LOGINS``), so a partition names the login whose token fetches it."""
+
+
+def partition_key(login: str, user_id: str) -> str:
+    """The partition of organisation ``user_id`` (an MU id) of ``login`` ("": the one login)."""
+    return f"{login}:{user_id}" if login else user_id
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``(login, MU id)`` of a partition key (login "" for the one login's bare MU ids)."""
+    login, _, user_id = key.rpartition(":")
+    return login, user_id
 
 WAREHOUSE_POOL = "duckdb_warehouse"
 """DuckDB has one writer: every asset that writes the warehouse is in this pool (limit 1)."""

@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 
 from pipelines.defs.freshness import confirm_current
-from pipelines.defs.partitions import organisations_partitions
+from pipelines.defs.partitions import organisations_partitions, split_key
 from pipelines.defs.resources import WarehouseResource
 from pipelines.extract.changes import CORPORATE, UNCHANGED, Check
 from pipelines.warehouse import risks as risk_loader
@@ -122,19 +122,20 @@ class SyncPlan:
 
 
 def retire_departed(instance: dg.DagsterInstance, warehouse: WarehouseResource, discovered: list[str],
-                    chosen: bool, log=print) -> list[str]:
-    """Organisations with a partition that the login no longer acts for (discovery no longer finds
-    them) are retired: their rows stop being current (``risks_gone``), their partition goes, so no
-    daily run fails for ever on them. When ``WHITESPACE_USER_IDS`` chose the organisations (``chosen``)
-    nothing is inferred from one being left out."""
+                    chosen: bool, log=print, login: str = "") -> list[str]:
+    """Organisations with a partition of ``login`` that it no longer acts for (discovery, whose partition
+    keys are ``discovered``, no longer finds them) are retired: their rows stop being current
+    (``risks_gone``), their partition goes, so no daily run fails for ever on them. When the MU ids were
+    chosen (``chosen``) nothing is inferred from one being left out; other logins' partitions are theirs."""
     if chosen:
         return []
-    departed = [mu for mu in instance.get_dynamic_partitions(organisations_partitions.name) if mu not in discovered]
-    for mu in departed:
+    departed = [key for key in instance.get_dynamic_partitions(organisations_partitions.name)
+                if split_key(key)[0] == login and key not in discovered]
+    for key in departed:
         with warehouse.session() as conn:
-            gone = risk_loader.retire(conn, mu)
-        instance.delete_dynamic_partition(organisations_partitions.name, mu)
-        log(f"Retired {mu}: no longer one of this login's organisations; {gone:,} risks only it saw "
+            gone = risk_loader.retire(conn, split_key(key)[1])
+        instance.delete_dynamic_partition(organisations_partitions.name, key)
+        log(f"Retired {key}: no longer one of this login's organisations; {gone:,} risks only it saw "
             "moved to risks_gone")
     return departed
 

@@ -15,8 +15,18 @@ import dagster as dg
 import duckdb
 
 from pipelines import config
-from pipelines.client import Settings, WhitespaceClient
+from pipelines.client import RefreshTokenRejected, Settings, WhitespaceClient
 from pipelines.warehouse import db
+
+
+class Login(dg.Config):
+    """One of several logins (``WHITESPACE_LOGINS``): its name, and its token, user name and MU ids (set
+    them only through ``dg.EnvVar``: the UI then shows the variables' names, never their values)."""
+
+    name: str
+    refresh_token: str = ""
+    user_name: str = ""
+    user_ids: str = ""
 
 
 class WhitespaceResource(dg.ConfigurableResource):
@@ -33,21 +43,41 @@ class WhitespaceResource(dg.ConfigurableResource):
     timeout_seconds: str = ""
     """Per-request timeout in seconds; empty means 60."""
     max_concurrency: int = 8
+    logins: list[Login] = []
+    """Several logins to the same platform (the URLs, bucket and timeout above are shared); empty: the
+    one login of the fields above."""
     sandbox: bool = False
     sandbox_scale: float = 1.0
     sandbox_seed: int = 1
 
-    def settings(self) -> Settings:
-        """The checked login; a ConfigError naming what is missing or wrong."""
-        return config.login_from_values({f: getattr(self, f) for f in config.LOGIN}, self.max_concurrency)
+    def login_names(self) -> list[str]:
+        """The configured logins' names, in order; ``[""]`` for the one login."""
+        return [login.name for login in self.logins] or [""]
+
+    def settings(self, login: str = "") -> Settings:
+        """The checked settings of ``login`` ("": the one login); a ConfigError naming what is missing or wrong."""
+        values = {f: getattr(self, f) for f in config.LOGIN}
+        if self.logins and not login:
+            raise config.ConfigError(
+                "Several logins are configured (WHITESPACE_LOGINS), so a partition's key is <login>:<MU id>; this "
+                "one names no login (it was made before WHITESPACE_LOGINS was set: delete it in the UI).")
+        if login:
+            chosen = next((x for x in self.logins if x.name == login), None)
+            if chosen is None:
+                raise config.ConfigError(
+                    f"No login named {login!r} is configured: WHITESPACE_LOGINS names "
+                    f"{', '.join(self.login_names()) if self.logins else 'none'}.")
+            values.update(refresh_token=chosen.refresh_token, user_name=chosen.user_name, user_ids=chosen.user_ids)
+        return config.login_from_values(values, self.max_concurrency, login)
 
     @contextlib.contextmanager
-    def client(self) -> Iterator[WhitespaceClient]:
+    def client(self, login: str = "") -> Iterator[WhitespaceClient]:
+        """A client of ``login`` ("": the one login)."""
         if not self.sandbox:
-            with WhitespaceClient(self.settings()) as client:
+            with WhitespaceClient(self.settings(login)) as client:
                 yield client
             return
-        if any(getattr(self, f) for f in config.REQUIRED):
+        if any(getattr(self, f) for f in config.REQUIRED) or self.logins:
             raise config.ConfigError("WHITESPACE_SANDBOX=1 and a Whitespace login are both set: unset one of them.")
         from sandbox import SandboxServer  # only when the sandbox was asked for
 
@@ -55,6 +85,24 @@ class WhitespaceResource(dg.ConfigurableResource):
             values = {**server.login(), "timeout_seconds": self.timeout_seconds}
             with WhitespaceClient(config.login_from_values(values, self.max_concurrency)) as client:
                 yield client
+
+
+    @contextlib.contextmanager
+    def working_client(self) -> Iterator[WhitespaceClient]:
+        """A client of the first login whose renewable token Sync Gateway accepts, for what every login
+        sees alike (``/api/shared/corporate`` lists every company on the platform); each login's own
+        rejection is raised when none works."""
+        rejected: list[RefreshTokenRejected] = []
+        for name in self.login_names():
+            with self.client(name) as client:
+                try:
+                    client.tokens.current()
+                except RefreshTokenRejected as exc:
+                    rejected.append(exc)
+                    continue
+                yield client
+                return
+        raise rejected[0]
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -89,15 +137,22 @@ def from_environment() -> dict[str, dg.ConfigurableResource]:
     """The resources as the environment configures them, each set variable wired by name."""
     warehouse = WarehouseResource(**{f: dg.EnvVar(name) for f, name in config.warehouse_variables_set().items()})
     login = {f: dg.EnvVar(name) for f, name in config.login_variables_set().items()}
+    logins = [Login(name=name, **{f: dg.EnvVar(var) for f, var in config.per_login_variables_set(name).items()})
+              for name in config.login_names()]
     sandbox = config.sandbox_requested()
     extra = {"sandbox_scale": config.sandbox_scale()} if sandbox else {}
-    return {"whitespace": WhitespaceResource(sandbox=sandbox, **extra, **login), "warehouse": warehouse}
+    return {"whitespace": WhitespaceResource(sandbox=sandbox, logins=logins, **extra, **login), "warehouse": warehouse}
 
 
-def for_sandbox(server, warehouse: config.WarehouseConfig | None = None, **login: str
-                ) -> dict[str, dg.ConfigurableResource]:
-    """Resources bound to a running sandbox (the demo, the tests): plain values, no environment."""
+def for_sandbox(server, warehouse: config.WarehouseConfig | None = None, logins: dict[str, str] | None = None,
+                **login: str) -> dict[str, dg.ConfigurableResource]:
+    """Resources bound to a running sandbox (the demo, the tests): plain values, no environment.
+    ``logins``: several logins, name -> the sandbox's renewable token of each."""
     values = {**server.login(), **login}
+    if logins:
+        named = [Login(name=name, **{f: v for f, v in server.login(token).items() if f in config.PER_LOGIN})
+                 for name, token in logins.items()]
+        values = {**{f: v for f, v in values.items() if f not in config.PER_LOGIN}, "logins": named}
     return {"whitespace": WhitespaceResource(**values), "warehouse": for_warehouse(warehouse or config.WarehouseConfig())}
 
 

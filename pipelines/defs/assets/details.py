@@ -6,7 +6,7 @@ from pipelines.client import endpoints
 from pipelines.defs import checks
 from pipelines.defs.assets.risks import raw_risks
 from pipelines.defs.metadata import table_specs
-from pipelines.defs.partitions import WAREHOUSE_POOL, DetailsConfig, organisations_partitions
+from pipelines.defs.partitions import WAREHOUSE_POOL, DetailsConfig, organisations_partitions, split_key
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.extract import details
 from pipelines.landing import raw
@@ -21,10 +21,10 @@ def raw_risk_details(
 ) -> dg.MaterializeResult:
     """Each changed root's contract (``GET /api/risks/{riskID}``) and line sets (``GET /api/lines/{rootID}/
     combinedSets``), landed as received. Only roots whose document revisions changed are fetched."""
-    user_id = context.partition_key
+    login, user_id = split_key(context.partition_key)
     raw_dir = warehouse.raw_path()
     listing = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
-    with whitespace.client() as client:
+    with whitespace.client(login) as client:
         fetched = details.fetch(client.for_user(user_id), raw_dir, listing, log=context.log.info, full=config.full,
                                 reconcile_every=warehouse.settings().reconcile_every)
     if fetched.failed:
@@ -51,7 +51,7 @@ def raw_risk_details(
 def detail_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Applies every landed detail file not yet in the warehouse: contracts, line items and their
     placeholders, market lines with exact decimal shares, and facility links."""
-    user_id = context.partition_key
+    _, user_id = split_key(context.partition_key)
     with warehouse.session() as conn:
         result = detail_loader.load_pending(conn, warehouse.raw_path(), user_id)
         results = checks.evaluate(checks.DETAILS, conn, user_id=user_id, drift=result.drift)

@@ -18,7 +18,7 @@ def raw_corporate(config: LandedConfig, whitespace: WhitespaceResource, warehous
     landed = raw.reusable(warehouse.raw_path(), "", endpoints.CORPORATE, config.reuse_sha256)
     fetched_by = "the sync's change check"
     if landed is None:
-        with whitespace.client() as client:
+        with whitespace.working_client() as client:  # the same platform-wide list for every login
             payload = client.corporate()
         landed = raw.land_json(warehouse.raw_path(), "", endpoints.CORPORATE, payload)
         fetched_by = "this run"

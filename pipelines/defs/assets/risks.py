@@ -7,7 +7,13 @@ import dagster as dg
 from pipelines.client import endpoints
 from pipelines.defs import checks
 from pipelines.defs.metadata import preview, table_specs
-from pipelines.defs.partitions import WAREHOUSE_POOL, LandedConfig, RiskTablesConfig, organisations_partitions
+from pipelines.defs.partitions import (
+    WAREHOUSE_POOL,
+    LandedConfig,
+    RiskTablesConfig,
+    organisations_partitions,
+    split_key,
+)
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.landing import raw
 from pipelines.warehouse import db
@@ -21,9 +27,9 @@ def raw_risks(
 ) -> dg.MaterializeResult:
     """One organisation's ``GET /api/risks`` answer, landed on disk byte for byte with its hash, so
     the warehouse can be rebuilt without calling the API again."""
-    user_id = context.partition_key
+    login, user_id = split_key(context.partition_key)
     raw_dir = warehouse.raw_path()
-    with whitespace.client() as client:
+    with whitespace.client(login) as client:
         bound = client.for_user(user_id)
         company_id = str(bound.my_details().get("companyId", ""))
         landed = raw.reusable(raw_dir, user_id, endpoints.RISKS, config.reuse_sha256)
@@ -63,7 +69,7 @@ def risk_tables(context: dg.AssetExecutionContext, config: RiskTablesConfig, war
     """Normalises the organisation's latest landed risk list into ``risks``, ``risk_channels`` and
     ``risk_visibility``, replacing exactly that organisation's rows in one transaction. A list that
     drops more of the organisation's risks than allowed is refused, unless accepted."""
-    user_id = context.partition_key
+    _, user_id = split_key(context.partition_key)
     raw_dir = warehouse.raw_path()
     landed = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
     before = raw.landed_before(raw_dir, endpoints.RISKS, landed)
