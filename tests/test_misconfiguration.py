@@ -52,6 +52,10 @@ CASES = {
         "WHITESPACE_LOGIN_NORTH_REFRESH_TOKEN is not set"),
     "several logins and the one login's token together": (lambda s: login(s, WHITESPACE_LOGINS="acme"),
                                                           "WHITESPACE_LOGINS and WHITESPACE_REFRESH_TOKEN are both set"),
+    "several logins, every token dead": (
+        lambda s: login(s, WHITESPACE_REFRESH_TOKEN=None, WHITESPACE_USER_NAME=None, WHITESPACE_LOGINS="acme,north",
+                        WHITESPACE_LOGIN_ACME_REFRESH_TOKEN=SECRET, WHITESPACE_LOGIN_NORTH_REFRESH_TOKEN=SECRET + "2"),
+        "set it as WHITESPACE_LOGIN_ACME_REFRESH_TOKEN"),
     "a sandbox switch that is not 0 or 1": (lambda s: {"WHITESPACE_SANDBOX": "maybe"}, "WHITESPACE_SANDBOX must be"),
     "a bucket Sync Gateway does not have": (lambda s: login(s, WHITESPACE_BUCKET="nosuchbucket"),
                                             "no bucket 'nosuchbucket'"),

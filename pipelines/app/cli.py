@@ -63,8 +63,10 @@ def _run_sync(args: argparse.Namespace, demo: bool) -> int:
             bound = resources.for_sandbox(server, warehouse)
         else:
             bound = resources.from_environment()
-            if not bound["whitespace"].sandbox:
-                bound["whitespace"].process_config_and_initialize().settings()  # a bad setting fails here, first
+            if not bound["whitespace"].sandbox:  # a bad setting fails here, first
+                whitespace = bound["whitespace"].process_config_and_initialize()
+                for login in whitespace.login_names():
+                    whitespace.settings(login)
         instance = stack.enter_context(sync.open_instance(home))
         print(f"Dagster home {home}; warehouse {warehouse.path}")
         outcomes = sync.sync(instance, build(bound), everything=args.all, debug=args.debug,

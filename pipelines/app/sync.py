@@ -130,6 +130,7 @@ class _Found:
     """What discovery and the change check found, over every login."""
 
     labels: dict[str, str] = dataclasses.field(default_factory=lambda: {CORPORATE: "reference data"})
+    failed_logins: dict[str, str] = dataclasses.field(default_factory=dict)
     checks: dict[str, changes.Check] = dataclasses.field(default_factory=dict)
     mi_rows: int | None = 0
     mi_waiting: bool = False
@@ -151,12 +152,14 @@ def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, ware
         except WhitespaceError as exc:
             if len(names) == 1 or not stops_everything(exc):
                 raise
-            log(f"Login {login!r} failed: {type(exc).__name__}: {exc}")
+            found.failed_logins[login] = f"{type(exc).__name__}: {exc}"
+            log(f"Login {login!r} failed: {found.failed_logins[login]}")
             for key in sorted(k for k in known if split_key(k)[0] == login):
                 found.labels[key] = f"{login} (failed)"
                 found.checks[key] = changes.Check(split_key(key)[1], f"login failed ({type(exc).__name__})")
-    if len(found.labels) == 1 and len(names) > 1:
-        raise WhitespaceError("No login could be used: every one failed (above).")
+    if len(found.failed_logins) == len(names) > 1:
+        first = next(iter(found.failed_logins.values())).split(": ", 1)[-1]
+        raise WhitespaceError(f"No login could be used ({', '.join(found.failed_logins)}); the first: {first}")
     known = set(instance.get_dynamic_partitions(organisations_partitions.name))  # again: another sync may have added
     new = [k for k in found.labels if k != CORPORATE and k not in known]
     if new:
@@ -164,7 +167,8 @@ def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, ware
     if not everything and CORPORATE not in found.checks:
         found.checks[CORPORATE] = changes.Check(CORPORATE, "not checked: no login could read it")
     plan = dataclasses.replace(SyncPlan.make(found.labels, None if everything else found.checks),
-                               mi_rows=found.mi_rows, mi_waiting=found.mi_waiting)
+                               mi_rows=found.mi_rows, mi_waiting=found.mi_waiting,
+                               failed_logins=found.failed_logins)
     log(f"Organisations: {len(found.labels) - 1} ({len(new)} new partition{'s' if len(new) != 1 else ''}); "
         f"{plan.summary()} ({time.perf_counter() - started:.1f} s)")
     return plan
@@ -217,6 +221,8 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
     several = len({split_key(s.key)[0] for s in plan.steps if s.key != CORPORATE}) > 1
     stopped: dict[str, str] = {}
     """Login -> why its remaining partitions are not run (its token was rejected)."""
+    outcomes.extend(  # a login that failed: said once; its known partitions run (the first fails) below
+        Outcome(f"{login}:", f"login {login}", False, note) for login, note in plan.failed_logins.items())
     for n, step in enumerate(plan.steps):
         prefix = _prefix(step, n, total)
         login = split_key(step.key)[0]

@@ -89,6 +89,8 @@ class SyncPlan:
     """MI report rows the check landed (None: the MI report was not checked, so its job runs)."""
     mi_waiting: bool = True
     """A landed MI answer is not in the warehouse yet (or the warehouse could not be read)."""
+    failed_logins: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Login -> why it could not be used (several logins: the others sync)."""
 
     @property
     def mi_needed(self) -> bool:

@@ -89,6 +89,7 @@ def _two_logins_then_a_dead_one(pipeline, instance: dg.DagsterInstance) -> None:
     assert [o.label for o in outcomes if not o.key][-2:] == ["MI report", "marts"]
     assert all(o.ok for o in outcomes if not o.key)
     assert any("Login 'single' failed" in line for line in lines), lines
+    assert by_key["single:"].label == "login single" and not by_key["single:"].ok
     assert not any(SINGLE_REFRESH_TOKEN in line or SUMO_REFRESH_TOKEN in line for line in lines)
     # the live login's organisations took the platform's change; the dead one's rows stay as they were
     after = dict(pipeline.query("SELECT user_id, count(*) FROM risk_visibility GROUP BY ALL"))

@@ -44,7 +44,14 @@ def start_sync(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen:
 
 
 def finish(proc: subprocess.Popen, timeout: int = 300) -> tuple[int, str]:
-    out, err = proc.communicate(timeout=timeout)
+    """The sync's exit code and output; one that has not ended after ``timeout`` s (a bound for a busy
+    machine) is killed and the test fails with what it printed so far."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"the sync did not end within {timeout} s; it printed:\n{out}{err}") from None
     return proc.returncode, out + err
 
 
