@@ -124,17 +124,3 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print(f"\ntests wrote into the project folder: {sorted(created)}")
         session.exitstatus = 1
 
-
-LONGEST_FIRST = (
-    "tests/reliability/test_processes.py", "tests/pipeline/test_money.py", "tests/pipeline/test_changes.py",
-    "tests/operations/test_postgres_daemon.py", "tests/pipeline/test_warehouse.py", "tests/reliability/test_fault_matrix.py",
-    "tests/test_bench.py", "tests/pipeline/test_marts.py", "tests/pipeline/test_child_documents.py",
-)
-"""The test files that take longest here (each runs whole on one worker, ``--dist loadfile``)."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest files start first, so the workers end together instead of one of them starting a long
-    file when the others are done (the same order in every worker, as xdist requires)."""
-    rank = {path: n for n, path in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
