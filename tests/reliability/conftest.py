@@ -52,6 +52,3 @@ def truth(pipeline):
         with WhitespaceClient(settings_for(pipeline.server)) as client:
             return {(r["id"], r["rev"]) for r in client.for_user(user_id).risks()}
     return ask
-
-
-from tests.reliability.processes import clean, server  # noqa: E402, F401 - the process tests' module fixtures
