@@ -186,7 +186,7 @@ def login_from_values(values: Mapping[str, str], max_concurrency: int = 8, login
         str(values["refresh_token"]).strip(), str(values.get("user_ids") or ""),
         str(values.get("user_name") or "").strip() or None,
         timeout=number("WHITESPACE_TIMEOUT_SECONDS", str(values.get("timeout_seconds") or ""), DEFAULT_TIMEOUT),
-        max_concurrency=max_concurrency, login=login, token_variable=variable("refresh_token"),
+        max_concurrency=max_concurrency, token_variable=variable("refresh_token"),
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines import config
-from pipelines.client import WhitespaceError, endpoints, stops_everything
+from pipelines.client import endpoints
 from pipelines.defs.freshness import confirm_current
 from pipelines.defs.launcher import HOST_TAG, PID_TAG, process_alive, run_pid
 from pipelines.defs.partitions import WAREHOUSE_POOL, organisations_partitions, partition_key, split_key
@@ -145,21 +145,12 @@ def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, ware
     started = time.perf_counter()
     known = set(instance.get_dynamic_partitions(organisations_partitions.name))
     found = _Found()
-    names = whitespace.login_names()
-    for login in names:
-        try:
-            _plan_login(instance, whitespace, warehouse, login, found, everything, log)
-        except WhitespaceError as exc:
-            if len(names) == 1 or not stops_everything(exc):
-                raise
-            found.failed_logins[login] = f"{type(exc).__name__}: {exc}"
-            log(f"Login {login!r} failed: {found.failed_logins[login]}")
-            for key in sorted(k for k in known if split_key(k)[0] == login):
-                found.labels[key] = f"{login} (failed)"
-                found.checks[key] = changes.Check(split_key(key)[1], f"login failed ({type(exc).__name__})")
-    if len(found.failed_logins) == len(names) > 1:
-        first = next(iter(found.failed_logins.values())).split(": ", 1)[-1]
-        raise WhitespaceError(f"No login could be used ({', '.join(found.failed_logins)}); the first: {first}")
+    _, found.failed_logins = whitespace.each_login(
+        lambda client, login: _plan_login(client, login, instance, warehouse, found, everything, log), log)
+    for login, note in found.failed_logins.items():
+        for key in sorted(k for k in known if split_key(k)[0] == login):
+            found.labels[key] = f"{login} (failed)"
+            found.checks[key] = changes.Check(split_key(key)[1], f"login failed ({note.split(':', 1)[0]})")
     known = set(instance.get_dynamic_partitions(organisations_partitions.name))  # again: another sync may have added
     new = [k for k in found.labels if k != CORPORATE and k not in known]
     if new:
@@ -174,20 +165,19 @@ def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, ware
     return plan
 
 
-def _plan_login(instance: dg.DagsterInstance, whitespace: WhitespaceResource, warehouse: WarehouseResource,
-                login: str, found: _Found, everything: bool, log) -> None:
-    with whitespace.client(login) as client:
-        organisations = client.discover_organisations()
-        user_ids = [o.user_id for o in organisations]
-        keys = [partition_key(login, mu) for mu in user_ids]
-        retire_departed(instance, warehouse, keys, bool(client.settings.user_ids), log, login)
-        loaded = state.read(warehouse.settings(), user_ids)
-        if not everything:
-            checks = changes.check_all(client, user_ids, warehouse.raw_path(), loaded,
-                                       corporate_list=CORPORATE not in found.checks,  # one platform-wide list
-                                       reconcile_every=warehouse.settings().reconcile_every)
-            found.checks.update({k if k == CORPORATE else partition_key(login, k): c for k, c in checks.items()})
-        rows = _land_mi_report(client, user_ids, warehouse, log)
+def _plan_login(client, login: str, instance: dg.DagsterInstance, warehouse: WarehouseResource, found: _Found,
+                everything: bool, log) -> None:
+    organisations = client.discover_organisations()
+    user_ids = [o.user_id for o in organisations]
+    keys = [partition_key(login, mu) for mu in user_ids]
+    retire_departed(instance, warehouse, keys, bool(client.settings.user_ids), log, login)
+    loaded = state.read(warehouse.settings(), user_ids)
+    if not everything:
+        checks = changes.check_all(client, user_ids, warehouse.raw_path(), loaded,
+                                   corporate_list=CORPORATE not in found.checks,  # one platform-wide list
+                                   reconcile_every=warehouse.settings().reconcile_every)
+        found.checks.update({k if k == CORPORATE else partition_key(login, k): c for k, c in checks.items()})
+    rows = _land_mi_report(client, user_ids, warehouse, log)
     found.labels.update({partition_key(login, o.user_id): o.company_id or o.user_id for o in organisations})
     found.mi_rows = None if rows is None or found.mi_rows is None else found.mi_rows + rows
     found.mi_waiting = found.mi_waiting or loaded is None or loaded.mi_waiting

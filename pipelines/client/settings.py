@@ -29,8 +29,6 @@ class Settings:
     user_name: str | None = None
     timeout: float = 60.0
     max_concurrency: int = 8
-    login: str = ""
-    """The login's name among several (``WHITESPACE_LOGINS``); empty: the one login."""
     token_variable: str = "WHITESPACE_REFRESH_TOKEN"
     """The variable the renewable token was read from (named when it is rejected)."""
 

@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from pipelines.client import WhitespaceError, stops_everything
 from pipelines.defs.assets.details import detail_tables, raw_risk_details
 from pipelines.defs.assets.marts import marts
 from pipelines.defs.assets.mireport import mi_report_tables, raw_mi_report
@@ -43,7 +42,8 @@ build_marts = dg.define_asset_job(
 def organisations_sensor(context: dg.SensorEvaluationContext, whitespace: WhitespaceResource) -> dg.SensorResult:
     """Discovers the organisations each login acts for, adds a partition for each new one and requests
     its first sync. With several logins, one whose token is rejected is logged and the others go on."""
-    found = [key for login, keys in each_login(whitespace, context.log, _discover) for key in keys]
+    discovered, _ = whitespace.each_login(_discover, context.log.error)
+    found = [key for keys in discovered.values() for key in keys]
     known = set(context.instance.get_dynamic_partitions(organisations_partitions.name))
     new = [key for key in found if key not in known]
     return dg.SensorResult(
@@ -54,28 +54,6 @@ def organisations_sensor(context: dg.SensorEvaluationContext, whitespace: Whites
 
 def _discover(client, login: str) -> list[str]:
     return [partition_key(login, org.user_id) for org in client.discover_organisations()]
-
-
-def each_login(whitespace: WhitespaceResource, log, work) -> list[tuple[str, object]]:
-    """``(login, work(client, login))`` for each login. With several, a login that fails as every later
-    request of it would (a rejected token) is logged as an error and left out with None; an error of the
-    only login, or of every one, is raised."""
-    names = whitespace.login_names()
-    out: list[tuple[str, object]] = []
-    errors: list[WhitespaceError] = []
-    for login in names:
-        try:
-            with whitespace.client(login) as client:
-                out.append((login, work(client, login)))
-        except WhitespaceError as exc:
-            if len(names) == 1 or not stops_everything(exc):
-                raise
-            log.error(f"Login {login!r} failed: {type(exc).__name__}: {exc}")
-            errors.append(exc)
-            out.append((login, None))
-    if len(errors) == len(names):
-        raise errors[0]
-    return [(login, result) for login, result in out if result is not None]
 
 
 @dg.schedule(job=sync_organisation, cron_schedule="0 6 * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
@@ -95,11 +73,8 @@ def daily_sync(context: dg.ScheduleEvaluationContext, whitespace: WhitespaceReso
             client, mine, warehouse.raw_path(), loaded, corporate_list=False,
             reconcile_every=warehouse.settings().reconcile_every).items()}
 
-    found: dict = {}
-    checked = each_login(whitespace, context.log, check)
-    for _, checks in checked:
-        found.update(checks)
-    failed = set(whitespace.login_names()) - {login for login, _ in checked}
+    checked, failed = whitespace.each_login(check, context.log.error)
+    found = {key: c for checks in checked.values() for key, c in checks.items()}
     for key in known:  # a login that failed: each of its partitions runs, and fails with the login's message
         if split_key(key)[0] in failed:
             found[key] = changes.Check(split_key(key)[1], "its login failed")

@@ -8,16 +8,18 @@ lacks the login fails with a message naming the variables; it never falls back t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 import duckdb
 
 from pipelines import config
-from pipelines.client import RefreshTokenRejected, Settings, WhitespaceClient
+from pipelines.client import RefreshTokenRejected, Settings, WhitespaceClient, WhitespaceError, stops_everything
 from pipelines.warehouse import db
 
+T = TypeVar("T")
 
 class Login(dg.Config):
     """One of several logins (``WHITESPACE_LOGINS``): its name, and its token, user name and MU ids (set
@@ -86,6 +88,29 @@ class WhitespaceResource(dg.ConfigurableResource):
             with WhitespaceClient(config.login_from_values(values, self.max_concurrency)) as client:
                 yield client
 
+    def each_login(self, work: Callable[[WhitespaceClient, str], T], log: Callable[[str], object] = print
+                   ) -> tuple[dict[str, T], dict[str, str]]:
+        """``work(client, login)`` for every login: (login -> result, login -> ``Error: message`` of the
+        logins that failed). With several logins, one that fails as every later request of it would (a
+        rejected token) is logged and the others go on; an error of the only login, or of every one, is
+        raised."""
+        names = self.login_names()
+        done: dict[str, T] = {}
+        failed: dict[str, str] = {}
+        first: WhitespaceError | None = None
+        for login in names:
+            try:
+                with self.client(login) as client:
+                    done[login] = work(client, login)
+            except WhitespaceError as exc:
+                if len(names) == 1 or not stops_everything(exc):
+                    raise
+                failed[login] = f"{type(exc).__name__}: {exc}"
+                log(f"Login {login!r} failed: {failed[login]}")
+                first = first or exc
+        if first is not None and not done:
+            raise first
+        return done, failed
 
     @contextlib.contextmanager
     def working_client(self) -> Iterator[WhitespaceClient]:

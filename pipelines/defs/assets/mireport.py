@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from pipelines.client import WhitespaceError, stops_everything
 from pipelines.defs import checks
 from pipelines.defs.metadata import table_specs
 from pipelines.defs.partitions import WAREHOUSE_POOL
@@ -18,31 +17,17 @@ def raw_mi_report(context: dg.AssetExecutionContext, whitespace: WhitespaceResou
     before any ``/mireport/fetch`` moves the platform's "changed since" cursor on. With several logins, one
     whose token is rejected is logged as an error and named in ``logins_failed`` (its partitions fail with
     the same message), and the others' rows are landed and loaded."""
-    rows: dict[str, int] = {}
-    files = requests = 0
-    failed: dict[str, str] = {}
-    names = whitespace.login_names()
-    for login in names:
-        try:
-            with whitespace.client(login) as client:
-                user_ids = [o.user_id for o in client.discover_organisations()]
-                extracted = mireport.extract(client, user_ids, warehouse.raw_path(), log=context.log.info)
-        except WhitespaceError as exc:
-            if len(names) == 1 or not stops_everything(exc):
-                raise
-            failed[login] = f"{type(exc).__name__}: {exc}"
-            context.log.error("MI report of login %r not read: %s", login, failed[login])
-            continue
-        rows.update(extracted.rows)
-        files += len(extracted.landed)
-        requests += extracted.requests
-    if len(failed) == len(names):
-        raise WhitespaceError(f"No login could read the MI report: {failed}")
+    def extract(client, _login: str) -> mireport.MiExtract:
+        user_ids = [o.user_id for o in client.discover_organisations()]
+        return mireport.extract(client, user_ids, warehouse.raw_path(), log=context.log.info)
+
+    extracted, failed = whitespace.each_login(extract, context.log.error)
+    rows = {mu: n for one in extracted.values() for mu, n in one.rows.items()}
     return dg.MaterializeResult(metadata={
         "rows": sum(rows.values()),
         "rows_per_organisation": dg.MetadataValue.json(rows),
-        "files": files,
-        "requests": requests,
+        "files": sum(len(one.landed) for one in extracted.values()),
+        "requests": sum(one.requests for one in extracted.values()),
         **({"logins_failed": dg.MetadataValue.json(failed)} if failed else {}),
     })
 
