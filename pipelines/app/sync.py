@@ -151,10 +151,7 @@ def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, ware
         for key in sorted(k for k in known if split_key(k)[0] == login):
             found.labels[key] = f"{login} (failed)"
             found.checks[key] = changes.Check(split_key(key)[1], f"login failed ({note.split(':', 1)[0]})")
-    known = set(instance.get_dynamic_partitions(organisations_partitions.name))  # again: another sync may have added
-    new = [k for k in found.labels if k != CORPORATE and k not in known]
-    if new:
-        instance.add_dynamic_partitions(organisations_partitions.name, new)
+    new = add_partitions(instance, [k for k in found.labels if k != CORPORATE])
     if not everything and CORPORATE not in found.checks:
         found.checks[CORPORATE] = changes.Check(CORPORATE, "not checked: no login could read it")
     plan = dataclasses.replace(SyncPlan.make(found.labels, None if everything else found.checks),
@@ -163,6 +160,24 @@ def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, ware
     log(f"Organisations: {len(found.labels) - 1} ({len(new)} new partition{'s' if len(new) != 1 else ''}); "
         f"{plan.summary()} ({time.perf_counter() - started:.1f} s)")
     return plan
+
+
+def add_partitions(instance: dg.DagsterInstance, keys: list[str]) -> list[str]:
+    """Adds the partitions among ``keys`` the instance lacks; returns them. Dagster's own add reads, then
+    inserts, so two syncs starting together can both insert the same key: the second one's unique-key
+    error means the other sync added it, which is checked, not assumed."""
+    import sqlalchemy as sa
+
+    known = set(instance.get_dynamic_partitions(organisations_partitions.name))
+    new = [k for k in keys if k not in known]
+    if new:
+        try:
+            instance.add_dynamic_partitions(organisations_partitions.name, new)
+        except sa.exc.IntegrityError:
+            missing = set(new) - set(instance.get_dynamic_partitions(organisations_partitions.name))
+            if missing:
+                raise
+    return new
 
 
 def _plan_login(client, login: str, instance: dg.DagsterInstance, warehouse: WarehouseResource, found: _Found,
