@@ -45,7 +45,8 @@ PER_LOGIN = {
 LOGIN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 WAREHOUSE = {
-    "path": ("WHITESPACE_WAREHOUSE", "the DuckDB file (default `data/warehouse.duckdb`)"),
+    "path": ("WHITESPACE_WAREHOUSE", "the DuckDB file (default `data/warehouse.duckdb`); with a URL below, where the raw landing and the marts' Parquet go (`raw/`, `marts/` beside it)"),
+    "url": ("WHITESPACE_WAREHOUSE_URL", "the warehouse in PostgreSQL instead: a SQLAlchemy URL `postgresql+psycopg2://user:password@host:port/db` (a secret if it holds a password)"),
     "lock_wait_seconds": ("WHITESPACE_LOCK_WAIT_SECONDS", "how long a writer waits for a locked warehouse (300)"),
     "memory_limit": ("WHITESPACE_DUCKDB_MEMORY", "DuckDB's working memory before it spills to disk (768MB)"),
     "open_item_days": ("WHITESPACE_OPEN_ITEM_DAYS", "open items: quotation / firm-order placements older than this (30)"),
@@ -196,6 +197,8 @@ class WarehouseConfig:
     """Where the warehouse lives and how it is opened."""
 
     path: Path = DEFAULT_WAREHOUSE
+    url: str = dataclasses.field(default="", repr=False)
+    """A PostgreSQL warehouse (``WHITESPACE_WAREHOUSE_URL``); empty: the DuckDB file at ``path``."""
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT
     memory_limit: str = DEFAULT_MEMORY
     open_item_days: int = DEFAULT_OPEN_ITEM_DAYS
@@ -228,6 +231,7 @@ def warehouse_from_values(values: Mapping[str, str | float | int]) -> WarehouseC
     memory = str(values.get("memory_limit") or "").strip() or DEFAULT_MEMORY
     return WarehouseConfig(
         path=Path(str(values.get("path") or "").strip() or DEFAULT_WAREHOUSE),
+        url=_warehouse_url(str(values.get("url") or "").strip()),
         lock_wait_seconds=number("WHITESPACE_LOCK_WAIT_SECONDS", values.get("lock_wait_seconds", ""),
                                  DEFAULT_LOCK_WAIT),
         memory_limit=memory,
@@ -237,6 +241,28 @@ def warehouse_from_values(values: Mapping[str, str | float | int]) -> WarehouseC
         reconcile_days=number("WHITESPACE_RECONCILE_DAYS", values.get("reconcile_days", ""), DEFAULT_RECONCILE_DAYS),
         storage_version=_storage_version(str(values.get("storage_version") or "").strip()),
     )
+
+
+def _warehouse_url(value: str) -> str:
+    """A PostgreSQL URL as SQLAlchemy writes it; the driver is psycopg2 (dagster-postgres's), named or not."""
+    if not value:
+        return ""
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in ("postgresql", "postgresql+psycopg2", "postgres"):
+        raise ConfigError("WHITESPACE_WAREHOUSE_URL is a PostgreSQL URL such as "
+                          "postgresql+psycopg2://user:password@host:5432/warehouse, not one starting "
+                          f"{scheme + '://' if scheme else 'without a scheme'}.")
+    return "postgresql+psycopg2://" + value.split("://", 1)[1]
+
+
+def url_password(url: str) -> str:
+    """The password inside a database URL ('' when none)."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        return unquote(urlsplit(url).password or "")
+    except ValueError:
+        return ""
 
 
 def _storage_version(value: str) -> str:
@@ -296,7 +322,8 @@ def secret_values(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """The values of the secret variables that are set (every login's token included): masked in anything
     the project sends or logs."""
     names = [*SECRETS, *(login_variable(n, "refresh_token") for n in _names_unchecked(env))]
-    return tuple(v for v in (_get(env, name) for name in names) if v)
+    url = _get(env, "WHITESPACE_WAREHOUSE_URL")
+    return tuple(v for v in (*(_get(env, name) for name in names), url_password(url)) if v)
 
 
 def _names_unchecked(env: Mapping[str, str] | None) -> list[str]:

@@ -48,9 +48,17 @@ def _run_sync(args: argparse.Namespace, demo: bool) -> int:
     from pipelines.app import sync
     from pipelines.defs import resources
     from pipelines.defs.build import build
+    from pipelines.warehouse import postgres
 
     home = sync.dagster_home()
     warehouse = config.warehouse()
+    writers = getattr(args, "writers", 1)
+    if writers < 1 or (writers > 1 and not warehouse.url):
+        raise config.ConfigError(f"--writers {writers}: more than one writer at once needs the warehouse in "
+                                 "PostgreSQL (WHITESPACE_WAREHOUSE_URL); the DuckDB file has one writer." if writers > 1
+                                 else f"--writers is at least 1, not {writers}.")
+    if warehouse.url:  # an unreachable database is said before anything runs
+        postgres.ensure_schema(warehouse.url)
     config.alerts()  # a wrong alert setting is said now, not on the daemon's next tick
     with contextlib.ExitStack() as stack:
         if demo:
@@ -68,11 +76,13 @@ def _run_sync(args: argparse.Namespace, demo: bool) -> int:
                 for login in whitespace.login_names():
                     whitespace.settings(login)
         instance = stack.enter_context(sync.open_instance(home))
-        print(f"Dagster home {home}; warehouse {warehouse.path}")
+        sync.allow_writers(instance, writers)
+        where = f"PostgreSQL {postgres.describe(warehouse.url)}" if warehouse.url else str(warehouse.path)
+        print(f"Dagster home {home}; warehouse {where}")
         outcomes = sync.sync(instance, build(bound), everything=args.all, debug=args.debug,
-                             accept_shrink=args.accept_shrink, full=args.full)
+                             accept_shrink=args.accept_shrink, full=args.full, writers=writers)
     failed = [o for o in outcomes if not o.ok]
-    if warehouse.path.exists():
+    if warehouse.path.exists() or warehouse.url:
         print(sync.summary(warehouse))
     if failed:
         print(f"\nerror: {len(failed)} of {len(outcomes)} runs failed:", file=sys.stderr)
@@ -95,6 +105,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     from pipelines.app import sync
 
     warehouse = config.warehouse()
+    _file_only(warehouse, 'rebuild')
     print(f"Rebuilding {warehouse.path} from {warehouse.raw_dir} (no API call):")
     sync.rebuild(warehouse)
     print(sync.summary(warehouse))
@@ -105,6 +116,7 @@ def _prune(args: argparse.Namespace) -> int:
     from pipelines.app import retention
 
     warehouse = config.warehouse()
+    _file_only(warehouse, 'prune')
     if not warehouse.path.exists():
         return _no_warehouse(warehouse.path)
     keep = config.raw_keep_days() if args.keep_days is None else config.number("--keep-days", args.keep_days, 0)
@@ -133,11 +145,20 @@ def _migrate_storage(args: argparse.Namespace) -> int:
     from pipelines.warehouse import db
 
     warehouse = config.warehouse()
+    _file_only(warehouse, 'migrate-storage')
     if not warehouse.path.exists():
         return _no_warehouse(warehouse.path)
     before, after = db.migrate_storage(warehouse, log=lambda *_: None)
     print(f"{warehouse.path}: DuckDB storage {before} -> {after}")
     return 0
+
+
+def _file_only(warehouse: config.WarehouseConfig, command: str) -> None:
+    """The commands that work on the DuckDB file say so when the warehouse is in PostgreSQL."""
+    if warehouse.url:
+        raise config.ConfigError(f"'whitespace-etl {command}' works on the DuckDB warehouse file; this one is in "
+                                 "PostgreSQL (WHITESPACE_WAREHOUSE_URL is set). Query it with psql or a BI tool; the "
+                                 "marts' Parquet files are in " f"{warehouse.marts_dir}.")
 
 
 def _no_warehouse(path) -> int:
@@ -151,6 +172,7 @@ def _sql(args: argparse.Namespace) -> int:
     from pipelines.warehouse import db
 
     warehouse = config.warehouse()
+    _file_only(warehouse, 'sql')
     if not warehouse.path.exists():
         return _no_warehouse(warehouse.path)
     with db.session(warehouse, read_only=True) as conn:
@@ -185,6 +207,7 @@ def _export(args: argparse.Namespace) -> int:
     from pipelines.warehouse import db, marts
 
     warehouse = config.warehouse()
+    _file_only(warehouse, 'export')
     if not warehouse.path.exists():
         return _no_warehouse(warehouse.path)
     with db.session(warehouse, read_only=True) as conn:
@@ -224,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--accept-shrink", action="store_true",
                     help="apply risk lists that drop more of an organisation's risks than WHITESPACE_MAX_SHRINK "
                          "allows (by default such an answer is refused until it comes twice in a row)")
+    sy.add_argument("--writers", type=int, default=1,
+                    help="organisations loaded at once, each run in a process of its own (a PostgreSQL warehouse "
+                         "only; default 1)")
     sy.set_defaults(func=_sync)
 
     de = sub.add_parser("demo", help="start the sandbox and sync it into the warehouse, no configuration needed")

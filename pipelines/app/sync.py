@@ -97,6 +97,18 @@ def ensure_warehouse_pool(instance: dg.DagsterInstance, log=print) -> None:
         log(f"Dagster pool {WAREHOUSE_POOL!r} limited to 1 (one warehouse writer at a time) in this instance")
 
 
+def allow_writers(instance: dg.DagsterInstance, writers: int, log=print) -> None:
+    """A PostgreSQL warehouse takes several writers: the warehouse pool lets ``writers`` of its steps run
+    at once (a higher limit already set is kept)."""
+    storage = instance.event_log_storage
+    if writers <= 1 or not storage.supports_global_concurrency_limits:
+        return
+    info = storage.get_concurrency_info(WAREHOUSE_POOL)
+    if (info.slot_count or 0) < writers:
+        storage.set_concurrency_slots(WAREHOUSE_POOL, writers)
+        log(f"Dagster pool {WAREHOUSE_POOL!r} limited to {writers} (the PostgreSQL warehouse takes several writers)")
+
+
 def _failure(result: dg.ExecuteInProcessResult) -> str:
     """``ErrorClass: message`` of the first failed step, past Dagster's own wrappers."""
     for event in result.all_events:
@@ -216,10 +228,27 @@ def _prefix(step: Step, n: int, total: int) -> str:
     return f"[{n}/{total}] {step.label:<14} {step.key} "
 
 
+def run_in_worker(home: str, job: str, partition: str, run_config: dict, tags: dict) -> tuple[bool, str]:
+    """One organisation's run in a worker process of ``sync --writers``: the definitions as the environment
+    configures them, the sync's Dagster instance."""
+    from pipelines.defs import resources
+    from pipelines.defs.build import build
+
+    defs = build(resources.from_environment())
+    with dg.DagsterInstance.from_config(home) as instance:
+        result = defs.resolve_job_def(job).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=run_config, tags={**tags, PID_TAG: str(os.getpid())},
+            partition_key=partition)
+        return result.success, "" if result.success else _failure(result)
+
+
 def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan, log=print,
-             debug: bool = False, accept_shrink: bool = False, full: bool = False) -> list[Outcome]:
+             debug: bool = False, accept_shrink: bool = False, full: bool = False, writers: int = 1) -> list[Outcome]:
     """Runs each step that needs a run, records an observation for each that does not, and stops at
-    the first error that every later run would meet again."""
+    the first error that every later run would meet again. ``writers`` > 1 (a PostgreSQL warehouse):
+    that many organisations' runs at once, each in a worker process of its own."""
+    if writers > 1:
+        return _run_plan_concurrently(instance, defs, plan, log, debug, accept_shrink, full, writers)
     tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     outcomes: list[Outcome] = []
     total = len([s for s in plan.steps if s.key != CORPORATE])
@@ -229,25 +258,12 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
     outcomes.extend(  # a login that failed: said once; its known partitions run (the first fails) below
         Outcome(f"{login}:", f"login {login}", False, note) for login, note in plan.failed_logins.items())
     for n, step in enumerate(plan.steps):
-        prefix = _prefix(step, n, total)
         login = split_key(step.key)[0]
-        if step.key != CORPORATE and login in stopped:
-            log(f"{prefix}not run: login {login!r} stopped")
-            outcomes.append(Outcome(step.key, step.label, False, stopped[login]))
-            continue
-        if not step.needs_run:
-            step.observe(instance)
-            log(f"{prefix}unchanged")
-            outcomes.append(Outcome(step.key, step.label, True, UNCHANGED))
-            continue
-        started = time.perf_counter()
-        run_config = {**(DEBUG if debug else QUIET), **step.run_config(accept_shrink, full)}
-        result = defs.resolve_job_def(step.job).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=run_config, tags=tags, partition_key=step.partition)
-        outcome = Outcome(step.key, step.label, result.success, "" if result.success else _failure(result))
-        why = f" ({step.reason})" if step.check is not None else ""
-        log(f"{prefix}{'ok' if outcome.ok else 'FAILED'}{why} ({time.perf_counter() - started:.1f} s)")
+        outcome = _step(instance, defs, step, _prefix(step, n, total), tags, log, debug, accept_shrink, full,
+                        stopped.get(login) if step.key != CORPORATE else None)
         outcomes.append(outcome)
+        if not outcome.ok and step.key != CORPORATE and login in stopped:
+            continue
         if outcome.fatal and several and outcome.login_only and step.key != CORPORATE:
             stopped[login] = outcome.note
             log(f"Login {login!r} stopped: {outcome.note.split(': ', 1)[-1]}")
@@ -257,6 +273,84 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
     outcomes.append(_mi_report(instance, defs, plan, tags, log, debug))
     outcomes.append(_marts(instance, defs, plan, tags, log, debug))
     return outcomes
+
+
+def _run_plan_concurrently(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan, log, debug: bool,
+                           accept_shrink: bool, full: bool, writers: int) -> list[Outcome]:
+    """``run_plan`` with up to ``writers`` organisations' runs at once (the reference data runs first)."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    total = len([s for s in plan.steps if s.key != CORPORATE])
+    several = len({split_key(s.key)[0] for s in plan.steps if s.key != CORPORATE}) > 1
+    outcomes = [Outcome(f"{login}:", f"login {login}", False, note) for login, note in plan.failed_logins.items()]
+    stopped: dict[str, str] = {}
+    queue: list[tuple[int, Step]] = []
+    for n, step in enumerate(plan.steps):
+        if step.key != CORPORATE:
+            queue.append((n, step))
+            continue
+        outcome = _step(instance, defs, step, _prefix(step, n, total), tags, log, debug, accept_shrink, full)
+        outcomes.append(outcome)
+        if outcome.fatal:
+            log(f"Stopped: {outcome.note.split(': ', 1)[-1]}")
+            return outcomes
+    running: dict[cf.Future, tuple[str, Step, float]] = {}
+    home = str(instance.root_directory)
+    with cf.ProcessPoolExecutor(max_workers=writers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while queue or running:
+            while queue and len(running) < writers:
+                n, step = queue.pop(0)
+                prefix, login = _prefix(step, n, total), split_key(step.key)[0]
+                if login in stopped or not step.needs_run:
+                    outcomes.append(_step(instance, defs, step, prefix, tags, log, debug, accept_shrink, full,
+                                          stopped.get(login)))
+                    continue
+                run_config = {**(DEBUG if debug else QUIET), **step.run_config(accept_shrink, full)}
+                future = pool.submit(run_in_worker, home, step.job, step.partition, run_config, tags)
+                running[future] = (prefix, step, time.perf_counter())
+            if not running:
+                continue
+            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                prefix, step, started = running.pop(future)
+                ok, note = future.result()
+                outcome = Outcome(step.key, step.label, ok, note)
+                why = f" ({step.reason})" if step.check is not None else ""
+                log(f"{prefix}{'ok' if ok else 'FAILED'}{why} ({time.perf_counter() - started:.1f} s)")
+                outcomes.append(outcome)
+                if outcome.fatal and several and outcome.login_only:
+                    stopped[split_key(step.key)[0]] = outcome.note
+                    log(f"Login {split_key(step.key)[0]!r} stopped: {outcome.note.split(': ', 1)[-1]}")
+                elif outcome.fatal:
+                    log(f"Stopped: {outcome.note.split(': ', 1)[-1]}")
+                    queue.clear()  # the runs under way finish; none starts
+    if any(o.fatal and not (several and o.login_only) for o in outcomes):
+        return outcomes
+    outcomes.append(_mi_report(instance, defs, plan, tags, log, debug))
+    outcomes.append(_marts(instance, defs, plan, tags, log, debug))
+    return outcomes
+
+
+def _step(instance: dg.DagsterInstance, defs: dg.Definitions, step: Step, prefix: str, tags: dict, log, debug: bool,
+          accept_shrink: bool, full: bool, stopped: str | None = None) -> Outcome:
+    """One step of the plan in this process: not run (its login stopped), observed (unchanged), or run."""
+    if stopped is not None:
+        log(f"{prefix}not run: login {split_key(step.key)[0]!r} stopped")
+        return Outcome(step.key, step.label, False, stopped)
+    if not step.needs_run:
+        step.observe(instance)
+        log(f"{prefix}unchanged")
+        return Outcome(step.key, step.label, True, UNCHANGED)
+    started = time.perf_counter()
+    run_config = {**(DEBUG if debug else QUIET), **step.run_config(accept_shrink, full)}
+    result = defs.resolve_job_def(step.job).execute_in_process(
+        instance=instance, raise_on_error=False, run_config=run_config, tags=tags, partition_key=step.partition)
+    outcome = Outcome(step.key, step.label, result.success, "" if result.success else _failure(result))
+    why = f" ({step.reason})" if step.check is not None else ""
+    log(f"{prefix}{'ok' if outcome.ok else 'FAILED'}{why} ({time.perf_counter() - started:.1f} s)")
+    return outcome
 
 
 def _mi_report(instance, defs: dg.Definitions, plan: SyncPlan, tags: dict, log, debug: bool) -> Outcome:
@@ -304,18 +398,21 @@ def marts_current(instance: dg.DagsterInstance, warehouse: WarehouseResource) ->
 
 
 def sync(instance: dg.DagsterInstance, defs: dg.Definitions, log=print, everything: bool = False,
-         debug: bool = False, accept_shrink: bool = False, full: bool = False) -> list[Outcome]:
-    """``full``: every job runs and every root's contract and lines are fetched again (implies ``everything``)."""
+         debug: bool = False, accept_shrink: bool = False, full: bool = False, writers: int = 1) -> list[Outcome]:
+    """``full``: every job runs and every root's contract and lines are fetched again (implies ``everything``).
+    ``writers``: organisations' runs at once (more than one needs a PostgreSQL warehouse)."""
     """The whole sync against ``defs``' resources: plan, then run. Returns one outcome per step."""
     release_dead_runs(instance, log)
     whitespace = defs.resources["whitespace"].process_config_and_initialize()
     warehouse = defs.resources["warehouse"].process_config_and_initialize()
     plan = plan_sync(instance, whitespace, warehouse, everything or full, log)
-    return run_plan(instance, defs, plan, log, debug, accept_shrink, full)
+    return run_plan(instance, defs, plan, log, debug, accept_shrink, full, writers)
 
 
 def summary(warehouse: config.WarehouseConfig) -> str:
     """Row counts of the main tables; a line saying why when the warehouse cannot be read now."""
+    if warehouse.url:
+        return _postgres_summary(warehouse)
     try:
         conn = db.connect(warehouse, read_only=True, wait=0)
     except db.WarehouseLocked:
@@ -337,6 +434,22 @@ def summary(warehouse: config.WarehouseConfig) -> str:
         ).fetchall()
         for user_id, company, count in rows:
             lines.append(f"    {company:<14} {user_id}  {count:>8,}")
+    return "\n".join(lines)
+
+
+def _postgres_summary(warehouse: config.WarehouseConfig) -> str:
+    from pipelines.warehouse import postgres
+
+    try:
+        counts = postgres.counts(warehouse, SUMMARY_TABLES)
+        rows = postgres.query(warehouse, """SELECT v.user_id, coalesce(s.company_id, ''), count(*) FROM risk_visibility v
+                                            LEFT JOIN sync_state s USING (user_id) GROUP BY 1, 2 ORDER BY 3 DESC""")
+    except postgres.PostgresUnavailable as exc:
+        return f"\nWarehouse in PostgreSQL: no summary ({exc})"
+    lines = ["", f"Warehouse in PostgreSQL ({postgres.describe(warehouse.url)}):"]
+    lines += [f"  {t:<16} {n:>8,} rows" for t, n in counts.items()]
+    lines.append("  risks per organisation:")
+    lines += [f"    {company:<14} {user_id}  {count:>8,}" for user_id, company, count in rows]
     return "\n".join(lines)
 
 

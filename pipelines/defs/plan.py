@@ -134,7 +134,7 @@ def retire_departed(instance: dg.DagsterInstance, warehouse: WarehouseResource, 
     departed = [key for key in instance.get_dynamic_partitions(organisations_partitions.name)
                 if split_key(key)[0] == login and key not in discovered]
     for key in departed:
-        with warehouse.session() as conn:
+        with warehouse.session(scope=risk_loader.retire_scope(split_key(key)[1])) as conn:
             gone = risk_loader.retire(conn, split_key(key)[1])
         instance.delete_dynamic_partition(organisations_partitions.name, key)
         log(f"Retired {key}: no longer one of this login's organisations; {gone:,} risks only it saw "

@@ -135,6 +135,7 @@ class WarehouseResource(dg.ConfigurableResource):
     raw landing in ``raw/`` and the marts' Parquet export in ``marts/`` beside it."""
 
     path: str = ""
+    url: str = ""
     lock_wait_seconds: str = ""
     memory_limit: str = ""
     open_item_days: str = ""
@@ -154,8 +155,9 @@ class WarehouseResource(dg.ConfigurableResource):
     def marts_path(self) -> Path:
         return self.settings().marts_dir
 
-    def session(self, read_only: bool = False) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
-        return db.session(self.settings(), read_only=read_only)
+    def session(self, read_only: bool = False, scope=None) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """``scope``: what a load reads and writes (``postgres.Scope``), for a PostgreSQL warehouse."""
+        return db.session(self.settings(), read_only=read_only, scope=scope)
 
 
 def from_environment() -> dict[str, dg.ConfigurableResource]:
@@ -182,7 +184,7 @@ def for_sandbox(server, warehouse: config.WarehouseConfig | None = None, logins:
 
 
 def for_warehouse(warehouse: config.WarehouseConfig) -> WarehouseResource:
-    return WarehouseResource(path=str(warehouse.path), lock_wait_seconds=str(warehouse.lock_wait_seconds),
+    return WarehouseResource(path=str(warehouse.path), url=warehouse.url, lock_wait_seconds=str(warehouse.lock_wait_seconds),
                              memory_limit=warehouse.memory_limit, open_item_days=str(warehouse.open_item_days),
                              max_shrink=str(warehouse.max_shrink), reconcile_days=str(warehouse.reconcile_days),
                              storage_version=warehouse.storage_version)

@@ -130,10 +130,32 @@ def writer_turn(path: str | Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-@contextlib.contextmanager
-def session(where: WarehouseConfig | str | Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to the warehouse; a writer first waits its turn among this project's writers."""
+def session(where: WarehouseConfig | str | Path, read_only: bool = False, scope=None
+            ) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+    """A connection to the warehouse; a writer first waits its turn among this project's writers.
+
+    With a PostgreSQL warehouse (``WarehouseConfig.url``) a writer names what it reads and writes
+    (``scope``, a ``postgres.Scope``) and gets a DuckDB copy of that, written back in one transaction."""
     settings = _config(where)
+    if settings.url:
+        from pipelines.warehouse import postgres
+
+        if read_only or scope is None:
+            raise WhitespaceError("This command reads the DuckDB file; the warehouse is in PostgreSQL "
+                                  "(WHITESPACE_WAREHOUSE_URL): query it there (psql, a BI tool).")
+        return postgres.session(settings, scope)
+    return _file_session(settings, read_only)
+
+
+def row_count(conn: duckdb.DuckDBPyConnection, table: str) -> int:
+    """The rows of ``table``; inside a PostgreSQL load, as they will be once the load commits."""
+    from pipelines.warehouse import postgres
+
+    return postgres.row_count(conn, table)
+
+
+@contextlib.contextmanager
+def _file_session(settings: WarehouseConfig, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
     with contextlib.nullcontext() if read_only else writer_turn(settings.path):
         conn = connect(settings, read_only=read_only)
         try:

@@ -13,6 +13,7 @@ from models.tables import contracts as contracts_table
 from pipelines.client import endpoints
 from pipelines.landing.raw import details_dir
 from pipelines.warehouse import db
+from pipelines.warehouse.postgres import Scope
 
 DETAIL_TABLES = ("contracts", "contract_line_items", "contract_line_items__placeholders", "market_lines",
                  "facility_links", "defined_data")
@@ -191,6 +192,21 @@ def pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str) -> lis
     return [f for f in files if f.relative_to(raw_dir).as_posix() not in loaded]
 
 
+def scope(raw_dir: Path, user_id: str) -> Scope:
+    """A PostgreSQL load of the organisation's detail files: the roots in the files not loaded yet, the
+    roots it sees, and the roots whose risk is gone (their details move to ``contracts_gone``)."""
+    def staged_roots(conn: duckdb.DuckDBPyConnection) -> list[str]:
+        files = pending(conn, raw_dir, user_id)
+        if not files:
+            return []
+        return [r for (r,) in conn.execute(
+            "SELECT DISTINCT root_id FROM read_json(?, format = 'newline_delimited', columns = {root_id: 'VARCHAR'})",
+            [[str(f) for f in files]]).fetchall()]
+
+    return Scope(writes=(*DETAIL_TABLES, "contracts_gone", "detail_failures", "detail_loads", "schema_drift"),
+                 reads=("risks",), users=(user_id,), staged_roots=staged_roots, orphan_details=True)
+
+
 def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str, now: dt.datetime | None = None) -> DetailLoad:
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     files = pending(conn, raw_dir, user_id)
@@ -226,5 +242,5 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str, n
                      "WHERE root_id NOT IN (SELECT root_id FROM risks)", [now])
         for table in DETAIL_TABLES:  # roots no synced organisation sees any more: kept in contracts_gone
             conn.execute(f"DELETE FROM {db.ident(table)} WHERE root_id NOT IN (SELECT root_id FROM risks)")  # noqa: S608
-    counts = {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in DETAIL_TABLES}  # noqa: S608
+    counts = {t: db.row_count(conn, t) for t in DETAIL_TABLES}
     return DetailLoad(len(files), roots, failed, removed, counts, older, drift)

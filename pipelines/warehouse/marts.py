@@ -10,9 +10,13 @@ from pathlib import Path
 
 import duckdb
 
-from models import MART_TABLES
+from models import MART_TABLES, metadata
 from pipelines.config import DEFAULT_OPEN_ITEM_DAYS as OPEN_ITEM_DAYS
 from pipelines.warehouse import db
+from pipelines.warehouse.postgres import Scope
+
+SCOPE = Scope(writes=MART_TABLES, whole=tuple(t.name for t in metadata.sorted_tables), lock="marts")
+"""A PostgreSQL build reads every table whole (one consistent snapshot) and replaces the marts."""
 
 # Which synced organisation sees which placement, and each placement as its most advanced instance.
 SETUP = (

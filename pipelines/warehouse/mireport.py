@@ -16,6 +16,7 @@ import duckdb
 
 from pipelines.landing.raw import MI_FOLDER
 from pipelines.warehouse import db
+from pipelines.warehouse.postgres import Scope
 
 MI_TABLES = ("mi_report", "mi_report_carriers")
 assert MI_FOLDER == "mireport", "STAGE reads the organisation from the landing path"
@@ -106,6 +107,16 @@ def pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path) -> list[Path]:
     return [f for f in files if f.relative_to(raw_dir).as_posix() not in loaded]
 
 
+def scope(raw_dir: Path) -> Scope:
+    """A PostgreSQL load of the MI answers not loaded yet: the rows of their organisations, with the risks
+    those see (the checks compare the two)."""
+    def users(conn: duckdb.DuckDBPyConnection) -> set[str]:
+        return {f.relative_to(raw_dir).parts[0] for f in pending(conn, raw_dir)}
+
+    return Scope(writes=(*MI_TABLES, "mi_report_loads"), reads=("risk_visibility", "risks", "sync_state"),
+                 whole=("mi_report_loads",), users_from=users, lock="mi")
+
+
 def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetime | None = None) -> MiLoad:
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     files = pending(conn, raw_dir)
@@ -127,5 +138,5 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetim
                              [f.relative_to(raw_dir).as_posix(), f.parent.parent.name, now, per_file.get(str(f), 0)])
             conn.execute("DROP TABLE stage_mi")
             conn.execute("DROP TABLE stage_mi_all")
-    counts = {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in MI_TABLES}  # noqa: S608
+    counts = {t: db.row_count(conn, t) for t in MI_TABLES}
     return MiLoad(len(files), rows, older, counts)

@@ -9,6 +9,7 @@ import duckdb
 from pipelines.client import endpoints
 from pipelines.landing.raw import Landed
 from pipelines.warehouse import db
+from pipelines.warehouse.postgres import Scope
 from pipelines.warehouse.risks import RAW_COLUMNS
 
 STATEMENTS = {
@@ -41,6 +42,10 @@ STATEMENTS = {
             WHERE coalesce(m->>'uniqueID', '') <> ''
             QUALIFY row_number() OVER (PARTITION BY m->>'uniqueID' ORDER BY ord DESC) = 1))""",
 }
+
+
+SCOPE = Scope(writes=(*STATEMENTS, "raw_responses"), whole=tuple(STATEMENTS), users=("",), lock="reference")
+"""A PostgreSQL load replaces the reference tables whole, and the corporate list's own row of raw_responses."""
 
 
 def load_corporate(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str) -> dict[str, int]:

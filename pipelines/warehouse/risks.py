@@ -18,6 +18,7 @@ from models.tables import risks as risks_table
 from pipelines.client import WhitespaceError, endpoints
 from pipelines.landing.raw import Landed
 from pipelines.warehouse import db
+from pipelines.warehouse.postgres import Scope
 
 # warehouse column -> (API field, JSON types the field is expected to have)
 FIELDS: dict[str, tuple[str, frozenset[str]]] = {
@@ -159,6 +160,29 @@ NEWER_OR_SAME = """CREATE OR REPLACE TEMP TABLE applied AS
 """The staged documents that are new, or at least as new as the stored ones (revision generation,
 then ``updatedAt``): the ones this list may write."""
 APPLIED = "SELECT risk_id FROM applied"
+
+
+WRITES = ("risks", "risk_channels", "risks__*", "risk_visibility", "risk_history", "risks_gone", "detail_failures",
+          "sync_state", "raw_responses", "schema_drift")
+"""What a risk list's load (and an organisation's retirement) writes."""
+
+
+def scope(landed: Landed) -> Scope:
+    """A PostgreSQL load of ``landed``: its organisation's rows and every root it lists or saw before."""
+    def staged_roots(conn: duckdb.DuckDBPyConnection) -> list[str]:
+        if not landed.items:
+            return []
+        path = str(landed.path)
+        stage(conn, path, inspect_keys(conn, path), landed.items)
+        roots = [r for (r,) in conn.execute("SELECT DISTINCT root_id FROM stage_risks").fetchall()]
+        conn.execute("DROP TABLE stage_risks")
+        return roots
+
+    return Scope(writes=WRITES, users=(landed.user_id,), staged_roots=staged_roots)
+
+
+def retire_scope(user_id: str) -> Scope:
+    return Scope(writes=WRITES, users=(user_id,))
 
 
 class SuspiciousShrink(WhitespaceError):

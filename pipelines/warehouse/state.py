@@ -20,17 +20,31 @@ def read(warehouse: WarehouseConfig, user_ids: list[str]) -> WarehouseState | No
     """None when it cannot be read now (another process holds it): every check then says "changed".
     It never waits for the lock."""
     raw_dir = warehouse.raw_dir
+    if warehouse.url:
+        from pipelines.warehouse import postgres
+
+        try:
+            conn = postgres.read_copy(warehouse, ("sync_state", "raw_responses", "detail_failures", "detail_loads",
+                                                  "mi_report_loads"))
+        except postgres.PostgresUnavailable:
+            return None
+        with conn:
+            return _read(conn, raw_dir, user_ids)
     if not Path(warehouse.path).exists():
         return WarehouseState({}, None, set(), mi_waiting=any(Path(raw_dir).glob(f"*/{MI_FOLDER}/*.json")))
     try:
         with contextlib.closing(db.connect(warehouse, read_only=True, wait=0)) as conn:
-            loaded = dict(conn.execute("SELECT user_id, sha256 FROM sync_state").fetchall())
-            corporate = conn.execute(
-                "SELECT sha256 FROM raw_responses WHERE user_id = '' AND endpoint = ? "
-                "ORDER BY fetched_at DESC LIMIT 1", [endpoints.CORPORATE]).fetchall()
-            failed = {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM detail_failures").fetchall()}
-            waiting = {u for u in user_ids if detail_loader.pending(conn, raw_dir, u)}
-            mi_waiting = bool(mi_loader.pending(conn, raw_dir))
+            return _read(conn, raw_dir, user_ids)
     except (duckdb.Error, db.WarehouseLocked):
         return None
+
+
+def _read(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_ids: list[str]) -> WarehouseState:
+    loaded = dict(conn.execute("SELECT user_id, sha256 FROM sync_state").fetchall())
+    corporate = conn.execute(
+        "SELECT sha256 FROM raw_responses WHERE user_id = '' AND endpoint = ? "
+        "ORDER BY fetched_at DESC LIMIT 1", [endpoints.CORPORATE]).fetchall()
+    failed = {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM detail_failures").fetchall()}
+    waiting = {u for u in user_ids if detail_loader.pending(conn, raw_dir, u)}
+    mi_waiting = bool(mi_loader.pending(conn, raw_dir))
     return WarehouseState(loaded, corporate[0][0] if corporate else None, failed | waiting, mi_waiting)

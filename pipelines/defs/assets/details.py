@@ -52,7 +52,7 @@ def detail_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     """Applies every landed detail file not yet in the warehouse: contracts, line items and their
     placeholders, market lines with exact decimal shares, and facility links."""
     _, user_id = split_key(context.partition_key)
-    with warehouse.session() as conn:
+    with warehouse.session(scope=detail_loader.scope(warehouse.raw_path(), user_id)) as conn:
         result = detail_loader.load_pending(conn, warehouse.raw_path(), user_id)
         results = checks.evaluate(checks.DETAILS, conn, user_id=user_id, drift=result.drift)
     for table in detail_loader.DETAIL_TABLES:

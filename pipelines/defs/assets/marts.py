@@ -34,7 +34,7 @@ def marts(context: dg.AssetExecutionContext, config: MartsConfig, warehouse: War
     """Rebuilds the marts in one transaction (a reader sees the old or the new, never a mix), ties
     each back to the base tables, and writes ``<warehouse dir>/marts/<mart>.parquet``."""
     days = config.open_item_days or warehouse.settings().open_item_days
-    with warehouse.session() as conn:
+    with warehouse.session(scope=mart_builder.SCOPE) as conn:
         built = mart_builder.build(conn, days)
         results = checks.evaluate(checks.MARTS, conn, open_item_days=days)
         files = mart_builder.export_parquet(conn, warehouse.marts_path())

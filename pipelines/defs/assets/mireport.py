@@ -41,7 +41,7 @@ def raw_mi_report(context: dg.AssetExecutionContext, whitespace: WhitespaceResou
 def mi_report_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Applies every landed MI answer not yet in the warehouse: premium, brokerage, limit and period
     typed exactly, and each carrier's written and signed line with its milestones."""
-    with warehouse.session() as conn:
+    with warehouse.session(scope=mi_loader.scope(warehouse.raw_path())) as conn:
         result = mi_loader.load_pending(conn, warehouse.raw_path())
         results = checks.evaluate(checks.MI_REPORT, conn)
     context.log.info("MI report: %d rows from %d files", result.rows, result.files)

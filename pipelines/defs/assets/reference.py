@@ -40,7 +40,7 @@ def reference_tables(warehouse: WarehouseResource):
     """Replaces organisations, teams, users and their team memberships with the latest corporate list."""
     raw_dir = warehouse.raw_path()
     landed = raw.require_latest(raw_dir, endpoints.CORPORATE, "")
-    with warehouse.session() as conn:
+    with warehouse.session(scope=reference_loader.SCOPE) as conn:
         counts = reference_loader.load_corporate(conn, landed, landed.relative_to(raw_dir))
         results = checks.evaluate(checks.REFERENCE, conn)
     for table in REFERENCE_TABLES:

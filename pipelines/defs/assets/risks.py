@@ -74,10 +74,10 @@ def risk_tables(context: dg.AssetExecutionContext, config: RiskTablesConfig, war
     landed = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
     before = raw.landed_before(raw_dir, endpoints.RISKS, landed)
     accepted = config.accept_shrink or (before is not None and before.sha256 == landed.sha256)
-    with warehouse.session() as conn:
+    with warehouse.session(scope=risk_loader.scope(landed)) as conn:
         result = risk_loader.load_list(conn, landed, landed.relative_to(raw_dir),
                                        max_shrink=1.0 if accepted else warehouse.settings().max_shrink)
-        totals = {t: conn.execute(f"SELECT count(*) FROM {db.ident(t)}").fetchone()[0] for t in RISK_TABLES}  # noqa: S608
+        totals = {t: db.row_count(conn, t) for t in RISK_TABLES}
         check_results = checks.evaluate(checks.RISKS, conn, user_id=user_id, landed=landed, drift=result.drift)
     drift = result.drift
     if drift:
