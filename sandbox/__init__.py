@@ -117,13 +117,16 @@ __all__ = ["BUCKET", "SINGLE_REFRESH_TOKEN", "SUMO_REFRESH_TOKEN", "SUMO_USER_NA
 
 
 @contextlib.contextmanager
-def sandbox_process(scale: float = 1.0, latency_ms: float = 0.0, organisations: int = 0) -> Iterator[str]:
-    """``whitespace-etl sandbox`` in a child process on a free port; yields its root URL once it answers."""
+def sandbox_process(scale: float = 1.0, latency_ms: float = 0.0, organisations: int = 0, logins: int = 0,
+                    login_organisations: int = 10) -> Iterator[str]:
+    """``whitespace-etl sandbox`` in a child process on a free port; yields its root URL once it answers.
+    ``logins``: that many extra logins (``sandbox.world.add_logins``), each with ``login_organisations``."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.app.cli", "sandbox", "--port", str(port), "--scale",
-                             str(scale), "--latency-ms", str(latency_ms), "--organisations", str(organisations)],
+                             str(scale), "--latency-ms", str(latency_ms), "--organisations", str(organisations),
+                             "--logins", str(logins), "--login-organisations", str(login_organisations)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

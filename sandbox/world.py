@@ -141,24 +141,48 @@ def add_organisations(total: int) -> int:
     missing = total - len(sumo.memberships)
     if missing <= 0:
         return 0
-    added = []
-    for n in range(1, missing + 1):
-        company = f"CARRIER{n:02d}"
-        org = Organisation(company, f"Carrier {n:02d} Underwriting", "underwriter", (Team("ALL", "All Risks"),),
-                           market="Company", syndicate=f"C{n:04d}")
-        ORGANISATIONS.append(org)
-        ORG_BY_ID[company] = org
-        CARRIER_SHARE[company] = EXTRA_CARRIER_SHARE
-        CARRIER_TEAM[company] = "ALL"
-        mu = "MU" + str(uuid.UUID(int=random.Random(f"extra-{n}").getrandbits(128), version=4)).upper()
-        added.append(Membership(company, mu, (f"{company.lower()}_ALL",)))
+    added = [_carrier(f"CARRIER{n:02d}", f"Carrier {n:02d} Underwriting", f"C{n:04d}", f"extra-{n}")
+             for n in range(1, missing + 1)]
     grown = dataclasses.replace(sumo, memberships=sumo.memberships + tuple(added))
     USERS[0] = grown
-    USER_BY_TOKEN[grown.refresh_token] = grown
+    _index_users()
+    return missing
+
+
+def add_logins(logins: int, organisations: int) -> list[tuple[str, str]]:
+    """Adds ``logins`` users, each with a renewable token and ``organisations`` carriers of its own
+    (``L01C01``, ``L01C02``, …, each shown about 5% of the placements): a team's many logins, for scale
+    tests. Call it once, before a world is built, in the process that serves the sandbox. Returns each
+    new login's (token, user name)."""
+    made = []
+    for n in range(1, logins + 1):
+        name = f"Login {n:02d}"
+        memberships = tuple(_carrier(f"L{n:02d}C{m:02d}", f"Login {n:02d} Carrier {m:02d}", f"L{n:02d}{m:02d}",
+                                     f"login-{n}-{m}") for m in range(1, organisations + 1))
+        user = User(name, f"sandbox-renewable-login-{n:02d}", memberships)
+        USERS.append(user)
+        made.append((user.refresh_token, name))
+    _index_users()
+    return made
+
+
+def _carrier(company: str, name: str, syndicate: str, seed: str) -> Membership:
+    org = Organisation(company, name, "underwriter", (Team("ALL", "All Risks"),), market="Company",
+                       syndicate=syndicate)
+    ORGANISATIONS.append(org)
+    ORG_BY_ID[company] = org
+    CARRIER_SHARE[company] = EXTRA_CARRIER_SHARE
+    CARRIER_TEAM[company] = "ALL"
+    mu = "MU" + str(uuid.UUID(int=random.Random(seed).getrandbits(128), version=4)).upper()
+    return Membership(company, mu, (f"{company.lower()}_ALL",))
+
+
+def _index_users() -> None:
     for u in USERS:
+        if u.refresh_token:
+            USER_BY_TOKEN[u.refresh_token] = u
         for m in u.memberships:
             MEMBERSHIP_BY_MU[m.user_id] = (u, m)
-    return missing
 
 # A placement moves along one of these paths; each change of a root moves it one step on.
 STATUS_PATHS: tuple[tuple[str, ...], ...] = (

@@ -15,6 +15,11 @@ from pathlib import Path
 from tests.conftest import free_port
 
 USER = "etl"
+NOW_DEPENDENT = {"loaded_at", "synced_at", "first_seen_at", "last_seen_at", "gone_at", "failed_at", "fetched_at",
+                 "landed_at", "path", "as_of", "valid_from", "valid_to", "days_in_status"}
+"""Columns that hold when a sync ran (two syncs never run at the same instant). ``detail_loads.roots`` is
+left out too: how many of a file's roots that load applied depends on which organisation sharing a root
+loaded it first."""
 
 
 def bindir() -> Path:
@@ -52,3 +57,38 @@ def private_postgres(*databases: str) -> Iterator[dict[str, str]]:
         subprocess.run([*as_owner, str(bin_ / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                        capture_output=True, cwd=root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def tables(conn, schema: str = "main") -> dict[str, list[tuple]]:
+    """Every table of the models, its rows sorted, without the columns that hold when the sync ran."""
+    from models import metadata
+
+    out = {}
+    for table in metadata.sorted_tables:
+        columns = [f'"{c.name}"::FLOAT' if str(c.type) == "FLOAT" else f'"{c.name}"' for c in table.columns
+                   if c.name not in NOW_DEPENDENT and not (table.name == "detail_loads" and c.name == "roots")]
+        rows = conn.execute(f'SELECT {", ".join(columns)} FROM {schema}."{table.name}"').fetchall()
+        out[table.name] = sorted(rows, key=repr)
+    return out
+
+
+def file_tables(path: Path) -> dict[str, list[tuple]]:
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as conn:
+        return tables(conn)
+
+
+def postgres_tables(url: str) -> dict[str, list[tuple]]:
+    """The same, read from a PostgreSQL warehouse."""
+    from models import metadata
+    from pipelines.config import WarehouseConfig
+    from pipelines.warehouse import postgres
+
+    with postgres.read_copy(WarehouseConfig(url=url), [t.name for t in metadata.sorted_tables]) as conn:
+        return tables(conn)
+
+
+def differences(a: dict[str, list[tuple]], b: dict[str, list[tuple]]) -> dict[str, tuple[int, int]]:
+    """Tables whose rows differ, with their row counts on each side."""
+    return {t: (len(a[t]), len(b[t])) for t in a if a[t] != b[t]}

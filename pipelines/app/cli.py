@@ -21,10 +21,11 @@ from pipelines.client import WhitespaceError
 
 def _sandbox(args: argparse.Namespace) -> int:
     from sandbox import BUCKET, SINGLE_REFRESH_TOKEN, SUMO_REFRESH_TOKEN, SUMO_USER_NAME, Faults, SandboxServer
-    from sandbox.world import add_organisations
+    from sandbox.world import add_logins, add_organisations
 
     if args.organisations:
         add_organisations(args.organisations)
+    extra_logins = add_logins(args.logins, args.login_organisations) if args.logins else []
     faults = Faults(latency_ms=args.latency_ms, legacy_refresh_errors=args.legacy_refresh_errors)
     server = SandboxServer(args.host, args.port, seed=args.seed, scale=args.scale, token_lifetime=args.token_lifetime,
                            faults=faults)
@@ -34,6 +35,9 @@ def _sandbox(args: argparse.Namespace) -> int:
     print(f"  WHITESPACE_API_URL={server.api_url}")
     print(f"  WHITESPACE_REFRESH_TOKEN={SUMO_REFRESH_TOKEN}   (SUMO login; WHITESPACE_USER_NAME='{SUMO_USER_NAME}')")
     print(f"  or WHITESPACE_REFRESH_TOKEN={SINGLE_REFRESH_TOKEN}   (single-organisation login)")
+    for token, name in extra_logins:
+        print(f"  WHITESPACE_LOGIN_<NAME>_REFRESH_TOKEN={token}   (WHITESPACE_LOGIN_<NAME>_USER_NAME='{name}', "
+              f"{args.login_organisations} organisations)")
     print("  admin: POST /_sandbox/faults, /_sandbox/advance, /_sandbox/revoke, /_sandbox/reset; GET /_sandbox/stats")
     try:
         server.serve_forever()
@@ -232,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--latency-ms", type=float, default=0.0, help="added to every request")
     sb.add_argument("--organisations", type=int, default=0,
                     help="grow the SUMO login to this many organisations (extra carriers) for scale tests")
+    sb.add_argument("--logins", type=int, default=0,
+                    help="add this many logins (tokens sandbox-renewable-login-01, …), for scale tests")
+    sb.add_argument("--login-organisations", type=int, default=10, help="organisations of each added login (10)")
     sb.add_argument("--legacy-refresh-errors", action="store_true",
                     help="answer a rejected refresh token with 401 (Sync Gateway 2.7) instead of 500")
     sb.set_defaults(func=_sandbox)

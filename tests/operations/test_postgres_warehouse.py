@@ -1,5 +1,5 @@
-"""The warehouse in PostgreSQL (``WHITESPACE_WAREHOUSE_URL``), on a private server: every organisation
-loaded at once by several writer processes gives, table by table, what one writer gives the DuckDB
+"""The warehouse in PostgreSQL (``WHITESPACE_WAREHOUSE_URL``), on a private server: the organisations
+loaded at once by several writer processes give, table by table, what one writer gives the DuckDB
 file, through a first sync and a sync after the platform moved on; a sync killed at random points
 leaves no organisation half loaded and the next one finishes with the clean result."""
 
@@ -11,24 +11,18 @@ import signal
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from models import MART_TABLES, metadata
 from pipelines.config import WarehouseConfig
 from pipelines.warehouse import postgres
 from sandbox import SandboxServer
-from tests.postgres import private_postgres
+from tests.postgres import differences, file_tables, postgres_tables, private_postgres
 from tests.reliability.test_processes import env_for, finish, start_sync
 
-SEED, SCALE, WRITERS = 21, 0.1, 3
+SEED, SCALE, WRITERS = 21, 0.1, 2
 MOVED_ON = {"ticks": 1, "changed_fraction": 0.2, "new_roots": 8, "removed_fraction": 0.1,
             "lines_changed_fraction": 0.2}
-NOW_DEPENDENT = {"loaded_at", "synced_at", "first_seen_at", "last_seen_at", "gone_at", "failed_at", "fetched_at",
-                 "landed_at", "path", "as_of", "valid_from", "valid_to", "days_in_status"}
-"""Columns that hold when a sync ran (two syncs never run at the same instant), and ``roots`` of
-``detail_loads``: how many of a file's roots that load applied, which depends on which organisation
-sharing a root loaded it first."""
 INTEGRITY = {
     "duplicate risk ids": "SELECT count(*) - count(DISTINCT risk_id) FROM risks",
     "channels without risk": "SELECT count(*) FROM risk_channels WHERE risk_id NOT IN (SELECT risk_id FROM risks)",
@@ -47,61 +41,44 @@ def databases():
         yield urls
 
 
-def tables(conn: duckdb.DuckDBPyConnection, schema: str) -> dict[str, list[tuple]]:
-    """Every table's rows, sorted, without the columns that hold when the sync ran."""
-    out = {}
-    for table in metadata.sorted_tables:
-        columns = [f'"{c.name}"::FLOAT' if str(c.type) == "FLOAT" else f'"{c.name}"' for c in table.columns
-                   if c.name not in NOW_DEPENDENT and not (table.name == "detail_loads" and c.name == "roots")]
-        rows = conn.execute(f'SELECT {", ".join(columns)} FROM {schema}."{table.name}"').fetchall()
-        out[table.name] = sorted(rows, key=repr)
-    return out
-
-
-def file_tables(path: Path) -> dict[str, list[tuple]]:
-    with duckdb.connect(str(path), read_only=True) as conn:
-        return tables(conn, "main")
-
-
-def postgres_tables(url: str) -> dict[str, list[tuple]]:
-    with postgres.read_copy(WarehouseConfig(url=url), [t.name for t in metadata.sorted_tables]) as conn:
-        return tables(conn, "main")
-
-
-def differences(a: dict[str, list[tuple]], b: dict[str, list[tuple]]) -> dict[str, tuple[int, int]]:
-    return {t: (len(a[t]), len(b[t])) for t in a if a[t] != b[t]}
-
-
 def sync(server: SandboxServer, folder: Path, *args: str, **env: str) -> str:
     code, text = finish(start_sync(env_for(server, folder, **env), folder, *args))
     assert code == 0, text
     return text
 
 
-def test_several_writers_into_postgresql_give_what_one_gives_the_duckdb_file(databases, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def one_writer(tmp_path_factory):
+    """A first sync into the DuckDB file by the one writer it allows: its sandbox, its folder, its tables,
+    and how long it took."""
+    folder = tmp_path_factory.mktemp("file")
+    with SandboxServer(seed=SEED, scale=SCALE) as server:
+        started = time.monotonic()
+        sync(server, folder)
+        yield {"server": server, "folder": folder, "tables": file_tables(folder / "warehouse.duckdb"),
+               "seconds": time.monotonic() - started}
+
+
+def test_several_writers_into_postgresql_give_what_one_gives_the_duckdb_file(databases, one_writer, tmp_path) -> None:
     url = databases["together"]
-    with SandboxServer(seed=SEED, scale=SCALE) as one, SandboxServer(seed=SEED, scale=SCALE) as other:
-        file_folder, pg_folder = tmp_path / "file", tmp_path / "pg"
-        file_folder.mkdir()
-        pg_folder.mkdir()
-        sync(one, file_folder)
-        text = sync(other, pg_folder, "--writers", str(WRITERS), WHITESPACE_WAREHOUSE_URL=url)
+    expected = one_writer["tables"]
+    with SandboxServer(seed=SEED, scale=SCALE) as server:
+        text = sync(server, tmp_path, "--writers", str(WRITERS), WHITESPACE_WAREHOUSE_URL=url)
         assert f"limited to {WRITERS}" in text and "warehouse PostgreSQL 127.0.0.1:" in text
         assert "etl@" not in text and "postgresql+psycopg2" not in text  # the URL is never printed whole
-        expected, got = file_tables(file_folder / "warehouse.duckdb"), postgres_tables(url)
         assert len(expected["risks"]) > 50 and len(expected["market_lines"]) > 10 and len(expected["mi_report"]) > 10
         assert all(len(expected[t]) for t in MART_TABLES if t != "mart_carrier_participation")
-        assert differences(expected, got) == {}
-        assert not (pg_folder / "warehouse.duckdb").exists()  # nothing was written to a file
+        assert differences(expected, postgres_tables(url)) == {}
+        assert not (tmp_path / "warehouse.duckdb").exists()  # nothing was written to a file
 
         # The platform moves on (changed, new and removed risks, changed line sets): both follow it.
-        for server in (one, other):
-            server.admin("advance", **MOVED_ON)
-        sync(one, file_folder)
-        sync(other, pg_folder, "--writers", str(WRITERS), WHITESPACE_WAREHOUSE_URL=url)
-        expected, got = file_tables(file_folder / "warehouse.duckdb"), postgres_tables(url)
+        for each in (one_writer["server"], server):
+            each.admin("advance", **MOVED_ON)
+        sync(one_writer["server"], one_writer["folder"])
+        sync(server, tmp_path, "--writers", str(WRITERS), WHITESPACE_WAREHOUSE_URL=url)
+        expected = file_tables(one_writer["folder"] / "warehouse.duckdb")
         assert len(expected["risks_gone"]) > 0 and len(expected["risk_history"]) > len(expected["risks"])
-        assert differences(expected, got) == {}
+        assert differences(expected, postgres_tables(url)) == {}
 
     # PostgreSQL has the models' documentation and keys, and nothing twice.
     rows = postgres.query(WarehouseConfig(url=url), """
@@ -117,28 +94,22 @@ def test_several_writers_into_postgresql_give_what_one_gives_the_duckdb_file(dat
         assert {name: conn.execute(sql).fetchone()[0] for name, sql in INTEGRITY.items()} == dict.fromkeys(INTEGRITY, 0)
 
 
-def test_a_postgresql_sync_killed_at_random_points_leaves_no_half_organisation(databases, tmp_path) -> None:
+def test_a_postgresql_sync_killed_at_random_points_leaves_no_half_organisation(databases, one_writer, tmp_path) -> None:
     url = databases["killed"]
     rng = random.Random(int(os.environ.get("WHITESPACE_KILL_SEED", "7")))
-    with SandboxServer(seed=SEED, scale=SCALE) as server, SandboxServer(seed=SEED, scale=SCALE) as clean_server:
-        clean_folder, folder = tmp_path / "clean", tmp_path / "killed"
-        clean_folder.mkdir()
-        folder.mkdir()
-        started = time.monotonic()
-        sync(clean_server, clean_folder)
-        clean_seconds = time.monotonic() - started
-        env = env_for(server, folder, WHITESPACE_WAREHOUSE_URL=url)
+    with SandboxServer(seed=SEED, scale=SCALE) as server:
+        env = env_for(server, tmp_path, WHITESPACE_WAREHOUSE_URL=url)
         for round_ in range(2):
-            proc = start_sync(env, folder, "--writers", str(WRITERS))
-            time.sleep(rng.uniform(1.0, clean_seconds))
+            proc = start_sync(env, tmp_path, "--writers", str(WRITERS))
+            time.sleep(rng.uniform(1.0, one_writer["seconds"]))
             os.killpg(proc.pid, signal.SIGKILL)  # the sync and its writer processes
             proc.wait(timeout=30)
             with postgres.read_copy(WarehouseConfig(url=url), [t.name for t in metadata.sorted_tables]) as conn:
                 found = {name: conn.execute(sql).fetchone()[0] for name, sql in INTEGRITY.items()}
             assert found == dict.fromkeys(INTEGRITY, 0), f"round {round_}"
-        code, text = finish(start_sync(env, folder, "--writers", str(WRITERS)))
+        code, text = finish(start_sync(env, tmp_path, "--writers", str(WRITERS)))
         assert code == 0, text
-        found = differences(file_tables(clean_folder / "warehouse.duckdb"), postgres_tables(url))
+        found = differences(one_writer["tables"], postgres_tables(url))
         # raw_responses has a row per answer loaded: a killed sync's answers are there too (found twice if
         # it loaded them); every other table holds exactly the clean result.
         assert set(found) <= {"raw_responses"}, found
