@@ -56,6 +56,8 @@ CASES = {
         lambda s: login(s, WHITESPACE_REFRESH_TOKEN=None, WHITESPACE_USER_NAME=None, WHITESPACE_LOGINS="acme,north",
                         WHITESPACE_LOGIN_ACME_REFRESH_TOKEN=SECRET, WHITESPACE_LOGIN_NORTH_REFRESH_TOKEN=SECRET + "2"),
         "set it as WHITESPACE_LOGIN_ACME_REFRESH_TOKEN"),
+    "a warehouse URL that is not PostgreSQL": (lambda s: login(s, WHITESPACE_WAREHOUSE_URL="mysql://etl@db/wh"),
+                                               "WHITESPACE_WAREHOUSE_URL is a PostgreSQL URL"),
     "a sandbox switch that is not 0 or 1": (lambda s: {"WHITESPACE_SANDBOX": "maybe"}, "WHITESPACE_SANDBOX must be"),
     "a bucket Sync Gateway does not have": (lambda s: login(s, WHITESPACE_BUCKET="nosuchbucket"),
                                             "no bucket 'nosuchbucket'"),
@@ -106,6 +108,23 @@ def test_an_unreachable_platform_says_so(monkeypatch, tmp_path, capfd, waits) ->
         code = main(["sync"])
     assert_one_clear_error(code, capfd.readouterr().err, "Sync Gateway unreachable")
     assert len(waits) == 5, "it retried before giving up"
+
+
+def test_an_unreachable_postgresql_warehouse_says_so_without_its_password(sandbox, monkeypatch, tmp_path,
+                                                                         capfd) -> None:
+    url = f"postgresql+psycopg2://etl:{SECRET}-pw@127.0.0.1:{free_port()}/warehouse"
+    with environment(monkeypatch, tmp_path, login(sandbox, WHITESPACE_WAREHOUSE_URL=url)):
+        code = main(["sync"])
+    out, err = capfd.readouterr()
+    assert_one_clear_error(code, err, "The PostgreSQL warehouse (WHITESPACE_WAREHOUSE_URL) cannot be reached")
+    assert f"{SECRET}-pw" not in out + err
+
+
+def test_several_writers_need_the_postgresql_warehouse(sandbox, monkeypatch, tmp_path, capfd) -> None:
+    with environment(monkeypatch, tmp_path, login(sandbox)):
+        code = main(["sync", "--writers", "4"])
+    assert_one_clear_error(code, capfd.readouterr().err, "--writers 4: more than one writer at once needs the warehouse "
+                                                         "in PostgreSQL (WHITESPACE_WAREHOUSE_URL)")
 
 
 def test_the_debug_flag_shows_the_traceback(monkeypatch, tmp_path) -> None:

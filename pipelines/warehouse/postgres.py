@@ -235,6 +235,11 @@ class Session:
     # -- reading the scope ----------------------------------------------------------------------------
     def open(self) -> None:
         scope, cur, local = self.scope, self.cur, self.local
+        # A load whose process was killed while it waited for a lock gives its locks back within seconds
+        # (PostgreSQL 14 and later check the client's connection while a statement waits).
+        cur.execute("SELECT set_config('client_connection_check_interval', '2s', false) "
+                    "WHERE current_setting('server_version_num')::int >= 140000")
+        cur.fetchall()
         db.ensure_schema(local)
         self.columns = _table_info(cur)
         for name in self.columns:  # child tables found so far, with their comments
