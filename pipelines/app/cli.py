@@ -194,10 +194,13 @@ def _dashboard(args: argparse.Namespace) -> int:
     import os
 
     warehouse = config.warehouse()
-    if not warehouse.path.exists() and not any(warehouse.marts_dir.glob("*.parquet")):
+    if not warehouse.url and not warehouse.path.exists() and not any(warehouse.marts_dir.glob("*.parquet")):
         return _no_warehouse(warehouse.path)
     app = Path(__file__).parent / "dashboard" / "app.py"
-    print(f"Dashboard on http://{args.host}:{args.port}/ over {warehouse.path} (read-only); Ctrl-C stops it")
+    from pipelines.warehouse import postgres
+
+    over = f"the PostgreSQL warehouse {postgres.describe(warehouse.url)}" if warehouse.url else str(warehouse.path)
+    print(f"Dashboard on http://{args.host}:{args.port}/ over {over} (read-only); Ctrl-C stops it")
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
                "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none", "--global.developmentMode", "false",

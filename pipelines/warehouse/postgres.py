@@ -124,6 +124,15 @@ CASTS = {"double precision": "DOUBLE", "real": "FLOAT", "integer": "INTEGER", "b
 """PostgreSQL's column types as DuckDB writes them for COPY (a DuckDB FLOAT is 4 bytes, PostgreSQL's 8)."""
 
 
+def local_duckdb(settings: WarehouseConfig, spill: bool = True) -> duckdb.DuckDBPyConnection:
+    """The in-memory DuckDB a load works in: the warehouse's memory limit, spilling beside the landing."""
+    if not spill:
+        return duckdb.connect(config={"memory_limit": settings.memory_limit})
+    settings.path.parent.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(config={"memory_limit": settings.memory_limit,
+                                  "temp_directory": str(settings.path.parent / f".{settings.path.name}.tmp")})
+
+
 def _table_info(cur) -> dict[str, dict[str, str]]:
     """Each table's columns, in PostgreSQL's order, with the DuckDB type they are copied in as."""
     cur.execute("SELECT table_name, column_name, data_type FROM information_schema.columns "
@@ -226,7 +235,7 @@ class Session:
 
     def __init__(self, settings: WarehouseConfig, scope: Scope) -> None:
         self.settings, self.scope = settings, scope
-        self.local = duckdb.connect(config={"memory_limit": settings.memory_limit})
+        self.local = local_duckdb(settings)
         self.pg = connect(settings.url)
         self.cur = self.pg.cursor()
         self.columns: dict[str, dict[str, str]] = {}
@@ -429,7 +438,7 @@ def row_count(conn: duckdb.DuckDBPyConnection, table: str) -> int:
 def read_copy(settings: WarehouseConfig, tables: Iterable[str]) -> duckdb.DuckDBPyConnection:
     """A DuckDB copy of whole ``tables`` as PostgreSQL has them now (small bookkeeping tables)."""
     ensure_schema(settings.url)
-    local = duckdb.connect(config={"memory_limit": settings.memory_limit})
+    local = local_duckdb(settings, spill=False)
     db.ensure_schema(local)
     with contextlib.closing(connect(settings.url)) as pg, contextlib.closing(pg.cursor()) as cur:
         for table in tables:

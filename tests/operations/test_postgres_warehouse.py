@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from models import MART_TABLES, metadata
+from pipelines.app.dashboard import data as dashboard
 from pipelines.config import WarehouseConfig
 from pipelines.warehouse import postgres
 from sandbox import SandboxServer
@@ -92,6 +93,11 @@ def test_several_writers_into_postgresql_give_what_one_gives_the_duckdb_file(dat
     assert keys == 1
     with postgres.read_copy(WarehouseConfig(url=url), [t.name for t in metadata.sorted_tables]) as conn:
         assert {name: conn.execute(sql).fetchone()[0] for name, sql in INTEGRITY.items()} == dict.fromkeys(INTEGRITY, 0)
+
+    # The dashboard reads the marts from PostgreSQL itself (not a file, not the Parquet export).
+    snap = dashboard.load(tmp_path / "no-such.duckdb", tmp_path / "no-marts", url)
+    assert snap.source == "postgresql" and snap.as_of is not None
+    assert {t: len(snap[t]) for t in MART_TABLES} == {t: len(expected[t]) for t in MART_TABLES}
 
 
 def test_a_postgresql_sync_killed_at_random_points_leaves_no_half_organisation(databases, one_writer, tmp_path) -> None:

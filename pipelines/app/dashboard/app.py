@@ -21,14 +21,14 @@ CACHE_SECONDS = config.dashboard_cache_seconds()
 
 
 @st.cache_data(ttl=max(CACHE_SECONDS, 0.001), show_spinner="Reading the marts…")
-def _cached(db_path: str, marts_dir: str) -> data.Snapshot:
-    return data.load(Path(db_path), Path(marts_dir))
+def _cached(db_path: str, marts_dir: str, url: str) -> data.Snapshot:
+    return data.load(Path(db_path), Path(marts_dir), url)
 
 
-def snapshot(db_path: str, marts_dir: str) -> data.Snapshot:
+def snapshot(db_path: str, marts_dir: str, url: str = "") -> data.Snapshot:
     if CACHE_SECONDS <= 0:
-        return data.load(Path(db_path), Path(marts_dir))
-    return _cached(db_path, marts_dir)
+        return data.load(Path(db_path), Path(marts_dir), url)
+    return _cached(db_path, marts_dir, url)
 
 
 def month_range(frames: list[pd.Series]) -> tuple[dt.date, dt.date]:
@@ -47,11 +47,12 @@ def in_period(frame: pd.DataFrame, column: str, start: dt.date, end: dt.date) ->
 def header(warehouse, title: str) -> data.Snapshot:
     st.title(title)
     try:
-        snap = snapshot(str(warehouse.path), str(warehouse.marts_dir))
+        snap = snapshot(str(warehouse.path), str(warehouse.marts_dir), warehouse.url)
     except data.NoMarts as exc:
         st.error(str(exc))
         st.stop()
-    source = "warehouse (read-only)" if snap.source == "warehouse" else "Parquet export of the marts"
+    source = {"warehouse": "warehouse (read-only)", "postgresql": "PostgreSQL warehouse"}.get(
+        snap.source, "Parquet export of the marts")
     st.caption(f"Data as of {snap.as_of:%Y-%m-%d %H:%M} UTC · read from the {source}" if snap.as_of else source)
     if snap.note:
         st.info(snap.note)

@@ -24,7 +24,7 @@ class NoMarts(RuntimeError):
 @dataclasses.dataclass
 class Snapshot:
     frames: dict[str, pd.DataFrame]
-    source: str  # "warehouse" or "parquet"
+    source: str  # "warehouse", "postgresql" or "parquet"
     as_of: dt.datetime | None  # when the data was synced (warehouse) or exported (parquet)
     note: str = ""
 
@@ -60,9 +60,29 @@ def _from_parquet(directory: Path, note: str) -> Snapshot:
     return Snapshot(frames, "parquet", dt.datetime.fromtimestamp(newest, dt.UTC).replace(tzinfo=None), note)
 
 
-def load(db_path: Path, marts_dir: Path) -> Snapshot:
+def _from_postgres(url: str, marts_dir: Path) -> Snapshot:
+    from pipelines.config import WarehouseConfig
+    from pipelines.warehouse import postgres
+
+    settings = WarehouseConfig(url=url)
+    try:
+        built = postgres.counts(settings, MART_TABLES)
+    except postgres.PostgresUnavailable as exc:
+        return _from_parquet(marts_dir, str(exc))
+    if not any(built.values()) and not postgres.counts(settings, ["sync_state"])["sync_state"]:
+        raise NoMarts("The PostgreSQL warehouse has no marts yet: run a sync.")
+    with postgres.read_copy(settings, [*MART_TABLES, "sync_state"]) as conn:
+        frames = {t: conn.execute(f"SELECT * FROM {db.ident(t)}").df() for t in MART_TABLES}  # noqa: S608
+        synced = conn.execute("SELECT max(synced_at) FROM sync_state").fetchone()[0]
+    return Snapshot(frames, "postgresql", synced)
+
+
+def load(db_path: Path, marts_dir: Path, url: str = "") -> Snapshot:
     """The marts as they stand. A sync that is writing holds the warehouse's lock: then the export the
-    previous sync wrote is read instead, and the snapshot says so."""
+    previous sync wrote is read instead, and the snapshot says so. ``url``: the warehouse in PostgreSQL
+    (readers never wait there; its Parquet export is read only when it cannot be reached)."""
+    if url:
+        return _from_postgres(url, marts_dir)
     if not db_path.exists():
         if any(marts_dir.glob("*.parquet")):
             return _from_parquet(marts_dir, f"No warehouse at {db_path}")
