@@ -163,6 +163,23 @@ def test_a_broken_mart_fails_its_check(built) -> None:
         assert quality.mart_ties_back(conn, "mart_open_items_ties_back", 30).passed
 
 
+def test_an_organisation_with_no_signed_placement_ties_back(built) -> None:
+    """A carrier none of whose placements is signed yet (a new one, a small one) has a funnel row with
+    0 signed, and no signed root in the base tables: the tie-back agrees (it failed the marts run)."""
+    pipeline, _ = built
+    with db.session(pipeline.db_path) as conn:
+        conn.execute(quality.BASE_ROOT_ORGS)
+        roots = "SELECT root_id FROM base_root_orgs WHERE company_id = 'MCNEILLIEUWR'"
+        conn.execute(f"DELETE FROM market_lines WHERE set_type = 'signed' AND root_id IN ({roots})")
+        conn.execute(f"UPDATE risk_history SET status = 'QuotedByUnderwriter' WHERE root_id IN ({roots})")
+        conn.execute(f"UPDATE risks SET status = 'QuotedByUnderwriter' WHERE root_id IN ({roots})")
+        marts.build(conn)
+        assert conn.execute("SELECT sum(signed) FROM mart_placing_funnel WHERE company_id = 'MCNEILLIEUWR'"
+                            ).fetchone() == (0,)
+        outcome = quality.mart_ties_back(conn, "mart_placing_funnel_ties_back", 30)
+        assert outcome.passed, outcome.metadata["differences"]
+
+
 def test_open_item_days_is_configurable(built) -> None:
     pipeline, _ = built
     [(default,)] = pipeline.query("SELECT count(*) FROM mart_open_items")
