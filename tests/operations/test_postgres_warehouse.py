@@ -21,7 +21,7 @@ from sandbox import SandboxServer
 from tests.postgres import differences, file_tables, postgres_tables, private_postgres
 from tests.reliability.test_processes import env_for, finish, start_sync
 
-SEED, SCALE, WRITERS = 21, 0.1, 2
+SEED, SCALE, WRITERS = 21, 0.1, 3  # the sandbox login's three organisations all at once
 MOVED_ON = {"ticks": 1, "changed_fraction": 0.2, "new_roots": 8, "removed_fraction": 0.1,
             "lines_changed_fraction": 0.2}
 INTEGRITY = {
