@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,7 +51,7 @@ def timed_sync(sandbox_url: str, database_url: str, folder: Path, logins: int, w
     seconds = time.perf_counter() - started
     if out.returncode != 0:
         raise RuntimeError(f"the sync with {writers} writer(s) failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
-    runs = out.stdout.count(" ok (first sync)")
+    runs = len(re.findall(r"^\[\d+/\d+\] .* ok \(first sync\)", out.stdout, re.M))  # organisations, not [ref]
     return {"writers": writers, "seconds": round(seconds, 1), "organisation_runs": runs,
             "organisations_per_minute": round(runs / seconds * 60, 1)}
 
