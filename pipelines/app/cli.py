@@ -120,8 +120,7 @@ def _prune(args: argparse.Namespace) -> int:
     from pipelines.app import retention
 
     warehouse = config.warehouse()
-    _file_only(warehouse, 'prune')
-    if not warehouse.path.exists():
+    if not warehouse.url and not warehouse.path.exists():
         return _no_warehouse(warehouse.path)
     keep = config.raw_keep_days() if args.keep_days is None else config.number("--keep-days", args.keep_days, 0)
     pruned = retention.prune(warehouse, keep, dry_run=args.dry_run)

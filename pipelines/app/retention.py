@@ -85,6 +85,23 @@ def _newest_holders(sql: str, files: list[Path]) -> set[Path]:
         return {Path(r[0]) for r in mem.execute(sql, [[str(f) for f in files]]).fetchall()}
 
 
+BOOKKEEPING = ("raw_responses", "sync_state", "detail_loads", "mi_report_loads")
+"""What ``candidates`` reads of the warehouse."""
+
+
+def _bookkeeping(warehouse: WarehouseConfig):
+    """The warehouse's record of what it loaded: the file itself (as a writer, so no load changes it
+    meanwhile), or a copy of those tables from a PostgreSQL warehouse. There, a load that commits while
+    pruning runs can only add to what is loaded: what this copy calls loaded stays loaded."""
+    import contextlib
+
+    if warehouse.url:
+        from pipelines.warehouse import postgres
+
+        return contextlib.closing(postgres.read_copy(warehouse, BOOKKEEPING))
+    return db.session(warehouse)
+
+
 def candidates(conn: duckdb.DuckDBPyConnection, raw_dir: Path, keep_days: float, now: dt.datetime) -> tuple[list[Path], int]:
     """The landed files pruning may delete (bodies; a list's manifest goes with it) and how many are kept."""
     cutoff = now - dt.timedelta(days=keep_days)
@@ -143,7 +160,7 @@ def prune(warehouse: WarehouseConfig, keep_days: float, dry_run: bool = False,
     out = Pruned()
     if not Path(raw_dir).exists():
         return out
-    with db.session(warehouse) as conn:
+    with _bookkeeping(warehouse) as conn:
         delete, out.kept = candidates(conn, raw_dir, keep_days, now)
         partial = partial_files(raw_dir, now)
         for f in delete:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from models import MART_TABLES, metadata
+from pipelines.app import retention
 from pipelines.app.dashboard import data as dashboard
 from pipelines.config import WarehouseConfig
 from pipelines.warehouse import postgres
@@ -105,7 +106,7 @@ def test_a_postgresql_sync_killed_at_random_points_leaves_no_half_organisation(d
     rng = random.Random(int(os.environ.get("WHITESPACE_KILL_SEED", "7")))
     with SandboxServer(seed=SEED, scale=SCALE) as server:
         env = env_for(server, tmp_path, WHITESPACE_WAREHOUSE_URL=url)
-        for round_ in range(2):
+        for round_ in range(2):  # kills land at random points; the DuckDB kill test makes more rounds
             proc = start_sync(env, tmp_path, "--writers", str(WRITERS))
             time.sleep(rng.uniform(1.0, one_writer["seconds"]))
             os.killpg(proc.pid, signal.SIGKILL)  # the sync and its writer processes
@@ -119,3 +120,10 @@ def test_a_postgresql_sync_killed_at_random_points_leaves_no_half_organisation(d
         # raw_responses has a row per answer loaded: a killed sync's answers are there too (found twice if
         # it loaded them); every other table holds exactly the clean result.
         assert set(found) <= {"raw_responses"}, found
+
+        # Pruning reads what PostgreSQL loaded: the answers the warehouse holds stay, superseded ones go.
+        settings = WarehouseConfig(url=url, path=tmp_path / "warehouse.duckdb")
+        pruned = retention.prune(settings, keep_days=0, log=lambda *_: None)
+        current = postgres.query(settings, "SELECT r.path FROM raw_responses r JOIN sync_state s USING (user_id, sha256)")
+        assert current and all((tmp_path / "raw" / path).exists() for (path,) in current)
+        assert pruned.kept >= len(current)
