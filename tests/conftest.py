@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from pipelines.client import Settings, WhitespaceClient, retry
 from sandbox import BUCKET, SINGLE_REFRESH_TOKEN, SUMO_REFRESH_TOKEN, SUMO_USER_NAME, SandboxServer
+
+
+def _temporary_files_in_memory() -> None:
+    """The tests' temporary files (their warehouses, Dagster homes, landings) go to ``/dev/shm`` when the
+    machine has one and ``TMPDIR`` is not set: Dagster commits each event to SQLite, and on a RAM file
+    system the suite takes 9 minutes here instead of 10.5. Set in the controller before its workers and
+    every process a test starts inherit it."""
+    shm = Path("/dev/shm")
+    if "TMPDIR" not in os.environ and shm.is_dir() and os.access(shm, os.W_OK):
+        os.environ["TMPDIR"] = str(shm)
+        tempfile.tempdir = None  # gettempdir() looks again
+
+
+_temporary_files_in_memory()
 
 WHITESPACE_ENV = ("WHITESPACE_SYNC_URL", "WHITESPACE_BUCKET", "WHITESPACE_API_URL", "WHITESPACE_REFRESH_TOKEN",
                   "WHITESPACE_USER_IDS", "WHITESPACE_USER_NAME", "WHITESPACE_WAREHOUSE")
