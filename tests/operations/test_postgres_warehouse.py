@@ -20,23 +20,12 @@ from pipelines.config import WarehouseConfig
 from pipelines.warehouse import postgres
 from sandbox import SandboxServer
 from tests.postgres import differences, file_tables, postgres_tables, private_postgres
+from tests.reliability.conftest import integrity_problems
 from tests.reliability.test_processes import env_for, finish, start_sync
 
 SEED, SCALE, WRITERS = 21, 0.1, 3  # the sandbox login's three organisations all at once
 MOVED_ON = {"ticks": 1, "changed_fraction": 0.2, "new_roots": 8, "removed_fraction": 0.1,
             "lines_changed_fraction": 0.2}
-INTEGRITY = {
-    "duplicate risk ids": "SELECT count(*) - count(DISTINCT risk_id) FROM risks",
-    "channels without risk": "SELECT count(*) FROM risk_channels WHERE risk_id NOT IN (SELECT risk_id FROM risks)",
-    "visibility without risk": "SELECT count(*) FROM risk_visibility WHERE risk_id NOT IN (SELECT risk_id FROM risks)",
-    "risks nobody sees": "SELECT count(*) FROM risks WHERE risk_id NOT IN (SELECT risk_id FROM risk_visibility)",
-    "line items without contract": "SELECT count(*) FROM contract_line_items WHERE root_id NOT IN (SELECT root_id FROM contracts)",
-    "organisation half loaded": """SELECT count(*) FROM sync_state s WHERE distinct_risks <>
-         (SELECT count(*) FROM risk_visibility v WHERE v.user_id = s.user_id)""",
-    "duplicate contract": "SELECT count(*) - count(DISTINCT root_id) FROM contracts",
-}
-
-
 @pytest.fixture(scope="module")
 def databases():
     with private_postgres("together", "killed") as urls:
@@ -93,7 +82,7 @@ def test_several_writers_into_postgresql_give_what_one_gives_the_duckdb_file(dat
     assert column_comment == metadata.tables["risks"].c.umr.comment
     assert keys == 1
     with postgres.read_copy(WarehouseConfig(url=url), [t.name for t in metadata.sorted_tables]) as conn:
-        assert {name: conn.execute(sql).fetchone()[0] for name, sql in INTEGRITY.items()} == dict.fromkeys(INTEGRITY, 0)
+        assert integrity_problems(conn) == []
 
     # The dashboard reads the marts from PostgreSQL itself (not a file, not the Parquet export).
     snap = dashboard.load(tmp_path / "no-such.duckdb", tmp_path / "no-marts", url)
@@ -112,8 +101,7 @@ def test_a_postgresql_sync_killed_at_random_points_leaves_no_half_organisation(d
             os.killpg(proc.pid, signal.SIGKILL)  # the sync and its writer processes
             proc.wait(timeout=30)
             with postgres.read_copy(WarehouseConfig(url=url), [t.name for t in metadata.sorted_tables]) as conn:
-                found = {name: conn.execute(sql).fetchone()[0] for name, sql in INTEGRITY.items()}
-            assert found == dict.fromkeys(INTEGRITY, 0), f"round {round_}"
+                assert integrity_problems(conn) == [], f"round {round_}"
         code, text = finish(start_sync(env, tmp_path, "--writers", str(WRITERS)))
         assert code == 0, text
         found = differences(one_writer["tables"], postgres_tables(url))

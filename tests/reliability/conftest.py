@@ -29,20 +29,27 @@ def fingerprint(db_path) -> dict[str, tuple[int, str]]:
     return out
 
 
-def integrity_problems(db_path) -> list[str]:
-    """What the asset checks assert, as SQL on a warehouse that must open."""
-    queries = {
-        "duplicate risk ids": "SELECT count(*) - count(DISTINCT risk_id) FROM risks",
-        "channels without risk": "SELECT count(*) FROM risk_channels WHERE risk_id NOT IN (SELECT risk_id FROM risks)",
-        "visibility without risk": "SELECT count(*) FROM risk_visibility WHERE risk_id NOT IN (SELECT risk_id FROM risks)",
-        "risks nobody sees": "SELECT count(*) FROM risks WHERE risk_id NOT IN (SELECT risk_id FROM risk_visibility)",
-        "null root ids": "SELECT count(*) FROM risks WHERE coalesce(root_id, '') = ''",
-        "line items without contract": "SELECT count(*) FROM contract_line_items WHERE root_id NOT IN (SELECT root_id FROM contracts)",
-        "partition differs from its answer": """SELECT count(*) FROM sync_state s WHERE distinct_risks <>
-             (SELECT count(*) FROM risk_visibility v WHERE v.user_id = s.user_id)""",
-    }
-    with duckdb.connect(str(db_path), read_only=True) as conn:
-        return [name for name, sql in queries.items() if conn.execute(sql).fetchone()[0]]
+INTEGRITY = {
+    "duplicate risk ids": "SELECT count(*) - count(DISTINCT risk_id) FROM risks",
+    "duplicate contracts": "SELECT count(*) - count(DISTINCT root_id) FROM contracts",
+    "channels without risk": "SELECT count(*) FROM risk_channels WHERE risk_id NOT IN (SELECT risk_id FROM risks)",
+    "visibility without risk": "SELECT count(*) FROM risk_visibility WHERE risk_id NOT IN (SELECT risk_id FROM risks)",
+    "risks nobody sees": "SELECT count(*) FROM risks WHERE risk_id NOT IN (SELECT risk_id FROM risk_visibility)",
+    "null root ids": "SELECT count(*) FROM risks WHERE coalesce(root_id, '') = ''",
+    "line items without contract": "SELECT count(*) FROM contract_line_items WHERE root_id NOT IN (SELECT root_id FROM contracts)",
+    "partition differs from its answer": """SELECT count(*) FROM sync_state s WHERE distinct_risks <>
+         (SELECT count(*) FROM risk_visibility v WHERE v.user_id = s.user_id)""",
+}
+"""What the asset checks assert, as SQL: each counts what must be zero."""
+
+
+def integrity_problems(where) -> list[str]:
+    """The ``INTEGRITY`` rules a warehouse breaks: a DuckDB file that must open, or an open connection (a
+    copy of a PostgreSQL warehouse)."""
+    if isinstance(where, duckdb.DuckDBPyConnection):
+        return [name for name, sql in INTEGRITY.items() if where.execute(sql).fetchone()[0]]
+    with duckdb.connect(str(where), read_only=True) as conn:
+        return integrity_problems(conn)
 
 
 @pytest.fixture
