@@ -24,6 +24,7 @@ from tests.reliability.conftest import integrity_problems
 from tests.reliability.test_processes import env_for, finish, start_sync
 
 SEED, SCALE, WRITERS = 21, 0.1, 3  # the sandbox login's three organisations all at once
+LEAVES = "MU3B2C4D50-7E6F-4081-9BAC-2D3E4F506172"  # the SUMO login's third organisation
 MOVED_ON = {"ticks": 1, "changed_fraction": 0.2, "new_roots": 8, "removed_fraction": 0.1,
             "lines_changed_fraction": 0.2}
 @pytest.fixture(scope="module")
@@ -62,13 +63,17 @@ def test_several_writers_into_postgresql_give_what_one_gives_the_duckdb_file(dat
         assert differences(expected, postgres_tables(url)) == {}
         assert not (tmp_path / "warehouse.duckdb").exists()  # nothing was written to a file
 
-        # The platform moves on (changed, new and removed risks, changed line sets): both follow it.
+        # The platform moves on (changed, new and removed risks, changed line sets) and one organisation
+        # leaves the login (it is retired): both follow it.
         for each in (one_writer["server"], server):
             each.admin("advance", **MOVED_ON)
+            each.admin("leave", user_id=LEAVES)
         sync(one_writer["server"], one_writer["folder"])
-        sync(server, tmp_path, "--writers", str(WRITERS), WHITESPACE_WAREHOUSE_URL=url)
+        text = sync(server, tmp_path, "--writers", str(WRITERS), WHITESPACE_WAREHOUSE_URL=url)
+        assert f"Retired {LEAVES}" in text
         expected = file_tables(one_writer["folder"] / "warehouse.duckdb")
         assert len(expected["risks_gone"]) > 0 and len(expected["risk_history"]) > len(expected["risks"])
+        assert not [row for row in expected["risk_visibility"] if LEAVES in row]
         assert differences(expected, postgres_tables(url)) == {}
 
     # PostgreSQL has the models' documentation and keys, and nothing twice.
