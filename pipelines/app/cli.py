@@ -57,10 +57,11 @@ def _run_sync(args: argparse.Namespace, demo: bool) -> int:
     home = sync.dagster_home()
     warehouse = config.warehouse()
     writers = getattr(args, "writers", 1)
-    if writers < 1 or (writers > 1 and not warehouse.url):
+    if writers < 1:
+        raise config.ConfigError(f"--writers is at least 1, not {writers}.")
+    if writers > 1 and not warehouse.url:
         raise config.ConfigError(f"--writers {writers}: more than one writer at once needs the warehouse in "
-                                 "PostgreSQL (WHITESPACE_WAREHOUSE_URL); the DuckDB file has one writer." if writers > 1
-                                 else f"--writers is at least 1, not {writers}.")
+                                 "PostgreSQL (WHITESPACE_WAREHOUSE_URL); the DuckDB file has one writer.")
     if warehouse.url:  # an unreachable database is said before anything runs
         postgres.ensure_schema(warehouse.url)
     config.alerts()  # a wrong alert setting is said now, not on the daemon's next tick

@@ -228,108 +228,119 @@ def _prefix(step: Step, n: int, total: int) -> str:
     return f"[{n}/{total}] {step.label:<14} {step.key} "
 
 
+def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition: str | None, run_config: dict,
+             tags: dict) -> tuple[bool, str]:
+    """One run of ``job`` in this process: whether it succeeded, and why not."""
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, raise_on_error=False, run_config=run_config, tags=tags, partition_key=partition)
+    return result.success, "" if result.success else _failure(result)
+
+
 def run_in_worker(home: str, job: str, partition: str, run_config: dict, tags: dict) -> tuple[bool, str]:
     """One organisation's run in a worker process of ``sync --writers``: the definitions as the environment
     configures them, the sync's Dagster instance."""
     from pipelines.defs import resources
     from pipelines.defs.build import build
 
-    defs = build(resources.from_environment())
     with dg.DagsterInstance.from_config(home) as instance:
-        result = defs.resolve_job_def(job).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=run_config, tags={**tags, PID_TAG: str(os.getpid())},
-            partition_key=partition)
-        return result.success, "" if result.success else _failure(result)
+        return _execute(build(resources.from_environment()), instance, job, partition, run_config,
+                        {**tags, PID_TAG: str(os.getpid())})
+
+
+class _InProcess:
+    """The executor of one writer: each run in this process, done by the time it is submitted."""
+
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, function, *args):
+        import concurrent.futures as cf
+
+        future: cf.Future = cf.Future()
+        try:
+            future.set_result(function(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever reads the future, as a pool would
+            future.set_exception(exc)
+        return future
+
+
+def _writers_pool(writers: int):
+    """``writers`` worker processes, forked from a server process that imported the pipeline once (not from
+    this process, whose threads and open storage a fork would copy), so each starts in a fraction of a second."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["pipelines.app.sync", "pipelines.defs.build"])
+    return cf.ProcessPoolExecutor(max_workers=writers, mp_context=context)
 
 
 def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan, log=print,
              debug: bool = False, accept_shrink: bool = False, full: bool = False, writers: int = 1) -> list[Outcome]:
     """Runs each step that needs a run, records an observation for each that does not, and stops at
-    the first error that every later run would meet again. ``writers`` > 1 (a PostgreSQL warehouse):
-    that many organisations' runs at once, each in a worker process of its own."""
-    if writers > 1:
-        return _run_plan_concurrently(instance, defs, plan, log, debug, accept_shrink, full, writers)
+    the first error that every later run would meet again. The reference data runs first; then
+    ``writers`` organisations' runs at once (more than one: a PostgreSQL warehouse, each run in a worker
+    process of its own; a stop lets the runs under way finish and starts none)."""
+    import concurrent.futures as cf
+
     tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-    outcomes: list[Outcome] = []
     total = len([s for s in plan.steps if s.key != CORPORATE])
     several = len({split_key(s.key)[0] for s in plan.steps if s.key != CORPORATE}) > 1
     stopped: dict[str, str] = {}
     """Login -> why its remaining partitions are not run (its token was rejected)."""
-    outcomes.extend(  # a login that failed: said once; its known partitions run (the first fails) below
-        Outcome(f"{login}:", f"login {login}", False, note) for login, note in plan.failed_logins.items())
-    for n, step in enumerate(plan.steps):
-        login = split_key(step.key)[0]
-        outcome = _step(instance, defs, step, _prefix(step, n, total), tags, log, debug, accept_shrink, full,
-                        stopped.get(login) if step.key != CORPORATE else None)
-        outcomes.append(outcome)
-        if not outcome.ok and step.key != CORPORATE and login in stopped:
-            continue
-        if outcome.fatal and several and outcome.login_only and step.key != CORPORATE:
-            stopped[login] = outcome.note
-            log(f"Login {login!r} stopped: {outcome.note.split(': ', 1)[-1]}")
-        elif outcome.fatal:
-            log(f"Stopped: {outcome.note.split(': ', 1)[-1]}")
-            return outcomes
-    outcomes.append(_mi_report(instance, defs, plan, tags, log, debug))
-    outcomes.append(_marts(instance, defs, plan, tags, log, debug))
-    return outcomes
-
-
-def _run_plan_concurrently(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan, log, debug: bool,
-                           accept_shrink: bool, full: bool, writers: int) -> list[Outcome]:
-    """``run_plan`` with up to ``writers`` organisations' runs at once (the reference data runs first)."""
-    import concurrent.futures as cf
-    import multiprocessing
-
-    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-    total = len([s for s in plan.steps if s.key != CORPORATE])
-    several = len({split_key(s.key)[0] for s in plan.steps if s.key != CORPORATE}) > 1
-    outcomes = [Outcome(f"{login}:", f"login {login}", False, note) for login, note in plan.failed_logins.items()]
-    stopped: dict[str, str] = {}
-    queue: list[tuple[int, Step]] = []
+    outcomes = [  # a login that failed: said once; its known partitions run (the first fails) below
+        Outcome(f"{login}:", f"login {login}", False, note) for login, note in plan.failed_logins.items()]
+    queue: list[tuple[str, Step]] = []
     for n, step in enumerate(plan.steps):
         if step.key != CORPORATE:
-            queue.append((n, step))
+            queue.append((_prefix(step, n, total), step))
             continue
-        outcome = _step(instance, defs, step, _prefix(step, n, total), tags, log, debug, accept_shrink, full)
-        outcomes.append(outcome)
-        if outcome.fatal:
-            log(f"Stopped: {outcome.note.split(': ', 1)[-1]}")
+        prefix = _prefix(step, n, total)
+        if not step.needs_run:
+            outcomes.append(_unchanged(instance, step, prefix, log))
+            continue
+        started = time.perf_counter()
+        ok, note = _execute(defs, instance, step.job, step.partition, _run_config(step, debug, accept_shrink, full),
+                            tags)
+        outcomes.append(_outcome(step, prefix, ok, note, started, log))
+        if outcomes[-1].fatal:
+            log(f"Stopped: {outcomes[-1].note.split(': ', 1)[-1]}")
             return outcomes
     running: dict[cf.Future, tuple[str, Step, float]] = {}
-    home = str(instance.root_directory)
-    # Workers fork from a server process that imported the pipeline once (not from this process, whose
-    # threads and open storage a fork would copy), so each starts in a fraction of a second.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["pipelines.app.sync", "pipelines.defs.build"])
-    with cf.ProcessPoolExecutor(max_workers=writers, mp_context=context) as pool:
+    with _InProcess() if writers <= 1 else _writers_pool(writers) as pool:
         while queue or running:
             while queue and len(running) < writers:
-                n, step = queue.pop(0)
-                prefix, login = _prefix(step, n, total), split_key(step.key)[0]
-                if login in stopped or not step.needs_run:
-                    outcomes.append(_step(instance, defs, step, prefix, tags, log, debug, accept_shrink, full,
-                                          stopped.get(login)))
-                    continue
-                run_config = {**(DEBUG if debug else QUIET), **step.run_config(accept_shrink, full)}
-                future = pool.submit(run_in_worker, home, step.job, step.partition, run_config, tags)
-                running[future] = (prefix, step, time.perf_counter())
+                prefix, step = queue.pop(0)
+                login = split_key(step.key)[0]
+                if login in stopped:
+                    log(f"{prefix}not run: login {login!r} stopped")
+                    outcomes.append(Outcome(step.key, step.label, False, stopped[login]))
+                elif not step.needs_run:
+                    outcomes.append(_unchanged(instance, step, prefix, log))
+                else:
+                    run_config = _run_config(step, debug, accept_shrink, full)
+                    future = (pool.submit(_execute, defs, instance, step.job, step.partition, run_config, tags)
+                              if writers <= 1 else
+                              pool.submit(run_in_worker, str(instance.root_directory), step.job, step.partition,
+                                          run_config, tags))
+                    running[future] = (prefix, step, time.perf_counter())
             if not running:
                 continue
             done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for future in done:
                 prefix, step, started = running.pop(future)
-                ok, note = future.result()
-                outcome = Outcome(step.key, step.label, ok, note)
-                why = f" ({step.reason})" if step.check is not None else ""
-                log(f"{prefix}{'ok' if ok else 'FAILED'}{why} ({time.perf_counter() - started:.1f} s)")
+                outcome = _outcome(step, prefix, *future.result(), started, log)
                 outcomes.append(outcome)
+                login = split_key(step.key)[0]
                 if outcome.fatal and several and outcome.login_only:
-                    stopped[split_key(step.key)[0]] = outcome.note
-                    log(f"Login {split_key(step.key)[0]!r} stopped: {outcome.note.split(': ', 1)[-1]}")
+                    stopped[login] = outcome.note
+                    log(f"Login {login!r} stopped: {outcome.note.split(': ', 1)[-1]}")
                 elif outcome.fatal:
                     log(f"Stopped: {outcome.note.split(': ', 1)[-1]}")
-                    queue.clear()  # the runs under way finish; none starts
+                    queue.clear()
     if any(o.fatal and not (several and o.login_only) for o in outcomes):
         return outcomes
     outcomes.append(_mi_report(instance, defs, plan, tags, log, debug))
@@ -337,24 +348,22 @@ def _run_plan_concurrently(instance: dg.DagsterInstance, defs: dg.Definitions, p
     return outcomes
 
 
-def _step(instance: dg.DagsterInstance, defs: dg.Definitions, step: Step, prefix: str, tags: dict, log, debug: bool,
-          accept_shrink: bool, full: bool, stopped: str | None = None) -> Outcome:
-    """One step of the plan in this process: not run (its login stopped), observed (unchanged), or run."""
-    if stopped is not None:
-        log(f"{prefix}not run: login {split_key(step.key)[0]!r} stopped")
-        return Outcome(step.key, step.label, False, stopped)
-    if not step.needs_run:
-        step.observe(instance)
-        log(f"{prefix}unchanged")
-        return Outcome(step.key, step.label, True, UNCHANGED)
-    started = time.perf_counter()
-    run_config = {**(DEBUG if debug else QUIET), **step.run_config(accept_shrink, full)}
-    result = defs.resolve_job_def(step.job).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=run_config, tags=tags, partition_key=step.partition)
-    outcome = Outcome(step.key, step.label, result.success, "" if result.success else _failure(result))
+def _run_config(step: Step, debug: bool, accept_shrink: bool, full: bool) -> dict:
+    return {**(DEBUG if debug else QUIET), **step.run_config(accept_shrink, full)}
+
+
+def _unchanged(instance: dg.DagsterInstance, step: Step, prefix: str, log) -> Outcome:
+    """A step that needs no run: recorded as observed, said in one line."""
+    step.observe(instance)
+    log(f"{prefix}unchanged")
+    return Outcome(step.key, step.label, True, UNCHANGED)
+
+
+def _outcome(step: Step, prefix: str, ok: bool, note: str, started: float, log) -> Outcome:
+    """A run's outcome, said in one line."""
     why = f" ({step.reason})" if step.check is not None else ""
-    log(f"{prefix}{'ok' if outcome.ok else 'FAILED'}{why} ({time.perf_counter() - started:.1f} s)")
-    return outcome
+    log(f"{prefix}{'ok' if ok else 'FAILED'}{why} ({time.perf_counter() - started:.1f} s)")
+    return Outcome(step.key, step.label, ok, note)
 
 
 def _mi_report(instance, defs: dg.Definitions, plan: SyncPlan, tags: dict, log, debug: bool) -> Outcome:
@@ -403,9 +412,9 @@ def marts_current(instance: dg.DagsterInstance, warehouse: WarehouseResource) ->
 
 def sync(instance: dg.DagsterInstance, defs: dg.Definitions, log=print, everything: bool = False,
          debug: bool = False, accept_shrink: bool = False, full: bool = False, writers: int = 1) -> list[Outcome]:
-    """``full``: every job runs and every root's contract and lines are fetched again (implies ``everything``).
+    """The whole sync against ``defs``' resources: plan, then run. Returns one outcome per step. ``full``:
+    every job runs and every root's contract and lines are fetched again (implies ``everything``).
     ``writers``: organisations' runs at once (more than one needs a PostgreSQL warehouse)."""
-    """The whole sync against ``defs``' resources: plan, then run. Returns one outcome per step."""
     release_dead_runs(instance, log)
     whitespace = defs.resources["whitespace"].process_config_and_initialize()
     warehouse = defs.resources["warehouse"].process_config_and_initialize()

@@ -296,6 +296,14 @@ def child_table(parent: str, field: str, conn: duckdb.DuckDBPyConnection | None 
     )
 
 
+def risk_child_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """The ``risks__<field>`` tables the warehouse has (made when a list-valued field first appeared)."""
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_name LIKE 'risks\\_\\_%' ESCAPE '\\'"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def snake(name: str) -> str:
     """``placingBrokerChannel`` -> ``placing_broker_channel``; anything else becomes ``_``."""
     name = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)

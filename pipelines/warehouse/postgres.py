@@ -322,21 +322,14 @@ class Session:
 
     def _pull(self, table: str, how: str) -> None:
         self.cur.execute(f"SELECT * FROM {db.ident(table)} WHERE {self._where(table, how)}")  # noqa: S608
-        rows = self.cur.fetch_arrow_table()
+        _insert(self.local, table, self.cur.fetch_arrow_table())
         self.pulled[table] = how
-        if rows.num_rows:
-            self.local.register("pulled", rows)
-            try:
-                columns = ", ".join(db.ident(c) for c in rows.column_names)
-                self.local.execute(f"INSERT INTO {db.ident(table)} ({columns}) SELECT {columns} FROM pulled")  # noqa: S608
-            finally:
-                self.local.unregister("pulled")
 
     # -- writing it back ------------------------------------------------------------------------------
     def push(self) -> None:
         scope, cur, local = self.scope, self.cur, self.local
         writes = self._tables(scope.writes)
-        writes += [t for t in db_child_tables(local) if CHILD_PREFIX + "*" in scope.writes and t not in writes]
+        writes += [t for t in db.risk_child_tables(local) if CHILD_PREFIX + "*" in scope.writes and t not in writes]
         for table in writes:
             if table not in self.columns:  # a child table this load created
                 _lock(cur, ["schema"])
@@ -398,9 +391,16 @@ class Session:
                 thing.close()
 
 
-def db_child_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    return [r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, ?)",
-                                       [CHILD_PREFIX]).fetchall()]
+def _insert(local: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
+    """Rows read from PostgreSQL into DuckDB's table of the same name (DuckDB casts each column to its type)."""
+    if not rows.num_rows:
+        return
+    local.register("pulled", rows)
+    try:
+        columns = ", ".join(db.ident(c) for c in rows.column_names)
+        local.execute(f"INSERT INTO {db.ident(table)} ({columns}) SELECT {columns} FROM pulled")  # noqa: S608
+    finally:
+        local.unregister("pulled")
 
 
 _OPEN: dict[int, Session] = {}
@@ -443,12 +443,7 @@ def read_copy(settings: WarehouseConfig, tables: Iterable[str]) -> duckdb.DuckDB
     with contextlib.closing(connect(settings.url)) as pg, contextlib.closing(pg.cursor()) as cur:
         for table in tables:
             cur.execute(f"SELECT * FROM {db.ident(table)}")  # noqa: S608
-            rows = cur.fetch_arrow_table()
-            if rows.num_rows:
-                local.register("pulled", rows)
-                columns = ", ".join(db.ident(c) for c in rows.column_names)
-                local.execute(f"INSERT INTO {db.ident(table)} ({columns}) SELECT {columns} FROM pulled")  # noqa: S608
-                local.unregister("pulled")
+            _insert(local, table, cur.fetch_arrow_table())
         pg.rollback()
     return local
 

@@ -330,7 +330,7 @@ def _remove_invisible(conn: duckdb.DuckDBPyConnection, children: list[str], now:
         cols = ", ".join(c.name for c in risks_table.columns)
         conn.execute(f"INSERT INTO risks_gone ({cols}, gone_at, gone_because) SELECT {cols}, ?, ? FROM risks "  # noqa: S608
                      f"WHERE risk_id IN ({orphan})", [now, because])
-        tables = ["risk_channels"] + [t for t in db_child_tables(conn) if t not in children] + children
+        tables = ["risk_channels"] + [t for t in db.risk_child_tables(conn) if t not in children] + children
         for t in dict.fromkeys(tables):
             conn.execute(f"DELETE FROM {db.ident(t)} WHERE {'risk_id' if t == 'risk_channels' else 'parent_id'} "  # noqa: S608
                          f"IN ({orphan})")
@@ -347,13 +347,6 @@ def retire(conn: duckdb.DuckDBPyConnection, user_id: str, now: dt.datetime | Non
         conn.execute("DELETE FROM detail_failures WHERE user_id = ?", [user_id])
         conn.execute("DELETE FROM sync_state WHERE user_id = ?", [user_id])
         return _remove_invisible(conn, [], now, f"organisation {user_id} left the login")
-
-
-def db_child_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    rows = conn.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_name LIKE 'risks\\_\\_%' ESCAPE '\\'"
-    ).fetchall()
-    return [r[0] for r in rows]
 
 
 def _record(conn, landed: Landed, raw_rel_path: str, distinct: int, drift: list[dict], now: dt.datetime) -> None:

@@ -64,16 +64,15 @@ def _from_postgres(url: str, marts_dir: Path) -> Snapshot:
     from pipelines.config import WarehouseConfig
     from pipelines.warehouse import postgres
 
-    settings = WarehouseConfig(url=url)
     try:
-        built = postgres.counts(settings, MART_TABLES)
+        conn = postgres.read_copy(WarehouseConfig(url=url), [*MART_TABLES, "sync_state"])
     except postgres.PostgresUnavailable as exc:
         return _from_parquet(marts_dir, str(exc))
-    if not any(built.values()) and not postgres.counts(settings, ["sync_state"])["sync_state"]:
-        raise NoMarts("The PostgreSQL warehouse has no marts yet: run a sync.")
-    with postgres.read_copy(settings, [*MART_TABLES, "sync_state"]) as conn:
-        frames = {t: conn.execute(f"SELECT * FROM {db.ident(t)}").df() for t in MART_TABLES}  # noqa: S608
+    with conn:
         synced = conn.execute("SELECT max(synced_at) FROM sync_state").fetchone()[0]
+        if synced is None:
+            raise NoMarts("The PostgreSQL warehouse has no marts yet: run a sync.")
+        frames = {t: conn.execute(f"SELECT * FROM {db.ident(t)}").df() for t in MART_TABLES}  # noqa: S608
     return Snapshot(frames, "postgresql", synced)
 
 
