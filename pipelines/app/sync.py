@@ -321,12 +321,12 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
                 elif not step.needs_run:
                     outcomes.append(_unchanged(instance, step, prefix, log))
                 else:
-                    run_config = _run_config(step, debug, accept_shrink, full)
+                    run_config, started = _run_config(step, debug, accept_shrink, full), time.perf_counter()
                     future = (pool.submit(_execute, defs, instance, step.job, step.partition, run_config, tags)
                               if writers <= 1 else
                               pool.submit(run_in_worker, str(instance.root_directory), step.job, step.partition,
                                           run_config, tags))
-                    running[future] = (prefix, step, time.perf_counter())
+                    running[future] = (prefix, step, started)
             if not running:
                 continue
             done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
