@@ -250,9 +250,10 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def ensure_table(conn: duckdb.DuckDBPyConnection, table: sa.Table) -> list[str]:
-    """Create ``table`` or add the columns it lacks (never drops anything); returns columns added."""
-    have = existing_columns(conn, table.name)
+def ensure_table(conn: duckdb.DuckDBPyConnection, table: sa.Table, have: list[str] | None = None) -> list[str]:
+    """Create ``table`` or add the columns it lacks (never drops anything); returns columns added.
+    ``have``: its columns, when the caller read them already."""
+    have = existing_columns(conn, table.name) if have is None else have
     added: list[str] = []
     if not have:
         conn.execute(str(sa.schema.CreateTable(table).compile(dialect=_DIALECT)))
@@ -273,8 +274,14 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, table: sa.Table) -> list[str]:
 
 
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    """Every table of the models, with every column they declare (one catalogue query: a load opens a
+    session per organisation)."""
+    have: dict[str, list[str]] = {}
+    for table, column in conn.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                      "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position").fetchall():
+        have.setdefault(table, []).append(column)
     for table in metadata.sorted_tables:
-        ensure_table(conn, table)
+        ensure_table(conn, table, have.get(table.name, []))
     macros.install(conn)
 
 
