@@ -18,7 +18,17 @@ from pipelines.client import endpoints
 from pipelines.defs.freshness import confirm_current
 from pipelines.defs.launcher import HOST_TAG, PID_TAG, process_alive, run_pid
 from pipelines.defs.partitions import WAREHOUSE_POOL, organisations_partitions, partition_key, split_key
-from pipelines.defs.plan import CORPORATE, MARTS_JOB, MI_JOB, UNCHANGED, Step, SyncPlan, retire_departed
+from pipelines.defs.plan import (
+    CORPORATE,
+    MARTS_JOB,
+    MI_JOB,
+    ORGANISATION_JOB,
+    UNCHANGED,
+    Step,
+    SyncPlan,
+    range_run,
+    retire_departed,
+)
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.extract import changes, mireport
 from pipelines.landing import raw
@@ -310,6 +320,9 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
             log(f"Stopped: {outcomes[-1].note.split(': ', 1)[-1]}")
             return outcomes
     running: dict[cf.Future, tuple[str, Step, float]] = {}
+    order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(organisations_partitions.name))}
+    alone: set[str] = set()
+    """Organisations whose run with others failed: each runs on its own, with its own outcome."""
     with _InProcess() if writers <= 1 else _writers_pool(writers) as pool:
         while queue or running:
             while queue and len(running) < writers:
@@ -320,6 +333,13 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
                     outcomes.append(Outcome(step.key, step.label, False, stopped[login]))
                 elif not step.needs_run:
                     outcomes.append(_unchanged(instance, step, prefix, log))
+                elif writers <= 1 and len(batch := _take_batch((prefix, step), queue, order, alone, stopped)) > 1:
+                    together = _run_together(defs, instance, batch, tags, debug, accept_shrink, full, log)
+                    if together is None:
+                        alone.update(s.key for _, s in batch)
+                        queue[:0] = batch
+                    else:
+                        outcomes += together
                 else:
                     run_config, started = _run_config(step, debug, accept_shrink, full), time.perf_counter()
                     future = (pool.submit(_execute, defs, instance, step.job, step.partition, run_config, tags)
@@ -346,6 +366,42 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
     outcomes.append(_mi_report(instance, defs, plan, tags, log, debug))
     outcomes.append(_marts(instance, defs, plan, tags, log, debug))
     return outcomes
+
+
+def _take_batch(first: tuple[str, Step], queue: list[tuple[str, Step]], order: dict[str, int], alone: set[str],
+                stopped: dict[str, str]) -> list[tuple[str, Step]]:
+    """``first`` and the organisations after it in ``queue`` that need a run too and come right after it in
+    the partitions' order (one Dagster run takes a range of partitions), taken from ``queue``."""
+    batch = [first]
+    if first[1].key in alone or first[1].key not in order:
+        return batch
+    while queue:
+        step = queue[0][1]
+        if (not step.needs_run or step.key in alone or split_key(step.key)[0] in stopped
+                or order.get(step.key) != order[batch[-1][1].key] + 1):
+            break
+        batch.append(queue.pop(0))
+    return batch
+
+
+def _run_together(defs: dg.Definitions, instance: dg.DagsterInstance, batch: list[tuple[str, Step]], tags: dict,
+                  debug: bool, accept_shrink: bool, full: bool, log) -> list[Outcome] | None:
+    """One run over ``batch``'s organisations (consecutive partitions): its fixed cost once, each
+    organisation still loaded in a transaction of its own. None when it failed: the caller then runs
+    each on its own, so each gets its own outcome and message (those loaded already load again, the same)."""
+    steps = [s for _, s in batch]
+    run_config, range_tags = range_run(steps, accept_shrink, full)
+    started = time.perf_counter()
+    ok, note = _execute(defs, instance, ORGANISATION_JOB, None, {**(DEBUG if debug else QUIET), **run_config},
+                        {**tags, **range_tags})
+    seconds = time.perf_counter() - started
+    if not ok:
+        log(f"[{len(steps)} organisations in one run] failed after {seconds:.1f} s ({note}): each runs on its own now")
+        return None
+    for prefix, step in batch:
+        why = f"{step.reason}, " if step.check is not None else ""
+        log(f"{prefix}ok ({why}one run of {len(steps)}: {seconds:.1f} s)")
+    return [Outcome(s.key, s.label, True, "") for s in steps]
 
 
 def _run_config(step: Step, debug: bool, accept_shrink: bool, full: bool) -> dict:

@@ -121,3 +121,24 @@ def specs(checks: Iterable[Check]) -> list[dg.AssetCheckSpec]:
 
 def evaluate(checks: Iterable[Check], conn, **context: Any) -> list[dg.AssetCheckResult]:
     return [c.evaluate(conn, **context) for c in checks]
+
+
+def combine(results: dict[str, list[dg.AssetCheckResult]]) -> list[dg.AssetCheckResult]:
+    """A run of several organisations gives each check one result (Dagster takes one per check and run):
+    it passes when the check passed for every organisation; its metadata counts them, names those it
+    failed for, and keeps each of those one's own metadata under its partition key. A run of one
+    organisation: that organisation's results as they are."""
+    if len(results) == 1:
+        return next(iter(results.values()))
+    keys = list(results)
+    combined = []
+    for per_key in zip(*results.values(), strict=True):
+        first = per_key[0]
+        failed = {key: r for key, r in zip(keys, per_key, strict=True) if not r.passed}
+        metadata: dict[str, Any] = {"organisations": len(keys), "failed_organisations": dg.MetadataValue.json(list(failed))}
+        for key, r in failed.items():
+            metadata.update({f"{key} {name}": value for name, value in r.metadata.items()})
+        combined.append(dg.AssetCheckResult(
+            check_name=first.check_name, asset_key=first.asset_key, passed=not failed, severity=first.severity,
+            description=first.description, metadata=metadata))
+    return combined

@@ -17,6 +17,12 @@ def split_key(key: str) -> tuple[str, str]:
     login, _, user_id = key.rpartition(":")
     return login, user_id
 
+
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+"""The organisation assets take several partitions in one run (a backfill, a sync of several changed
+organisations), each organisation in turn and in a transaction of its own: one run's fixed cost (its
+events in Dagster's log) instead of one per organisation."""
+
 WAREHOUSE_POOL = "duckdb_warehouse"
 """DuckDB has one writer: every asset that writes the warehouse is in this pool (limit 1)."""
 
@@ -36,4 +42,12 @@ class DetailsConfig(dg.Config):
 class LandedConfig(dg.Config):
     reuse_sha256: str = ""
     """Set by the sync plan: its change check landed this answer moments ago, with this SHA-256, so
-    the run records that one instead of fetching it again. Empty: fetch (the default)."""
+    the run records that one instead of fetching it again. Empty: fetch (the default). A run of one
+    partition only."""
+    reuse: dict[str, str] = {}
+    """The same for a run of several partitions: partition key -> SHA-256 (a key left out: fetch)."""
+
+    def sha256_for(self, key: str, keys: list[str]) -> str:
+        if self.reuse_sha256 and len(keys) > 1:
+            raise ValueError("reuse_sha256 names one answer but the run has several partitions: use reuse")
+        return self.reuse.get(key, self.reuse_sha256)

@@ -19,6 +19,9 @@ REFERENCE_JOB = "reference_data"
 MARTS_JOB = "build_marts"
 MI_JOB = "mi_report"
 CHANGE_TAG = "whitespace/change"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+"""The tags of a Dagster run over a range of partitions (what a single-run backfill launches)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +82,18 @@ class Step:
                       "sha256": landed.sha256 if landed else "", "items": landed.items if landed else 0},
         ))
         confirm_current(instance, self.table_asset, self.partition)
+
+
+def range_run(steps: list[Step], accept_shrink: bool = False, full: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
+    """The run config and tags of one run over ``steps``' organisations, consecutive partitions: each
+    answer the check landed is recorded, not fetched again (``reuse``)."""
+    reuse = {s.key: s.check.landed.sha256 for s in steps if s.check is not None and s.check.landed is not None}
+    ops: dict[str, Any] = {"raw_risks": {"config": {"reuse": reuse}}}
+    if accept_shrink:
+        ops["risk_tables"] = {"config": {"accept_shrink": True}}
+    if full:
+        ops["raw_risk_details"] = {"config": {"full": True}}
+    return {"ops": ops}, {RANGE_START_TAG: steps[0].key, RANGE_END_TAG: steps[-1].key}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -55,6 +55,14 @@ def synced(pipeline) -> Synced:
     return run
 
 
+def partitions_of(run: dg.DagsterRun) -> list[str]:
+    """The organisations an organisation run loaded: its partition, or its range of them."""
+    if "dagster/partition" in run.tags:
+        return [run.tags["dagster/partition"]]
+    start, end = run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]
+    return SUMO_IDS[SUMO_IDS.index(start):SUMO_IDS.index(end) + 1]
+
+
 def raw_files(pipeline) -> set[Path]:
     return {p for p in pipeline.raw_dir.rglob("*") if p.is_file()}
 
@@ -85,11 +93,15 @@ def test_a_resync_with_nothing_changed_starts_no_run_and_fetches_only_the_lists(
 def test_what_changed_runs_once_and_the_warehouse_matches_the_api(synced) -> None:
     pipeline = synced.pipeline
     pipeline.server.advance(changed_fraction=0.02, new_roots=2, removed_fraction=0.01)
-    runs = synced.runs()
+    before = {r.run_id for r in pipeline.instance.get_runs()}
     notes = synced()
     ran = [label for label, note in notes.items() if note != changes.UNCHANGED]
     assert "marts" in ran and len(ran) >= 2, notes
-    assert synced.runs() == runs + len(ran)
+    new = [r for r in pipeline.instance.get_runs() if r.run_id not in before]
+    organisations = [r for r in new if r.job_name == "sync_organisation"]
+    loaded = [key for r in organisations for key in partitions_of(r)]
+    assert len(loaded) == len(set(loaded)) == len([x for x in ran if x not in ("reference data", "MI report", "marts")])
+    assert len(new) - len(organisations) == len([x for x in ran if x in ("reference data", "MI report", "marts")])
     assert synced.requests()["GET /api/risks"] == len(SUMO_IDS), "the runs loaded the lists the check fetched"
     for mu in SUMO_IDS:
         rows = pipeline.query("SELECT r.risk_id, r.rev FROM risk_visibility v JOIN risks r USING (risk_id) "
@@ -134,7 +146,7 @@ def test_marts_are_rebuilt_when_their_export_is_missing_and_all_runs_when_asked(
     runs = synced.runs()
     notes = synced(everything=True)
     assert changes.UNCHANGED not in notes.values()
-    assert synced.runs() == runs + len(SUMO_IDS) + 3  # reference data, the MI report, the marts
+    assert synced.runs() == runs + 1 + 3  # the organisations in one run; reference data, the MI report, the marts
     assert synced.requests()["GET /api/risks"] == len(SUMO_IDS), "forced runs fetch for themselves"
 
 

@@ -6,7 +6,7 @@ from pipelines.client import endpoints
 from pipelines.defs import checks
 from pipelines.defs.assets.risks import raw_risks
 from pipelines.defs.metadata import table_specs
-from pipelines.defs.partitions import WAREHOUSE_POOL, DetailsConfig, organisations_partitions, split_key
+from pipelines.defs.partitions import SINGLE_RUN, WAREHOUSE_POOL, DetailsConfig, organisations_partitions, split_key
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.extract import details
 from pipelines.landing import raw
@@ -14,31 +14,33 @@ from pipelines.warehouse import details as detail_loader
 
 
 @dg.asset(partitions_def=organisations_partitions, group_name="extract", kinds={"whitespace", "json"},
-          deps=[raw_risks])
+          deps=[raw_risks], backfill_policy=SINGLE_RUN)
 def raw_risk_details(
     context: dg.AssetExecutionContext, config: DetailsConfig, whitespace: WhitespaceResource,
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """Each changed root's contract (``GET /api/risks/{riskID}``) and line sets (``GET /api/lines/{rootID}/
     combinedSets``), landed as received. Only roots whose document revisions changed are fetched."""
-    login, user_id = split_key(context.partition_key)
     raw_dir = warehouse.raw_path()
-    listing = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
-    with whitespace.client(login) as client:
-        fetched = details.fetch(client.for_user(user_id), raw_dir, listing, log=context.log.info, full=config.full,
-                                reconcile_every=warehouse.settings().reconcile_every)
-    if fetched.failed:
-        context.log.warning("%d roots failed and will be fetched again next run: %s", len(fetched.failed),
-                            dict(list(fetched.failed.items())[:5]))
-    return dg.MaterializeResult(metadata={
-        "roots_fetched": fetched.fetched,
-        "roots_unchanged": fetched.plan.unchanged,
-        "roots_gone": len(fetched.plan.gone),
-        "roots_failed": len(fetched.failed),
-        "failed_roots": dg.MetadataValue.json(dict(list(fetched.failed.items())[:50])),
-        "requests": fetched.requests,
-        "path": str(fetched.path) if fetched.path else "nothing changed",
-    })
+    for key in context.partition_keys:
+        login, user_id = split_key(key)
+        listing = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
+        with whitespace.client(login) as client:
+            fetched = details.fetch(client.for_user(user_id), raw_dir, listing, log=context.log.info, full=config.full,
+                                    reconcile_every=warehouse.settings().reconcile_every)
+        if fetched.failed:
+            context.log.warning("%d roots of %s failed and will be fetched again next run: %s", len(fetched.failed),
+                                user_id, dict(list(fetched.failed.items())[:5]))
+        context.add_asset_metadata(partition_key=key, metadata={
+            "roots_fetched": fetched.fetched,
+            "roots_unchanged": fetched.plan.unchanged,
+            "roots_gone": len(fetched.plan.gone),
+            "roots_failed": len(fetched.failed),
+            "failed_roots": dg.MetadataValue.json(dict(list(fetched.failed.items())[:50])),
+            "requests": fetched.requests,
+            "path": str(fetched.path) if fetched.path else "nothing changed",
+        })
+    return dg.MaterializeResult()
 
 
 @dg.multi_asset(
@@ -46,23 +48,26 @@ def raw_risk_details(
     check_specs=checks.specs(checks.DETAILS),
     partitions_def=organisations_partitions,
     pool=WAREHOUSE_POOL,
+    backfill_policy=SINGLE_RUN,
     name="detail_tables",
 )
 def detail_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Applies every landed detail file not yet in the warehouse: contracts, line items and their
-    placeholders, market lines with exact decimal shares, and facility links."""
-    _, user_id = split_key(context.partition_key)
-    with warehouse.session(scope=detail_loader.scope(warehouse.raw_path(), user_id)) as conn:
-        result = detail_loader.load_pending(conn, warehouse.raw_path(), user_id)
-        results = checks.evaluate(checks.DETAILS, conn, user_id=user_id, drift=result.drift)
+    placeholders, market lines with exact decimal shares, and facility links (one transaction per
+    organisation)."""
+    results: dict[str, list[dg.AssetCheckResult]] = {}
+    for key in context.partition_keys:
+        _, user_id = split_key(key)
+        with warehouse.session(scope=detail_loader.scope(warehouse.raw_path(), user_id)) as conn:
+            result = detail_loader.load_pending(conn, warehouse.raw_path(), user_id)
+            results[key] = checks.evaluate(checks.DETAILS, conn, user_id=user_id, drift=result.drift)
+        for table in detail_loader.DETAIL_TABLES:
+            context.add_asset_metadata(asset_key=table, partition_key=key, metadata={
+                "dagster/row_count": result.counts[table],
+                **({"roots_loaded": result.roots, "files_loaded": result.files, "roots_failed": len(result.failed),
+                    "roots_kept_newer": result.older, "schema_drift": dg.MetadataValue.json(result.drift),
+                    "roots_removed": result.removed_roots} if table == "contracts" else {}),
+            })
     for table in detail_loader.DETAIL_TABLES:
-        yield dg.MaterializeResult(asset_key=table, metadata={
-            "dagster/row_count": result.counts[table],
-            **({"roots_loaded": result.roots, "files_loaded": result.files, "roots_failed": len(result.failed),
-                "roots_kept_newer": result.older, "schema_drift": dg.MetadataValue.json(result.drift),
-                "roots_removed": result.removed_roots} if table == "contracts" else {}),
-        })
-    yield from results
-
-
-
+        yield dg.MaterializeResult(asset_key=table)
+    yield from checks.combine(results)

@@ -8,6 +8,7 @@ from pipelines.client import endpoints
 from pipelines.defs import checks
 from pipelines.defs.metadata import preview, table_specs
 from pipelines.defs.partitions import (
+    SINGLE_RUN,
     WAREHOUSE_POOL,
     LandedConfig,
     RiskTablesConfig,
@@ -20,39 +21,41 @@ from pipelines.warehouse import db
 from pipelines.warehouse import risks as risk_loader
 
 
-@dg.asset(partitions_def=organisations_partitions, group_name="extract", kinds={"whitespace", "json"})
+@dg.asset(partitions_def=organisations_partitions, group_name="extract", kinds={"whitespace", "json"},
+          backfill_policy=SINGLE_RUN)
 def raw_risks(
     context: dg.AssetExecutionContext, config: LandedConfig, whitespace: WhitespaceResource,
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """One organisation's ``GET /api/risks`` answer, landed on disk byte for byte with its hash, so
-    the warehouse can be rebuilt without calling the API again."""
-    login, user_id = split_key(context.partition_key)
+    the warehouse can be rebuilt without calling the API again. A run of several organisations (a
+    backfill, a sync) lands each in turn."""
     raw_dir = warehouse.raw_path()
-    with whitespace.client(login) as client:
-        bound = client.for_user(user_id)
-        company_id = str(bound.my_details().get("companyId", ""))
-        landed = raw.reusable(raw_dir, user_id, endpoints.RISKS, config.reuse_sha256)
-        if landed is None:
-            download = raw.download_risk_list(bound, raw_dir, user_id)
-            landed = raw.record(download, raw_dir, user_id, endpoints.RISKS, company_id)
-            fetched_by = "this run"
-        else:
-            landed = dataclasses.replace(landed, company_id=company_id)
-            raw.write_manifest(landed)
-            fetched_by = "the sync's change check"
-    context.log.info("Landed %d risks (%d bytes) for %s (%s), fetched by %s", landed.items, landed.bytes, user_id,
-                     company_id, fetched_by)
-    return dg.MaterializeResult(
-        metadata={
+    for key in context.partition_keys:
+        login, user_id = split_key(key)
+        with whitespace.client(login) as client:
+            bound = client.for_user(user_id)
+            company_id = str(bound.my_details().get("companyId", ""))
+            landed = raw.reusable(raw_dir, user_id, endpoints.RISKS, config.sha256_for(key, context.partition_keys))
+            if landed is None:
+                download = raw.download_risk_list(bound, raw_dir, user_id)
+                landed = raw.record(download, raw_dir, user_id, endpoints.RISKS, company_id)
+                fetched_by = "this run"
+            else:
+                landed = dataclasses.replace(landed, company_id=company_id)
+                raw.write_manifest(landed)
+                fetched_by = "the sync's change check"
+        context.log.info("Landed %d risks (%d bytes) for %s (%s), fetched by %s", landed.items, landed.bytes, user_id,
+                         company_id, fetched_by)
+        context.add_asset_metadata(partition_key=key, metadata={
             "items": landed.items,
             "bytes": landed.bytes,
             "sha256": landed.sha256,
             "company_id": company_id,
             "fetched_by": fetched_by,
             "path": dg.MetadataValue.path(str(landed.path)),
-        }
-    )
+        })
+    return dg.MaterializeResult()
 
 
 RISK_TABLES = ("risks", "risk_channels", "risk_visibility", "risk_history")
@@ -63,28 +66,39 @@ RISK_TABLES = ("risks", "risk_channels", "risk_visibility", "risk_history")
     check_specs=checks.specs(checks.RISKS),
     partitions_def=organisations_partitions,
     pool=WAREHOUSE_POOL,
+    backfill_policy=SINGLE_RUN,
     name="risk_tables",
 )
 def risk_tables(context: dg.AssetExecutionContext, config: RiskTablesConfig, warehouse: WarehouseResource):
     """Normalises the organisation's latest landed risk list into ``risks``, ``risk_channels`` and
-    ``risk_visibility``, replacing exactly that organisation's rows in one transaction. A list that
-    drops more of the organisation's risks than allowed is refused, unless accepted."""
-    _, user_id = split_key(context.partition_key)
+    ``risk_visibility``, replacing exactly that organisation's rows in one transaction (a run of several
+    organisations: one transaction each). A list that drops more of the organisation's risks than
+    allowed is refused, unless accepted."""
     raw_dir = warehouse.raw_path()
-    landed = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
-    before = raw.landed_before(raw_dir, endpoints.RISKS, landed)
-    accepted = config.accept_shrink or (before is not None and before.sha256 == landed.sha256)
-    with warehouse.session(scope=risk_loader.scope(landed)) as conn:
-        result = risk_loader.load_list(conn, landed, landed.relative_to(raw_dir),
-                                       max_shrink=1.0 if accepted else warehouse.settings().max_shrink)
-        totals = {t: db.row_count(conn, t) for t in RISK_TABLES}
-        check_results = checks.evaluate(checks.RISKS, conn, user_id=user_id, landed=landed, drift=result.drift)
+    results: dict[str, list[dg.AssetCheckResult]] = {}
+    for key in context.partition_keys:
+        _, user_id = split_key(key)
+        landed = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
+        before = raw.landed_before(raw_dir, endpoints.RISKS, landed)
+        accepted = config.accept_shrink or (before is not None and before.sha256 == landed.sha256)
+        with warehouse.session(scope=risk_loader.scope(landed)) as conn:
+            result = risk_loader.load_list(conn, landed, landed.relative_to(raw_dir),
+                                           max_shrink=1.0 if accepted else warehouse.settings().max_shrink)
+            totals = {t: db.row_count(conn, t) for t in RISK_TABLES}
+            results[key] = checks.evaluate(checks.RISKS, conn, user_id=user_id, landed=landed, drift=result.drift)
+        _record(context, key, user_id, result, totals)
+    for table in RISK_TABLES:
+        yield dg.MaterializeResult(asset_key=table)
+    yield from checks.combine(results)
+
+
+def _record(context: dg.AssetExecutionContext, key: str, user_id: str, result, totals: dict[str, int]) -> None:
+    """One organisation's load, as the metadata of its partition of each table."""
     drift = result.drift
     if drift:
         context.log.warning("Schema drift in /api/risks for %s: %s", user_id, drift)
-    yield dg.MaterializeResult(
-        asset_key="risks",
-        metadata={
+    metadata = {
+        "risks": {
             "dagster/row_count": totals["risks"],
             "partition_rows": result.distinct_risks,
             "api_items": result.api_items,
@@ -99,18 +113,10 @@ def risk_tables(context: dg.AssetExecutionContext, config: RiskTablesConfig, war
             "child_tables": ", ".join(result.child_tables) or "none",
             "preview": preview(result.preview),
         },
-    )
-    yield dg.MaterializeResult(
-        asset_key="risk_channels",
-        metadata={"dagster/row_count": totals["risk_channels"], "partition_rows": result.channels},
-    )
-    yield dg.MaterializeResult(
-        asset_key="risk_visibility",
-        metadata={"dagster/row_count": totals["risk_visibility"], "partition_rows": result.distinct_risks,
-                  "added": result.added, "gone": result.gone},
-    )
-    yield dg.MaterializeResult(
-        asset_key="risk_history",
-        metadata={"dagster/row_count": totals["risk_history"], "new_revisions": result.added + result.changed},
-    )
-    yield from check_results
+        "risk_channels": {"dagster/row_count": totals["risk_channels"], "partition_rows": result.channels},
+        "risk_visibility": {"dagster/row_count": totals["risk_visibility"], "partition_rows": result.distinct_risks,
+                            "added": result.added, "gone": result.gone},
+        "risk_history": {"dagster/row_count": totals["risk_history"], "new_revisions": result.added + result.changed},
+    }
+    for table, values in metadata.items():
+        context.add_asset_metadata(values, asset_key=table, partition_key=key)
