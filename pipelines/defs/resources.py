@@ -73,6 +73,19 @@ class WhitespaceResource(dg.ConfigurableResource):
         return config.login_from_values(values, self.max_concurrency, login)
 
     @contextlib.contextmanager
+    def clients(self) -> Iterator[Callable[[str], WhitespaceClient]]:
+        """Clients for several organisations in a row: ``get(login)`` opens each login's client once (one token
+        refresh, not one per organisation); all are closed at the end."""
+        with contextlib.ExitStack() as stack:
+            opened: dict[str, WhitespaceClient] = {}
+
+            def get(login: str = "") -> WhitespaceClient:
+                if login not in opened:
+                    opened[login] = stack.enter_context(self.client(login))
+                return opened[login]
+            yield get
+
+    @contextlib.contextmanager
     def client(self, login: str = "") -> Iterator[WhitespaceClient]:
         """A client of ``login`` ("": the one login)."""
         if not self.sandbox:
@@ -158,6 +171,10 @@ class WarehouseResource(dg.ConfigurableResource):
     def session(self, read_only: bool = False, scope=None) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
         """``scope``: what a load reads and writes (``postgres.Scope``), for a PostgreSQL warehouse."""
         return db.session(self.settings(), read_only=read_only, scope=scope)
+
+    def sessions(self) -> contextlib.AbstractContextManager:
+        """Sessions for several loads in a row: ``with warehouse.sessions() as open: with open(scope) as conn``."""
+        return db.sessions(self.settings())
 
 
 def from_environment() -> dict[str, dg.ConfigurableResource]:

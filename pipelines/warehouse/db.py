@@ -10,8 +10,9 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import duckdb_engine
@@ -145,6 +146,19 @@ def session(where: WarehouseConfig | str | Path, read_only: bool = False, scope=
                                   "(WHITESPACE_WAREHOUSE_URL): query it there (psql, a BI tool).")
         return postgres.session(settings, scope)
     return _file_session(settings, read_only)
+
+
+@contextlib.contextmanager
+def sessions(where: WarehouseConfig | str | Path) -> Iterator[Callable[[Any], contextlib.AbstractContextManager]]:
+    """Writer sessions for several loads in a row (a run of several organisations): ``open(scope)`` is
+    each one's session. The DuckDB file is opened, and its schema checked, once for them all, each load
+    still committing in its own transaction (as ``rebuild`` does); PostgreSQL: a session per load (its scope)."""
+    settings = _config(where)
+    if settings.url:
+        yield lambda scope: session(settings, scope=scope)
+        return
+    with _file_session(settings, read_only=False) as conn:
+        yield lambda scope: contextlib.nullcontext(conn)
 
 
 def row_count(conn: duckdb.DuckDBPyConnection, table: str) -> int:

@@ -22,25 +22,29 @@ def raw_risk_details(
     """Each changed root's contract (``GET /api/risks/{riskID}``) and line sets (``GET /api/lines/{rootID}/
     combinedSets``), landed as received. Only roots whose document revisions changed are fetched."""
     raw_dir = warehouse.raw_path()
-    for key in context.partition_keys:
-        login, user_id = split_key(key)
-        listing = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
-        with whitespace.client(login) as client:
-            fetched = details.fetch(client.for_user(user_id), raw_dir, listing, log=context.log.info, full=config.full,
-                                    reconcile_every=warehouse.settings().reconcile_every)
-        if fetched.failed:
-            context.log.warning("%d roots of %s failed and will be fetched again next run: %s", len(fetched.failed),
-                                user_id, dict(list(fetched.failed.items())[:5]))
-        context.add_asset_metadata(partition_key=key, metadata={
-            "roots_fetched": fetched.fetched,
-            "roots_unchanged": fetched.plan.unchanged,
-            "roots_gone": len(fetched.plan.gone),
-            "roots_failed": len(fetched.failed),
-            "failed_roots": dg.MetadataValue.json(dict(list(fetched.failed.items())[:50])),
-            "requests": fetched.requests,
-            "path": str(fetched.path) if fetched.path else "nothing changed",
-        })
+    with whitespace.clients() as client:
+        for key in context.partition_keys:
+            login, user_id = split_key(key)
+            listing = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
+            fetched = details.fetch(client(login).for_user(user_id), raw_dir, listing, log=context.log.info,
+                                    full=config.full, reconcile_every=warehouse.settings().reconcile_every)
+            _fetched(context, key, fetched)
     return dg.MaterializeResult()
+
+
+def _fetched(context: dg.AssetExecutionContext, key: str, fetched: details.Fetched) -> None:
+    if fetched.failed:
+        context.log.warning("%d roots of %s failed and will be fetched again next run: %s", len(fetched.failed),
+                            split_key(key)[1], dict(list(fetched.failed.items())[:5]))
+    context.add_asset_metadata(partition_key=key, metadata={
+        "roots_fetched": fetched.fetched,
+        "roots_unchanged": fetched.plan.unchanged,
+        "roots_gone": len(fetched.plan.gone),
+        "roots_failed": len(fetched.failed),
+        "failed_roots": dg.MetadataValue.json(dict(list(fetched.failed.items())[:50])),
+        "requests": fetched.requests,
+        "path": str(fetched.path) if fetched.path else "nothing changed",
+    })
 
 
 @dg.multi_asset(
@@ -56,18 +60,23 @@ def detail_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     placeholders, market lines with exact decimal shares, and facility links (one transaction per
     organisation)."""
     results: dict[str, list[dg.AssetCheckResult]] = {}
-    for key in context.partition_keys:
-        _, user_id = split_key(key)
-        with warehouse.session(scope=detail_loader.scope(warehouse.raw_path(), user_id)) as conn:
-            result = detail_loader.load_pending(conn, warehouse.raw_path(), user_id)
-            results[key] = checks.evaluate(checks.DETAILS, conn, user_id=user_id, drift=result.drift)
-        for table in detail_loader.DETAIL_TABLES:
-            context.add_asset_metadata(asset_key=table, partition_key=key, metadata={
-                "dagster/row_count": result.counts[table],
-                **({"roots_loaded": result.roots, "files_loaded": result.files, "roots_failed": len(result.failed),
-                    "roots_kept_newer": result.older, "schema_drift": dg.MetadataValue.json(result.drift),
-                    "roots_removed": result.removed_roots} if table == "contracts" else {}),
-            })
+    with warehouse.sessions() as session:
+        for key in context.partition_keys:
+            _, user_id = split_key(key)
+            with session(detail_loader.scope(warehouse.raw_path(), user_id)) as conn:
+                result = detail_loader.load_pending(conn, warehouse.raw_path(), user_id)
+                results[key] = checks.evaluate(checks.DETAILS, conn, user_id=user_id, drift=result.drift)
+            _loaded(context, key, result)
     for table in detail_loader.DETAIL_TABLES:
         yield dg.MaterializeResult(asset_key=table)
     yield from checks.combine(results)
+
+
+def _loaded(context: dg.AssetExecutionContext, key: str, result: detail_loader.DetailLoad) -> None:
+    for table in detail_loader.DETAIL_TABLES:
+        context.add_asset_metadata(asset_key=table, partition_key=key, metadata={
+            "dagster/row_count": result.counts[table],
+            **({"roots_loaded": result.roots, "files_loaded": result.files, "roots_failed": len(result.failed),
+                "roots_kept_newer": result.older, "schema_drift": dg.MetadataValue.json(result.drift),
+                "roots_removed": result.removed_roots} if table == "contracts" else {}),
+        })

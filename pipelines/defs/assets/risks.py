@@ -31,10 +31,10 @@ def raw_risks(
     the warehouse can be rebuilt without calling the API again. A run of several organisations (a
     backfill, a sync) lands each in turn."""
     raw_dir = warehouse.raw_path()
-    for key in context.partition_keys:
-        login, user_id = split_key(key)
-        with whitespace.client(login) as client:
-            bound = client.for_user(user_id)
+    with whitespace.clients() as client:
+        for key in context.partition_keys:
+            login, user_id = split_key(key)
+            bound = client(login).for_user(user_id)
             company_id = str(bound.my_details().get("companyId", ""))
             landed = raw.reusable(raw_dir, user_id, endpoints.RISKS, config.sha256_for(key, context.partition_keys))
             if landed is None:
@@ -45,17 +45,22 @@ def raw_risks(
                 landed = dataclasses.replace(landed, company_id=company_id)
                 raw.write_manifest(landed)
                 fetched_by = "the sync's change check"
-        context.log.info("Landed %d risks (%d bytes) for %s (%s), fetched by %s", landed.items, landed.bytes, user_id,
-                         company_id, fetched_by)
-        context.add_asset_metadata(partition_key=key, metadata={
-            "items": landed.items,
-            "bytes": landed.bytes,
-            "sha256": landed.sha256,
-            "company_id": company_id,
-            "fetched_by": fetched_by,
-            "path": dg.MetadataValue.path(str(landed.path)),
-        })
+            _landed(context, key, landed, company_id, fetched_by)
     return dg.MaterializeResult()
+
+
+def _landed(context: dg.AssetExecutionContext, key: str, landed: raw.Landed, company_id: str, fetched_by: str) -> None:
+    user_id = split_key(key)[1]
+    context.log.info("Landed %d risks (%d bytes) for %s (%s), fetched by %s", landed.items, landed.bytes, user_id,
+                     company_id, fetched_by)
+    context.add_asset_metadata(partition_key=key, metadata={
+        "items": landed.items,
+        "bytes": landed.bytes,
+        "sha256": landed.sha256,
+        "company_id": company_id,
+        "fetched_by": fetched_by,
+        "path": dg.MetadataValue.path(str(landed.path)),
+    })
 
 
 RISK_TABLES = ("risks", "risk_channels", "risk_visibility", "risk_history")
@@ -76,17 +81,18 @@ def risk_tables(context: dg.AssetExecutionContext, config: RiskTablesConfig, war
     allowed is refused, unless accepted."""
     raw_dir = warehouse.raw_path()
     results: dict[str, list[dg.AssetCheckResult]] = {}
-    for key in context.partition_keys:
-        _, user_id = split_key(key)
-        landed = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
-        before = raw.landed_before(raw_dir, endpoints.RISKS, landed)
-        accepted = config.accept_shrink or (before is not None and before.sha256 == landed.sha256)
-        with warehouse.session(scope=risk_loader.scope(landed)) as conn:
-            result = risk_loader.load_list(conn, landed, landed.relative_to(raw_dir),
-                                           max_shrink=1.0 if accepted else warehouse.settings().max_shrink)
-            totals = {t: db.row_count(conn, t) for t in RISK_TABLES}
-            results[key] = checks.evaluate(checks.RISKS, conn, user_id=user_id, landed=landed, drift=result.drift)
-        _record(context, key, user_id, result, totals)
+    with warehouse.sessions() as session:
+        for key in context.partition_keys:
+            _, user_id = split_key(key)
+            landed = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
+            before = raw.landed_before(raw_dir, endpoints.RISKS, landed)
+            accepted = config.accept_shrink or (before is not None and before.sha256 == landed.sha256)
+            with session(risk_loader.scope(landed)) as conn:
+                result = risk_loader.load_list(conn, landed, landed.relative_to(raw_dir),
+                                               max_shrink=1.0 if accepted else warehouse.settings().max_shrink)
+                totals = {t: db.row_count(conn, t) for t in RISK_TABLES}
+                results[key] = checks.evaluate(checks.RISKS, conn, user_id=user_id, landed=landed, drift=result.drift)
+            _record(context, key, user_id, result, totals)
     for table in RISK_TABLES:
         yield dg.MaterializeResult(asset_key=table)
     yield from checks.combine(results)
