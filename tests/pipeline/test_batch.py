@@ -79,3 +79,30 @@ def test_an_organisation_that_fails_in_the_shared_run_fails_alone(pipeline) -> N
         rows = pipeline.query("SELECT v.risk_id, r.rev FROM risk_visibility v JOIN risks r USING (risk_id) "
                               "WHERE v.user_id = ?", [mu])
         assert set(rows) == api_truth(pipeline, mu), f"{mu} holds the platform's new list"
+
+
+def test_an_unchanged_organisation_between_changed_ones_joins_their_run(pipeline) -> None:
+    assert all(o.ok for o in sync(pipeline.instance, pipeline.defs, log=lambda *_: None))
+    middle = USERS[0].memberships[1]
+    before = pipeline.query("SELECT risk_id FROM risk_visibility WHERE user_id = ? ORDER BY 1", [middle.user_id])
+    # its view lags (the same list as loaded) and the feed names nothing: the check finds it unchanged
+    pipeline.server.set_faults(stale_list_for=middle.company_id, activities_empty=True)
+    pipeline.server.advance(changed_fraction=0.2, new_roots=5)
+    known = {r.run_id for r in organisation_runs(pipeline.instance)}
+    lines: list[str] = []
+    outcomes = sync(pipeline.instance, pipeline.defs, log=lines.append)
+    assert all(o.ok for o in outcomes), outcomes
+    assert any(middle.user_id in line and "unchanged, loaded again" in line for line in lines), "\n".join(lines)
+    [run] = [r for r in organisation_runs(pipeline.instance) if r.run_id not in known]
+    assert run.tags["dagster/asset_partition_range_end"] == SUMO_IDS[-1]
+    # loaded again from the answer it had: its rows as they were, nothing new recorded for it
+    assert pipeline.query("SELECT risk_id FROM risk_visibility WHERE user_id = ? ORDER BY 1",
+                          [middle.user_id]) == before
+    [record] = pipeline.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("risks"), asset_partitions=[middle.user_id]), limit=1).records
+    metadata = record.asset_materialization.metadata
+    assert (metadata["added"].value, metadata["changed"].value, metadata["gone"].value) == (0, 0, 0)
+    for mu in (SUMO_IDS[0], SUMO_IDS[2]):
+        rows = pipeline.query("SELECT v.risk_id, r.rev FROM risk_visibility v JOIN risks r USING (risk_id) "
+                              "WHERE v.user_id = ?", [mu])
+        assert set(rows) == api_truth(pipeline, mu), f"{mu} holds the platform's new list"
