@@ -79,13 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="every part at a small size (300 risks, scale 0.05 and 0.1, 4 organisations): "
                              "that the harness works, not figures to report")
+    parser.add_argument("--parts", default="load,extraction,sync",
+                        help="which parts to run (load, extraction, sync); the others keep their figures in --out")
     args = parser.parse_args(argv)
+    parts_asked = set(args.parts.split(","))
     if args.quick:
         args.sizes, args.extract_scale, args.latency_ms = "300", 0.05, 5.0
         args.sync_scale, args.many_organisations = 0.1, 4
 
     results: dict = {"machine": machine(), "load": [], "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      "quick": args.quick}
+    if parts_asked != {"load", "extraction", "sync"} and args.out.exists():
+        kept = json.loads(args.out.read_text())  # the parts not asked for keep what they measured
+        results = {**kept, **results, "load": kept.get("load", []) if "load" not in parts_asked else [],
+                   "parts_run": sorted(parts_asked), "kept_from": kept.get("started")}
 
     def save() -> None:
         """Written after every part: a part that fails later loses nothing gathered before it."""
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(json.dumps(results, indent=1))
         os.replace(tmp, args.out)
 
-    for size in [int(s) for s in args.sizes.split(",")]:
+    for size in [int(s) for s in args.sizes.split(",")] if "load" in parts_asked else []:
         payload = data.risks_payload(size)
         for system in args.systems.split(","):
             if system == "dlt_default" and size > args.skip_dlt_default_above:
@@ -113,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(("incremental_many", "incremental",
                       {"scale": args.sync_scale, "organisations": args.many_organisations}))
     for name, function, kwargs in parts:
+        if ("extraction" if name == "extraction" else "sync") not in parts_asked:
+            continue
         results[name] = in_fresh_process(function, kwargs)
         save()
         print(f"{name} done", file=sys.stderr)
