@@ -39,3 +39,25 @@ def risks_payload(rows: int, seed: int = 1) -> Path:
         raise RuntimeError(f"the world held only {written} rows")
     tmp.replace(path)
     return path
+
+
+def changed_payload(rows: int, every: int = 100, seed: int = 1) -> Path:
+    """The same answer a day later with one document in ``every`` revised (a new ``rev`` and ``updatedAt``):
+    what the delta load applies."""
+    from pipelines.client.jsonscan import iter_json_array
+
+    path = CACHE / f"risks-{rows}-seed{seed}-changed{every}.json"
+    if path.exists():
+        return path
+    tmp = path.with_suffix(".part")
+    with open(tmp, "w") as out:
+        out.write("[")
+        for n, row in enumerate(iter_json_array(risks_payload(rows, seed))):
+            if n % every == 0:
+                generation, _, digest = str(row.get("rev", "1-")).partition("-")
+                row["rev"] = f"{int(generation or 1) + 1}-{digest[::-1]}"
+                row["updatedAt"] = "2030-01-02 03:04:05"
+            out.write(("," if n else "") + json.dumps(row, separators=(",", ":")))
+        out.write("]")
+    tmp.replace(path)
+    return path

@@ -19,14 +19,17 @@ def test_harness_runs_every_system(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     results = json.loads(out.read_text())
     loads = {r["system"]: r for r in results["load"]}
-    assert set(loads) == {"ours", "duckdb_native", "dlt_parquet", "dlt_default"}
+    assert set(loads) == {"ours", "ours_delta", "duckdb_native", "dlt_parquet", "dlt_default"}
     for system, r in loads.items():
         assert "error" not in r, (system, r)
     assert loads["ours"]["tables"]["risks"] == loads["duckdb_native"]["tables"]["risks"] == 300
     assert loads["ours"]["tables"]["risk_channels"] == loads["dlt_parquet"]["tables"]["risks__channels"]
+    delta = loads["ours_delta"]  # the next day's answer: one document in a hundred revised
+    assert delta["changed"] == 3 and delta["tables"]["risk_history"] == 303 and delta["tables"]["risks"] == 300
     assert results["quick"] is True
     assert results["extraction"]["requests"] > 0 and results["incremental"]["unchanged_requests"] < 20
     assert results["incremental"]["organisations"] == 3 and results["incremental_many"]["organisations"] == 4
+    assert results["incremental_many_latency"]["latency_ms"] > 0
     assert "| rows | system |" in run.stdout
 
 
