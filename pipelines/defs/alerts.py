@@ -28,6 +28,8 @@ import httpx
 
 from pipelines import config
 from pipelines.client.redact import redact
+from pipelines.defs import checks
+from pipelines.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 
 SUBJECT_PREFIX = "[whitespace-etl]"
 RUN_FAILURE = "run_failure"
@@ -94,7 +96,8 @@ def _email(subject: str, body: str, settings: config.AlertConfig) -> None:
 
 def run_failure_alert(run: dg.DagsterRun, message: str) -> Alert:
     partition = run.tags.get("dagster/partition")
-    what = f"{run.job_name}" + (f" for {partition}" if partition else "")
+    first, last = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
+    what = f"{run.job_name}" + (f" for {partition}" if partition else f" for {first} to {last}" if first else "")
     return Alert(
         subject=f"run failed: {what}",
         body=f"Run {run.run_id} of {what} failed.\n\n{message.strip()}\n\n"
@@ -109,6 +112,9 @@ def check_alert(evaluation: dg.AssetCheckEvaluation, partition: str | None = Non
     stale = evaluation.check_name == "freshness_check"
     subject = f"stale: {asset}" if stale else f"check failed ({severity}): {evaluation.check_name} on {asset}{where}"
     details = [f"{k}: {_short(v.value)}" for k, v in evaluation.metadata.items() if not k.startswith("dagster/")]
+    if checks.per_partition(evaluation) is not None:  # a run of several organisations: this one's own figures
+        details = [f"{k.removeprefix(f'{partition} ')}: {_short(v.value)}" for k, v in evaluation.metadata.items()
+                   if k.startswith(f"{partition} ")]
     body = "\n".join([
         f"{asset} has not been updated or confirmed current in time." if stale
         else f"Check {evaluation.check_name} on {asset}{where}: {severity}.",
@@ -191,17 +197,19 @@ def alert_on_checks(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         evaluation = record.event_log_entry.dagster_event.event_specific_data
         if not isinstance(evaluation, dg.AssetCheckEvaluation):
             continue
-        partition = evaluation.partition or _run_partition(context.instance, record.event_log_entry.run_id)
-        key = f"{evaluation.asset_key.to_user_string()}/{evaluation.check_name}/{partition or ''}"
-        if evaluation.passed:
-            failing.discard(key)
-            continue
-        if key in failing:
-            continue
-        failing.add(key)
-        if settings.configured and not muted(settings, evaluation.check_name, evaluation.asset_key.to_user_string()):
-            send(check_alert(evaluation, partition), settings, context.log.error)
-            sent += 1
+        outcomes = checks.per_partition(evaluation) or {
+            evaluation.partition or _run_partition(context.instance, record.event_log_entry.run_id): evaluation.passed}
+        for partition, passed in outcomes.items():  # a run of several organisations: each one on its own
+            key = f"{evaluation.asset_key.to_user_string()}/{evaluation.check_name}/{partition or ''}"
+            if passed:
+                failing.discard(key)
+                continue
+            if key in failing:
+                continue
+            failing.add(key)
+            if settings.configured and not muted(settings, evaluation.check_name, evaluation.asset_key.to_user_string()):
+                send(check_alert(evaluation, partition), settings, context.log.error)
+                sent += 1
     after = records[-1].storage_id if records else cursor.after
     context.update_cursor(ChecksCursor(after=after, failing=sorted(failing)).dump())
     return dg.SkipReason(f"{len(records)} check evaluations read, {sent} alert{'s' if sent != 1 else ''} sent")

@@ -123,6 +123,20 @@ def evaluate(checks: Iterable[Check], conn, **context: Any) -> list[dg.AssetChec
     return [c.evaluate(conn, **context) for c in checks]
 
 
+PARTITIONS = "partitions"
+FAILED = "failed_organisations"
+"""The metadata of a check result over several organisations: which ones it covered, which ones failed."""
+
+
+def per_partition(evaluation: dg.AssetCheckEvaluation) -> dict[str, bool] | None:
+    """Partition -> passed, for a result over several organisations (``combine``); None for any other."""
+    covered = evaluation.metadata.get(PARTITIONS)
+    if covered is None:
+        return None
+    failed = set(evaluation.metadata[FAILED].value)
+    return {key: key not in failed for key in covered.value}
+
+
 def combine(results: dict[str, list[dg.AssetCheckResult]]) -> list[dg.AssetCheckResult]:
     """A run of several organisations gives each check one result (Dagster takes one per check and run):
     it passes when the check passed for every organisation; its metadata counts them, names those it
@@ -135,7 +149,8 @@ def combine(results: dict[str, list[dg.AssetCheckResult]]) -> list[dg.AssetCheck
     for per_key in zip(*results.values(), strict=True):
         first = per_key[0]
         failed = {key: r for key, r in zip(keys, per_key, strict=True) if not r.passed}
-        metadata: dict[str, Any] = {"organisations": len(keys), "failed_organisations": dg.MetadataValue.json(list(failed))}
+        metadata: dict[str, Any] = {"organisations": len(keys), PARTITIONS: dg.MetadataValue.json(keys),
+                                    FAILED: dg.MetadataValue.json(list(failed))}
         for key, r in failed.items():
             metadata.update({f"{key} {name}": value for name, value in r.metadata.items()})
         combined.append(dg.AssetCheckResult(

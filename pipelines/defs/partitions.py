@@ -28,6 +28,10 @@ events in Dagster's log) instead of one per organisation. ``backfill_policy`` is
 Dagster 1.13 (its warning is silenced above, once, by its message): the pin in ``constraints.txt`` holds
 its behaviour, and ``tests/pipeline/test_batch.py`` and the daemon's backfill test check it."""
 
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+"""The tags of a Dagster run over a range of partitions (what a single-run backfill launches)."""
+
 WAREHOUSE_POOL = "duckdb_warehouse"
 """DuckDB has one writer: every asset that writes the warehouse is in this pool (limit 1)."""
 

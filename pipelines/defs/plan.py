@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 
 from pipelines.defs.freshness import confirm_current
-from pipelines.defs.partitions import organisations_partitions, split_key
+from pipelines.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, organisations_partitions, split_key
 from pipelines.defs.resources import WarehouseResource
 from pipelines.extract.changes import CORPORATE, UNCHANGED, Check
 from pipelines.warehouse import risks as risk_loader
@@ -19,9 +19,6 @@ REFERENCE_JOB = "reference_data"
 MARTS_JOB = "build_marts"
 MI_JOB = "mi_report"
 CHANGE_TAG = "whitespace/change"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-"""The tags of a Dagster run over a range of partitions (what a single-run backfill launches)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -118,3 +118,29 @@ def test_an_unreachable_channel_does_not_stop_the_other(monkeypatch) -> None:
         settings = config.alerts(env)
         reached = alerts.send(alerts.Alert("subject", "body"), settings)
     assert reached == ["webhook"] and len(rx.webhook.posts) == 1
+
+
+def test_a_check_over_several_organisations_alerts_for_each_one_that_starts_failing(pipeline, receivers) -> None:
+    """A run of several organisations gives each check one result naming those it failed for: an
+    organisation that starts failing alerts, by name, even while another one of the same run keeps failing."""
+    checks = Sensor(alerts.alert_on_checks, pipeline)
+    checks.tick()
+
+    def evaluated(*failed: str) -> None:
+        pipeline.instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey("contracts"), check_name="contracts_schema_drift", passed=not failed,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"organisations": len(SUMO_IDS), "partitions": dg.MetadataValue.json(SUMO_IDS),
+                      "failed_organisations": dg.MetadataValue.json(list(failed)),
+                      **{f"{key} drift": dg.MetadataValue.json({"field": f"drifted-{key[-4:]}"}) for key in failed}}))
+        checks.tick()
+
+    evaluated(SUMO_IDS[0])
+    [first] = new_messages(receivers, 0)
+    assert SUMO_IDS[0] in first and f"drifted-{SUMO_IDS[0][-4:]}" in first
+    evaluated(SUMO_IDS[0], SUMO_IDS[2])  # the first still failing, the third starts
+    [third] = new_messages(receivers, 1)
+    assert SUMO_IDS[2] in third and SUMO_IDS[0] not in third, "its own figures, not the other's"
+    evaluated()
+    evaluated(SUMO_IDS[0])  # passed in between: failing again is news again
+    assert len(new_messages(receivers, 0)) == 3
