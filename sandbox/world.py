@@ -366,6 +366,9 @@ class World:
         self.base_roots = max(1, int(round(ROOTS_AT_SCALE_1 * scale)))
         self.ticks: list[Tick] = []
         self._root = lru_cache(maxsize=4096)(self._make_root)
+        self._visible: dict[str | None, tuple[int, ...]] = {}
+        """Company -> the roots it sees at this tick: a platform answers from an index, not by walking
+        every root per request (the benchmark shares its two cores with the sandbox)."""
         self._ids: dict[str, int] = {}
         self._ids_for = -1
 
@@ -385,6 +388,7 @@ class World:
         t = Tick(float(changed_fraction), int(new_roots), float(removed_fraction), float(lines_changed_fraction))
         self.ticks.append(t)
         self._root.cache_clear()
+        self._visible.clear()
         return t
 
     def advanced(self, ticks: int = 1, **changes: float) -> World:
@@ -433,9 +437,11 @@ class World:
         return company_id in self.carriers_of(index)
 
     def root_indexes(self, company_id: str | None = None) -> Iterator[int]:
-        for i in range(self.total_roots):
-            if (company_id is None or self.visible_to(i, company_id)) and self.exists(i):
-                yield i
+        if company_id not in self._visible:
+            self._visible[company_id] = tuple(
+                i for i in range(self.total_roots)
+                if (company_id is None or self.visible_to(i, company_id)) and self.exists(i))
+        yield from self._visible[company_id]
 
     # -- building ------------------------------------------------------------------------------
     def root(self, index: int) -> Root:
