@@ -48,3 +48,11 @@ def preview(rows: list[dict[str, Any]]) -> dg.MetadataValue:
         cells = [str(r[c]).replace("|", "\\|")[:60] for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def add_for_partition(context: dg.AssetExecutionContext, keys: list[str], key: str, metadata: dict[str, Any],
+                      asset_key: str | None = None) -> None:
+    """Metadata of partition ``key``'s materialization in a run of partitions ``keys``. A run of one
+    partition does not name it: Dagster checks a named partition against the run's range with a query
+    of its instance each time (about 10 ms on SQLite), and the metadata goes to that one partition anyway."""
+    context.add_asset_metadata(metadata, asset_key=asset_key, partition_key=key if len(keys) > 1 else None)

@@ -5,7 +5,7 @@ import dagster as dg
 from pipelines.client import endpoints
 from pipelines.defs import checks
 from pipelines.defs.assets.risks import raw_risks
-from pipelines.defs.metadata import table_specs
+from pipelines.defs.metadata import add_for_partition, table_specs
 from pipelines.defs.partitions import SINGLE_RUN, WAREHOUSE_POOL, DetailsConfig, organisations_partitions, split_key
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.extract import details
@@ -22,21 +22,22 @@ def raw_risk_details(
     """Each changed root's contract (``GET /api/risks/{riskID}``) and line sets (``GET /api/lines/{rootID}/
     combinedSets``), landed as received. Only roots whose document revisions changed are fetched."""
     raw_dir = warehouse.raw_path()
+    keys = list(context.partition_keys)
     with whitespace.clients() as client:
-        for key in context.partition_keys:
+        for key in keys:
             login, user_id = split_key(key)
             listing = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
             fetched = details.fetch(client(login).for_user(user_id), raw_dir, listing, log=context.log.info,
                                     full=config.full, reconcile_every=warehouse.settings().reconcile_every)
-            _fetched(context, key, fetched)
+            _fetched(context, keys, key, fetched)
     return dg.MaterializeResult()
 
 
-def _fetched(context: dg.AssetExecutionContext, key: str, fetched: details.Fetched) -> None:
+def _fetched(context: dg.AssetExecutionContext, keys: list[str], key: str, fetched: details.Fetched) -> None:
     if fetched.failed:
         context.log.warning("%d roots of %s failed and will be fetched again next run: %s", len(fetched.failed),
                             split_key(key)[1], dict(list(fetched.failed.items())[:5]))
-    context.add_asset_metadata(partition_key=key, metadata={
+    add_for_partition(context, keys, key, {
         "roots_fetched": fetched.fetched,
         "roots_unchanged": fetched.plan.unchanged,
         "roots_gone": len(fetched.plan.gone),
@@ -60,23 +61,19 @@ def detail_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     placeholders, market lines with exact decimal shares, and facility links (one transaction per
     organisation)."""
     results: dict[str, list[dg.AssetCheckResult]] = {}
+    keys = list(context.partition_keys)
     with warehouse.sessions() as session:
-        for key in context.partition_keys:
+        for key in keys:
             _, user_id = split_key(key)
             with session(detail_loader.scope(warehouse.raw_path(), user_id)) as conn:
                 result = detail_loader.load_pending(conn, warehouse.raw_path(), user_id)
                 results[key] = checks.evaluate(checks.DETAILS, conn, user_id=user_id, drift=result.drift)
-            _loaded(context, key, result)
+            add_for_partition(context, keys, key, asset_key="contracts", metadata={
+                "dagster/row_count": result.counts["contracts"], "roots_loaded": result.roots,
+                "files_loaded": result.files, "roots_failed": len(result.failed), "roots_kept_newer": result.older,
+                "schema_drift": dg.MetadataValue.json(result.drift), "roots_removed": result.removed_roots})
     for table in detail_loader.DETAIL_TABLES:
+        if table != "contracts":  # the table's rows once the run's last organisation loaded, on each partition
+            context.add_asset_metadata({"dagster/row_count": result.counts[table]}, asset_key=table)
         yield dg.MaterializeResult(asset_key=table)
     yield from checks.combine(results)
-
-
-def _loaded(context: dg.AssetExecutionContext, key: str, result: detail_loader.DetailLoad) -> None:
-    for table in detail_loader.DETAIL_TABLES:
-        context.add_asset_metadata(asset_key=table, partition_key=key, metadata={
-            "dagster/row_count": result.counts[table],
-            **({"roots_loaded": result.roots, "files_loaded": result.files, "roots_failed": len(result.failed),
-                "roots_kept_newer": result.older, "schema_drift": dg.MetadataValue.json(result.drift),
-                "roots_removed": result.removed_roots} if table == "contracts" else {}),
-        })

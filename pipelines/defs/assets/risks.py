@@ -6,7 +6,7 @@ import dagster as dg
 
 from pipelines.client import endpoints
 from pipelines.defs import checks
-from pipelines.defs.metadata import preview, table_specs
+from pipelines.defs.metadata import add_for_partition, preview, table_specs
 from pipelines.defs.partitions import (
     SINGLE_RUN,
     WAREHOUSE_POOL,
@@ -31,12 +31,13 @@ def raw_risks(
     the warehouse can be rebuilt without calling the API again. A run of several organisations (a
     backfill, a sync) lands each in turn."""
     raw_dir = warehouse.raw_path()
+    keys = list(context.partition_keys)
     with whitespace.clients() as client:
-        for key in context.partition_keys:
+        for key in keys:
             login, user_id = split_key(key)
             bound = client(login).for_user(user_id)
             company_id = str(bound.my_details().get("companyId", ""))
-            landed = raw.reusable(raw_dir, user_id, endpoints.RISKS, config.sha256_for(key, context.partition_keys))
+            landed = raw.reusable(raw_dir, user_id, endpoints.RISKS, config.sha256_for(key, keys))
             if landed is None:
                 download = raw.download_risk_list(bound, raw_dir, user_id)
                 landed = raw.record(download, raw_dir, user_id, endpoints.RISKS, company_id)
@@ -45,15 +46,16 @@ def raw_risks(
                 landed = dataclasses.replace(landed, company_id=company_id)
                 raw.write_manifest(landed)
                 fetched_by = "the sync's change check"
-            _landed(context, key, landed, company_id, fetched_by)
+            _landed(context, keys, key, landed, company_id, fetched_by)
     return dg.MaterializeResult()
 
 
-def _landed(context: dg.AssetExecutionContext, key: str, landed: raw.Landed, company_id: str, fetched_by: str) -> None:
+def _landed(context: dg.AssetExecutionContext, keys: list[str], key: str, landed: raw.Landed, company_id: str,
+            fetched_by: str) -> None:
     user_id = split_key(key)[1]
     context.log.info("Landed %d risks (%d bytes) for %s (%s), fetched by %s", landed.items, landed.bytes, user_id,
                      company_id, fetched_by)
-    context.add_asset_metadata(partition_key=key, metadata={
+    add_for_partition(context, keys, key, {
         "items": landed.items,
         "bytes": landed.bytes,
         "sha256": landed.sha256,
@@ -81,8 +83,9 @@ def risk_tables(context: dg.AssetExecutionContext, config: RiskTablesConfig, war
     allowed is refused, unless accepted."""
     raw_dir = warehouse.raw_path()
     results: dict[str, list[dg.AssetCheckResult]] = {}
+    keys = list(context.partition_keys)
     with warehouse.sessions() as session:
-        for key in context.partition_keys:
+        for key in keys:
             _, user_id = split_key(key)
             landed = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
             before = raw.landed_before(raw_dir, endpoints.RISKS, landed)
@@ -92,13 +95,14 @@ def risk_tables(context: dg.AssetExecutionContext, config: RiskTablesConfig, war
                                                max_shrink=1.0 if accepted else warehouse.settings().max_shrink)
                 totals = {t: db.row_count(conn, t) for t in RISK_TABLES}
                 results[key] = checks.evaluate(checks.RISKS, conn, user_id=user_id, landed=landed, drift=result.drift)
-            _record(context, key, user_id, result, totals)
+            _record(context, keys, key, user_id, result, totals)
     for table in RISK_TABLES:
         yield dg.MaterializeResult(asset_key=table)
     yield from checks.combine(results)
 
 
-def _record(context: dg.AssetExecutionContext, key: str, user_id: str, result, totals: dict[str, int]) -> None:
+def _record(context: dg.AssetExecutionContext, keys: list[str], key: str, user_id: str, result,
+            totals: dict[str, int]) -> None:
     """One organisation's load, as the metadata of its partition of each table."""
     drift = result.drift
     if drift:
@@ -125,4 +129,4 @@ def _record(context: dg.AssetExecutionContext, key: str, user_id: str, result, t
         "risk_history": {"dagster/row_count": totals["risk_history"], "new_revisions": result.added + result.changed},
     }
     for table, values in metadata.items():
-        context.add_asset_metadata(values, asset_key=table, partition_key=key)
+        add_for_partition(context, keys, key, values, asset_key=table)
