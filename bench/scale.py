@@ -51,7 +51,8 @@ def timed_sync(sandbox_url: str, database_url: str, folder: Path, logins: int, w
     seconds = time.perf_counter() - started
     if out.returncode != 0:
         raise RuntimeError(f"the sync with {writers} writer(s) failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
-    runs = len(re.findall(r"^\[\d+/\d+\] .* ok \(first sync\)", out.stdout, re.M))  # organisations, not [ref]
+    # organisations, not [ref]: "ok (first sync)" alone, or "ok (first sync, one run of N: …)" in a shared run
+    runs = len(re.findall(r"^\[\d+/\d+\] .* ok \(first sync[,)]", out.stdout, re.M))
     return {"writers": writers, "seconds": round(seconds, 1), "organisation_runs": runs,
             "organisations_per_minute": round(runs / seconds * 60, 1)}
 
