@@ -18,41 +18,39 @@ CHANGED: list[str] = []  # ours_delta: the next day's answer
 TIMINGS: dict[str, float] = {}
 
 
-def ours(payload: Path, work: Path) -> dict[str, int]:
-    """This project's loader on the landed file (the item count comes from the download's own check)."""
+def _load(work: Path, path: Path, sha256: str, tables: tuple[str, ...]) -> tuple[dict[str, int], object, float]:
+    """This project's loader on the landed file ``path`` into ``work``'s warehouse: each table's rows, the
+    load's result and its seconds (the item count comes from the download's own check)."""
     from pipelines.client.jsonscan import scan_json_array
     from pipelines.landing import raw
     from pipelines.warehouse import db, risks
 
-    items = scan_json_array(payload) if not ITEMS else ITEMS[0]
-    landed = raw.Landed(payload, USER_ID, "/risks", dt.datetime.now(dt.UTC), "bench", payload.stat().st_size, items)
+    items = ITEMS[0] if ITEMS else scan_json_array(path)
+    landed = raw.Landed(path, USER_ID, "/risks", dt.datetime.now(dt.UTC), sha256, path.stat().st_size, items)
     started = time.perf_counter()
     with db.session(work / "ours.duckdb") as conn:
-        risks.load_list(conn, landed, payload.name)
-        TIMINGS["load_only"] = time.perf_counter() - started
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - constant names
-                for t in ("risks", "risk_channels", "risk_visibility")}
+        result = risks.load_list(conn, landed, path.name)
+        seconds = time.perf_counter() - started
+        return ({t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables},  # noqa: S608 - constant names
+                result, seconds)
+
+
+def ours(payload: Path, work: Path) -> dict[str, int]:
+    """This project's loader on the landed file."""
+    counts, _, TIMINGS["load_only"] = _load(work, payload, "bench", ("risks", "risk_channels", "risk_visibility"))
+    return counts
 
 
 def ours_delta(payload: Path, work: Path) -> dict[str, int]:
     """This project's loader on the next day's answer (``CHANGED``: one document in a hundred revised) into a
     warehouse that holds the first one: only the second load is timed."""
-    from pipelines.landing import raw
-    from pipelines.warehouse import db, risks
-
     started = time.perf_counter()
     ours(payload, work)
     first = time.perf_counter() - started
-    changed = Path(CHANGED[0])
-    landed = raw.Landed(changed, USER_ID, "/risks", dt.datetime.now(dt.UTC), "bench-changed", changed.stat().st_size,
-                        ITEMS[0] if ITEMS else None)
-    started = time.perf_counter()
-    with db.session(work / "ours.duckdb") as conn:
-        result = risks.load_list(conn, landed, changed.name)
-        TIMINGS.update(delta_seconds=time.perf_counter() - started, first_seconds=first, changed=result.changed,
-                       added=result.added)
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - constant names
-                for t in ("risks", "risk_channels", "risk_visibility", "risk_history")}
+    counts, result, seconds = _load(work, Path(CHANGED[0]), "bench-changed",
+                                    ("risks", "risk_channels", "risk_visibility", "risk_history"))
+    TIMINGS.update(delta_seconds=seconds, first_seconds=first, changed=result.changed, added=result.added)
+    return counts
 
 
 def _dlt(payload: Path, work: Path, file_format: str | None) -> dict[str, int]:

@@ -320,7 +320,8 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
             log(f"Stopped: {outcomes[-1].note.split(': ', 1)[-1]}")
             return outcomes
     running: dict[cf.Future, tuple[str, Step, float]] = {}
-    order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(organisations_partitions.name))}
+    order = ({k: i for i, k in enumerate(instance.get_dynamic_partitions(organisations_partitions.name))}
+             if writers <= 1 else {})  # where each partition is, for runs over several (one writer only)
     alone: set[str] = set()
     """Organisations whose run with others failed: each runs on its own, with its own outcome."""
     with _InProcess() if writers <= 1 else _writers_pool(writers) as pool:

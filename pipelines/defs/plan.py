@@ -54,13 +54,10 @@ class Step:
     def run_config(self, accept_shrink: bool = False, full: bool = False) -> dict[str, Any]:
         """Changed: the run records the answer the check landed (``reuse_sha256``) instead of fetching it
         again. ``accept_shrink``: an organisation's list is applied even if it drops many of its risks."""
-        ops: dict[str, Any] = {}
-        if self.check is not None and self.check.landed is not None:
-            ops[self.landing_asset] = {"config": {"reuse_sha256": self.check.landed.sha256}}
-        if accept_shrink and self.key != CORPORATE:
-            ops["risk_tables"] = {"config": {"accept_shrink": True}}
-        if full and self.key != CORPORATE:
-            ops["raw_risk_details"] = {"config": {"full": True}}
+        landed = self.check.landed if self.check is not None else None
+        organisation = self.key != CORPORATE
+        ops = _ops(self.landing_asset, {"reuse_sha256": landed.sha256} if landed is not None else None,
+                   accept_shrink and organisation, full and organisation)
         return {"ops": ops} if ops else {}
 
     @property
@@ -85,12 +82,20 @@ def range_run(steps: list[Step], accept_shrink: bool = False, full: bool = False
     """The run config and tags of one run over ``steps``' organisations, consecutive partitions: each
     answer the check landed is recorded, not fetched again (``reuse``)."""
     reuse = {s.key: s.check.landed.sha256 for s in steps if s.check is not None and s.check.landed is not None}
-    ops: dict[str, Any] = {"raw_risks": {"config": {"reuse": reuse}}}
+    return {"ops": _ops("raw_risks", {"reuse": reuse}, accept_shrink, full)}, \
+        {RANGE_START_TAG: steps[0].key, RANGE_END_TAG: steps[-1].key}
+
+
+def _ops(landing_asset: str, landing: dict[str, Any] | None, accept_shrink: bool, full: bool) -> dict[str, Any]:
+    """The ops' config of a run: what its landing asset reuses, and the sync's ``--accept-shrink`` and ``--full``."""
+    ops: dict[str, Any] = {}
+    if landing is not None:
+        ops[landing_asset] = {"config": landing}
     if accept_shrink:
         ops["risk_tables"] = {"config": {"accept_shrink": True}}
     if full:
         ops["raw_risk_details"] = {"config": {"full": True}}
-    return {"ops": ops}, {RANGE_START_TAG: steps[0].key, RANGE_END_TAG: steps[-1].key}
+    return ops
 
 
 @dataclasses.dataclass(frozen=True)
