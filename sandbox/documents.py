@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import io
 import random
+import re
 import uuid
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -39,14 +40,15 @@ def _instance_status(root: Root, suffix: str) -> str:
     return root.status
 
 
-def risk_row(root: Root, suffix: str, drift: str = "") -> dict[str, Any]:
-    """One row of ``GET /api/risks``: the real mixed casing (Pascal and camel case)."""
+def risk_row(root: Root, suffix: str, drift: str = "", status_display: bool = False) -> dict[str, Any]:
+    """One row of ``GET /api/risks``: the real mixed casing (Pascal and camel case). ``status_display``:
+    ``Status`` in its display form ("Firm Order"), the revision unchanged."""
     doc_id = f"{root.root_id}::{suffix}"
     row: dict[str, Any] = {
         "ContractType": root.contract_type,
         "InsuredName": root.insured_name,
         "IsFacility": root.is_facility,
-        "Status": _instance_status(root, suffix),
+        "Status": display_form(_instance_status(root, suffix)) if status_display else _instance_status(root, suffix),
         "channels": root.channels,
         "createdAt": stamp(root.created_for(suffix)),
         "id": doc_id,
@@ -96,11 +98,16 @@ def carrier_copies(root: Root, company_id: str) -> list[str]:
     return [f"FO::{company_id}::{team}"] + ([f"SIGNED::{company_id}::{team}"] if root.is_signed() else [])
 
 
-def risk_rows(world: World, company_id: str, drift: str = ""):
+def risk_rows(world: World, company_id: str, drift: str = "", status_display: bool = False):
     for i in world.root_indexes(company_id):
         root = world.root(i)
         for suffix in root.suffixes() + carrier_copies(root, company_id):
-            yield risk_row(root, suffix, drift)
+            yield risk_row(root, suffix, drift, status_display)
+
+
+def display_form(status: str) -> str:
+    """``FirmOrder`` -> ``Firm Order``: the form the platform's screens (and some payloads) use."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", status)
 
 
 def _placeholder(name: str, tags: list[str], value: str) -> dict[str, Any]:

@@ -40,6 +40,11 @@ class Faults:
     contract_drift: str = ""
     """``renamed``: contracts (``GET /api/risks/{riskID}``) carry ``control.placingStatus`` instead of
     ``control.status``, and impressions ``writtenLine`` instead of ``writtenLinePercentageString``."""
+    status_display: bool = False
+    """``/api/risks`` rows carry ``Status`` in its display form ("Firm Order" for ``FirmOrder``; both forms
+    occur on the platform) while every document keeps its revision: a row's text changes and its ``rev``
+    does not. Whether the real list can do this is not known (it is a view the API renders); a loader
+    that takes an unchanged ``rev`` for an unchanged row would keep the old text."""
     duplicate_rows: int = 0
     """Repeat this many rows of every ``/api/risks`` answer (duplicate ids in one payload)."""
     empty_list_for: str = ""

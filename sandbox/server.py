@@ -324,7 +324,7 @@ class Handler(BaseHTTPRequestHandler):
             first, batch, repeated = True, [], []
             lagging = faults.stale_list_for == company_id  # this organisation's view is a tick behind
             world = self.sandbox.previous_world if lagging else self.sandbox.world
-            for row in documents.risk_rows(world, company_id, drift):
+            for row in documents.risk_rows(world, company_id, drift, faults.status_display):
                 if len(repeated) < dupes:
                     repeated.append(row)
                 batch.append(json.dumps(row, separators=(",", ":")))
