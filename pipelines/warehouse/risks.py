@@ -3,6 +3,11 @@
 DuckDB parses the landed file itself (``read_json_objects``), so no risk becomes a Python object:
 the load is one bulk ``INSERT ... SELECT`` per table. Keys are matched case-insensitively by
 looking at the keys actually present in the file first.
+
+The API sends an organisation's whole list every time. When the warehouse already holds most of it,
+one cheap pass (each element's ``id`` and its text, compared with the document stored under that id)
+picks out the documents whose text changed, and only those are parsed and written: a *delta load*.
+Its preconditions, and why each one holds, are in ``_delta_scan``.
 """
 
 from __future__ import annotations
@@ -54,20 +59,30 @@ class RiskLoad:
     drift: list[dict[str, Any]]
     child_tables: list[str]
     preview: list[dict[str, Any]]
+    parsed: int = 0
+    """Elements parsed and staged: all of them in a whole load, the changed ones in a delta load."""
+    delta: bool = False
+    """A delta load (``_delta_scan``): the elements equal to their stored documents were not read again."""
 
 
 def _pointer(key: str) -> str:
     return "/" + key.replace("~", "~0").replace("/", "~1")
 
 
-def inspect_keys(conn: duckdb.DuckDBPyConnection, path: str) -> dict[str, set[str]]:
-    """Every top-level key in the file with the JSON types its values take.
+FILE = "read_json_objects(?, format = 'array')"
+"""The landed answer's elements, each as JSON text (``json``): the source of a whole load."""
+CHANGED = "(SELECT json FROM scan_risks WHERE json IS NOT NULL)"
+"""The elements a delta load reads: the ones whose text is not the stored document's (``_delta_scan``)."""
+
+
+def inspect_keys(conn: duckdb.DuckDBPyConnection, path: str, source: str = FILE) -> dict[str, set[str]]:
+    """Every top-level key in the file (or in ``source``'s elements) with the JSON types its values take.
 
     Rows share a handful of shapes, so DuckDB reduces the file to its distinct ``json_structure``
     values (one parse a row) and only those few are read here."""
     keys: dict[str, set[str]] = {}
     for (structure,) in conn.execute(
-        "SELECT DISTINCT json_structure(json) FROM read_json_objects(?, format = 'array')", [path]
+        f"SELECT DISTINCT json_structure(json) FROM {source}", [path] if source == FILE else []  # noqa: S608 - a constant
     ).fetchall():
         shape = json.loads(structure)
         if not isinstance(shape, dict):
@@ -96,8 +111,10 @@ def _drift(keys: dict[str, set[str]]) -> list[dict[str, Any]]:
     return out
 
 
-def stage(conn: duckdb.DuckDBPyConnection, path: str, keys: dict[str, set[str]], items: int) -> tuple[int, int]:
-    """``stage_risks``: one row per distinct risk id (the highest generation, then the last seen).
+def stage(conn: duckdb.DuckDBPyConnection, path: str, keys: dict[str, set[str]], items: int,
+          source: str = FILE) -> tuple[int, int]:
+    """``stage_risks``: one row per distinct risk id (the highest generation, then the last seen), from
+    the file's elements (or ``source``'s, ``items`` of them).
 
     Returns (elements without an id, elements with one); their difference from the distinct count
     is the duplicates the answer carried."""
@@ -130,8 +147,8 @@ def stage(conn: duckdb.DuckDBPyConnection, path: str, keys: dict[str, set[str]],
                ws_ts({e['updated_at']}) AS updated_at,
                coalesce(TRY_CAST({e['channels']} AS VARCHAR[]), []) AS channels,
                json AS raw
-        FROM (SELECT json, json_extract_string(json, ?::VARCHAR[]) AS v FROM read_json_objects(?, format = 'array'))""",  # noqa: S608 - only column positions are formatted in
-        [paths, path],
+        FROM (SELECT json, json_extract_string(json, ?::VARCHAR[]) AS v FROM {source})""",  # noqa: S608 - only column positions and a constant are formatted in
+        [paths, path] if source == FILE else [paths],
     )
     # Rows keep the answer's order (rowid). Ids missing or repeated are rare: only then is anything
     # removed, the highest generation (then the last seen) of each id staying.
@@ -208,26 +225,115 @@ def load_list(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str
                             [user]).fetchone()
     if previous and previous[:2] == (landed.sha256, landed.items):
         return _same_answer(conn, landed, raw_rel_path, previous[2], now)
-    keys = inspect_keys(conn, path) if landed.items else {}
+    delta = bool(previous and previous[2]) and _delta_scan(conn, path, landed.items)
+    source, parsed = (CHANGED, _count(conn, CHANGED)) if delta else (FILE, landed.items)
+    keys = inspect_keys(conn, path, source) if parsed else {}
     drift = _drift(keys)
-    without_id, with_id = stage(conn, path, keys, landed.items)
-    distinct = conn.execute("SELECT count(*) FROM stage_risks").fetchone()[0]
-    if previous and previous[2] and distinct < previous[2] * (1 - max_shrink):
-        conn.execute("DROP TABLE IF EXISTS stage_risks")
-        raise SuspiciousShrink(user, previous[2], distinct, max_shrink)
-    diff = conn.execute(
-        """SELECT count(*) FILTER (WHERE p.risk_id IS NULL),
-                  count(*) FILTER (WHERE p.risk_id IS NOT NULL AND p.rev IS DISTINCT FROM s.rev),
-                  count(*) FILTER (WHERE p.risk_id IS NOT NULL AND p.rev IS NOT DISTINCT FROM s.rev)
-           FROM stage_risks s LEFT JOIN (SELECT r.risk_id, r.rev FROM risk_visibility v JOIN risks r USING (risk_id)
-                                         WHERE v.user_id = ?) p USING (risk_id)""",
-        [user],
-    ).fetchone()
-    gone = conn.execute(
-        "SELECT count(*) FROM risk_visibility WHERE user_id = ? AND risk_id NOT IN (SELECT risk_id FROM stage_risks)",
-        [user],
-    ).fetchone()[0]
+    without_id, with_id = stage(conn, path, keys, parsed, source)
+    if delta:  # the scan found an id on every element, each id once
+        without_id, with_id = 0, landed.items
+    conn.execute(LISTED_DELTA if delta else LISTED_WHOLE)
+    distinct = landed.items if delta else _count(conn, "stage_risks")
+    try:
+        if previous and previous[2] and distinct < previous[2] * (1 - max_shrink):
+            raise SuspiciousShrink(user, previous[2], distinct, max_shrink)
+        added, changed, unchanged, gone = conn.execute(DIFF_DELTA if delta else DIFF_WHOLE, [user]).fetchone()
+        children = _apply(conn, landed, raw_rel_path, distinct, drift, now,
+                          (added, gone) if delta else None)
+        channels = conn.execute(
+            "SELECT coalesce(sum(len(channels)), 0) FROM stage_risks").fetchone()[0] + (conn.execute(
+            f"SELECT count(*) FROM risk_channels WHERE risk_id IN ({UNCHANGED})").fetchone()[0] if delta else 0)  # noqa: S608
+        preview = conn.execute(
+            f"""SELECT risk_id, umr, insured_name, status, updated_at FROM stage_risks
+                {f"UNION ALL SELECT risk_id, umr, insured_name, status, updated_at FROM risks WHERE risk_id IN ({UNCHANGED})"
+                 if delta else ""}
+                ORDER BY updated_at DESC NULLS LAST, risk_id LIMIT 5"""  # noqa: S608 - constants
+        ).fetchall()
+    finally:
+        for table in ("stage_risks", "applied", "scan_risks"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute("DROP VIEW IF EXISTS listed")
+    removed, child_tables = children
+    return RiskLoad(
+        user_id=user, api_items=landed.items, distinct_risks=distinct, duplicates=with_id - distinct,
+        skipped_without_id=without_id, added=added, changed=changed, gone=gone,
+        unchanged=unchanged, channels=int(channels),
+        removed_from_warehouse=removed, drift=drift, child_tables=child_tables,
+        preview=[dict(zip(("risk_id", "umr", "insured_name", "status", "updated_at"), r, strict=True)) for r in preview],
+        parsed=parsed, delta=delta,
+    )
+
+
+UNCHANGED = "SELECT risk_id FROM scan_risks WHERE json IS NULL"
+"""A delta load's elements whose text is the stored document's: nothing of theirs is parsed or written."""
+LISTED_WHOLE = "CREATE OR REPLACE TEMP VIEW listed AS SELECT risk_id, root_id FROM stage_risks"
+"""``listed``: every distinct risk of the answer, and its root."""
+LISTED_DELTA = ("CREATE OR REPLACE TEMP VIEW listed AS "
+                "SELECT risk_id, split_part(risk_id, '::', 1) AS root_id FROM scan_risks")
+"""A delta load's ``listed``: every element of the scan (the parsed ones have the same id: ``/id``)."""
+_PREVIOUS = "SELECT risk_id FROM risk_visibility WHERE user_id = $1"
+DIFF_WHOLE = f"""SELECT count(*) FILTER (WHERE s.risk_id IS NOT NULL AND p.risk_id IS NULL),
+                        count(*) FILTER (WHERE s.risk_id IS NOT NULL AND p.risk_id IS NOT NULL AND r.rev IS DISTINCT FROM s.rev),
+                        count(*) FILTER (WHERE s.risk_id IS NOT NULL AND p.risk_id IS NOT NULL AND r.rev IS NOT DISTINCT FROM s.rev),
+                        count(*) FILTER (WHERE s.risk_id IS NULL)
+                 FROM stage_risks s FULL JOIN ({_PREVIOUS}) p ON p.risk_id = s.risk_id
+                 LEFT JOIN risks r ON r.risk_id = p.risk_id"""  # noqa: S608 - constants
+"""(added, changed, unchanged, gone): the answer's risks against the ones this organisation saw
+before (a changed one has another revision than the stored document), and the ones it no longer lists."""
+DIFF_DELTA = f"""SELECT count(*) FILTER (WHERE s.risk_id IS NOT NULL AND p.risk_id IS NULL),
+                        count(*) FILTER (WHERE p.risk_id IS NOT NULL AND c.risk_id IS NOT NULL),
+                        count(*) FILTER (WHERE s.risk_id IS NOT NULL AND p.risk_id IS NOT NULL AND c.risk_id IS NULL),
+                        count(*) FILTER (WHERE s.risk_id IS NULL)
+                 FROM scan_risks s FULL JOIN ({_PREVIOUS}) p ON p.risk_id = s.risk_id
+                 LEFT JOIN (SELECT t.risk_id FROM stage_risks t JOIN risks r USING (risk_id)
+                            WHERE r.rev IS DISTINCT FROM t.rev) c ON c.risk_id = s.risk_id"""  # noqa: S608 - constants
+"""``DIFF_WHOLE`` for a delta load: an element equal to its stored document has that document's
+revision, so only the parsed ones can have another."""
+
+
+def _count(conn: duckdb.DuckDBPyConnection, relation: str) -> int:
+    return conn.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]  # noqa: S608 - constants only
+
+
+def _delta_scan(conn: duckdb.DuckDBPyConnection, path: str, items: int) -> bool:
+    """``scan_risks``: each element's ``id``, and its text where that is not, byte for byte, the text of
+    the document the warehouse holds under that id. True when a delta load may use it, which needs:
+
+    - every element has an ``id`` and no id comes twice: otherwise the whole answer is staged, and the
+      rules for missing ids and duplicates (``stage``) apply as they always did;
+    - no risk list ever carried a field the loader does not know (no ``schema_drift`` row for
+      ``/risks``): the elements a delta load does not read are then known to carry none either, so the
+      drift check over the read ones is the drift check over the answer. Once one has, every load is
+      whole (the check must see every element).
+
+    An element equal to its stored document is that document: the same text gives the same row, the
+    same channels, the same child rows, and its history row exists (every write records one). Text, not
+    ``rev``, decides: a list row is a view the API renders, and whether its text can change while the
+    document's revision does not is not known (the sandbox's ``status_display`` fault does that)."""
+    if conn.execute("SELECT count(*) FROM schema_drift WHERE endpoint = ?", [endpoints.RISKS]).fetchone()[0]:
+        return False
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE scan_risks AS
+            SELECT e.risk_id, CASE WHEN r.raw IS DISTINCT FROM e.json THEN e.json END AS json
+            FROM (SELECT json, json_extract_string(json, '/id') AS risk_id FROM {FILE}) e
+            LEFT JOIN risks r USING (risk_id)""",  # noqa: S608 - a constant
+        [path],
+    )
+    with_id, distinct = conn.execute(
+        "SELECT count(*) FILTER (WHERE risk_id <> ''), count(DISTINCT risk_id) FROM scan_risks").fetchone()
+    if with_id == distinct == items:
+        return True
+    conn.execute("DROP TABLE scan_risks")
+    return False
+
+
+def _apply(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str, distinct: int, drift: list[dict],
+           now: dt.datetime, delta: tuple[int, int] | None) -> tuple[int, list[str]]:
+    """The staged documents and the organisation's visibility of ``listed``, in one transaction.
+    ``delta``: (added, gone) of a delta load, whose visibility rows change only where those are not 0.
+    Returns (risks no organisation sees any more, the child tables written)."""
     cols = ", ".join(RISK_COLUMNS)
+    user = landed.user_id
     children: list[str] = []
     with db.transaction(conn):
         # Newest wins: a document another organisation's fresher list already holds at a later revision
@@ -244,33 +350,35 @@ def load_list(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str
                FROM (SELECT risk_id, unnest(channels) AS ch, unnest(range(1, len(channels) + 1)) AS pos
                      FROM stage_risks WHERE risk_id IN ({APPLIED}))"""  # noqa: S608
         )
-        conn.execute("DELETE FROM risk_visibility WHERE user_id = ?", [user])
+        if delta is None:
+            conn.execute("DELETE FROM risk_visibility WHERE user_id = ?", [user])
+            conn.execute("INSERT INTO risk_visibility (risk_id, user_id, synced_at) SELECT risk_id, ?, ? FROM listed",
+                         [user, now])
+        else:
+            added, gone = delta
+            conn.execute("UPDATE risk_visibility SET synced_at = ? WHERE user_id = ?", [now, user])
+            if gone:
+                conn.execute("DELETE FROM risk_visibility WHERE user_id = $1 AND risk_id NOT IN "
+                             "(SELECT risk_id FROM listed)", [user])
+            if added:
+                conn.execute("INSERT INTO risk_visibility (risk_id, user_id, synced_at) SELECT risk_id, $1, $2 "
+                             "FROM listed WHERE risk_id NOT IN (SELECT risk_id FROM risk_visibility WHERE user_id = $1)",
+                             [user, now])
         # A root that left this organisation's list takes its pending detail failures with it (they
         # would keep the organisation "changed" for ever).
-        conn.execute("DELETE FROM detail_failures WHERE user_id = ? AND root_id NOT IN (SELECT root_id FROM stage_risks)",
-                     [user])
-        conn.execute("INSERT INTO risk_visibility (risk_id, user_id, synced_at) SELECT risk_id, ?, ? FROM stage_risks",
-                     [user, now])
+        if conn.execute("SELECT count(*) FROM detail_failures WHERE user_id = ?", [user]).fetchone()[0]:
+            conn.execute("DELETE FROM detail_failures WHERE user_id = ? AND root_id NOT IN (SELECT root_id FROM listed)",
+                         [user])
         _record_history(conn, now)
         for item in drift:
             if item["kind"] == "new_field" and "ARRAY" in item["json_types"]:
                 children.append(_load_child(conn, item["field"]))
                 item["child_table"] = children[-1]
-        removed = _remove_invisible(conn, children, now)
+        # A delta load that took no visibility away cannot leave a risk nobody sees (each one it wrote is
+        # listed, so visible): the search, a pass over every risk, is needed only when it did.
+        removed = _remove_invisible(conn, children, now) if delta is None or delta[1] else 0
         _record(conn, landed, raw_rel_path, distinct, drift, now)
-    channels = conn.execute("SELECT coalesce(sum(len(channels)), 0) FROM stage_risks").fetchone()[0]
-    preview = conn.execute(
-        "SELECT risk_id, umr, insured_name, status, updated_at FROM stage_risks ORDER BY updated_at DESC LIMIT 5"
-    ).fetchall()
-    conn.execute("DROP TABLE IF EXISTS stage_risks")
-    conn.execute("DROP TABLE IF EXISTS applied")
-    return RiskLoad(
-        user_id=user, api_items=landed.items, distinct_risks=distinct, duplicates=with_id - distinct,
-        skipped_without_id=without_id, added=diff[0], changed=diff[1], gone=gone,
-        unchanged=diff[2], channels=int(channels),
-        removed_from_warehouse=removed, drift=drift, child_tables=children,
-        preview=[dict(zip(("risk_id", "umr", "insured_name", "status", "updated_at"), r, strict=True)) for r in preview],
-    )
+    return removed, children
 
 
 def _same_answer(conn, landed: Landed, raw_rel_path: str, distinct: int, now: dt.datetime) -> RiskLoad:
@@ -280,19 +388,21 @@ def _same_answer(conn, landed: Landed, raw_rel_path: str, distinct: int, now: dt
         _record(conn, landed, raw_rel_path, distinct, [], now)
     return RiskLoad(user_id=landed.user_id, api_items=landed.items, distinct_risks=distinct, duplicates=0,
                     skipped_without_id=0, added=0, changed=0, gone=0, unchanged=distinct, channels=0,
-                    removed_from_warehouse=0, drift=[], child_tables=[], preview=[])
+                    removed_from_warehouse=0, drift=[], child_tables=[], preview=[], parsed=0, delta=True)
 
 
 def _load_child(conn: duckdb.DuckDBPyConnection, field: str) -> str:
     table = db.child_table("risks", field, conn)
     db.ensure_table(conn, table)
     name = db.ident(table.name)
-    conn.execute(f"DELETE FROM {name} WHERE parent_id IN (SELECT risk_id FROM stage_risks)")  # noqa: S608
+    # Only the documents this list wrote: a fresher revision another list holds keeps its own elements.
+    conn.execute(f"DELETE FROM {name} WHERE parent_id IN ({APPLIED})")  # noqa: S608
     conn.execute(
         f"""INSERT INTO {name} (parent_id, position, value)
             SELECT risk_id, pos - 1, item FROM (
               SELECT risk_id, unnest(arr) AS item, unnest(range(1, len(arr) + 1)) AS pos
-              FROM (SELECT risk_id, TRY_CAST(json_extract(raw, ?) AS JSON[]) AS arr FROM stage_risks)
+              FROM (SELECT risk_id, TRY_CAST(json_extract(raw, ?) AS JSON[]) AS arr FROM stage_risks
+                    WHERE risk_id IN ({APPLIED}))
               WHERE arr IS NOT NULL)""",  # noqa: S608
         [_pointer(field)],
     )

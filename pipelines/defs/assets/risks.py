@@ -118,6 +118,8 @@ def _record(context: dg.AssetExecutionContext, keys: list[str], key: str, user_i
             "unchanged": result.unchanged,
             "duplicates_in_answer": result.duplicates,
             "skipped_without_id": result.skipped_without_id,
+            "documents_parsed": result.parsed,
+            "load": "delta" if result.delta else "whole",
             "removed_from_warehouse": result.removed_from_warehouse,
             "schema_drift": dg.MetadataValue.json(drift),
             "child_tables": ", ".join(result.child_tables) or "none",
