@@ -3,6 +3,8 @@ revision, and ``risks`` never disagrees with the current row of ``risk_history``
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pipelines.warehouse import db, risks
@@ -139,3 +141,16 @@ def test_carriers_own_copies_load_and_do_not_change_a_placements_status(pipeline
         WHERE p.status IS DISTINCT FROM r.status
           AND p.root_id IN (SELECT split_part(risk_id, '::', 1) FROM risks WHERE regexp_matches(risk_id, '::FO::[A-Z]+::'))""")
     assert wrong == []
+
+
+def test_an_older_revision_does_not_overwrite_the_list_fields_of_the_newer_one(tmp_path) -> None:
+    """A list-valued field the loader does not know gets its own table (``risks__labels``): its rows are
+    the stored revision's, even when a lagging organisation's older revision is loaded after it."""
+    fresh = dict(doc(ROOT_A, 3, "2025-06-03 10:00:00", "Signed"), labels=["renewal", "priority"])
+    stale = dict(doc(ROOT_A, 2, "2025-06-01 10:00:00", "FirmOrder"), labels=["draft"])
+    with db.session(tmp_path / "w.duckdb") as conn:
+        risks.load_list(conn, land(tmp_path, [fresh], "MU-FRESH"), "fresh.json")
+        risks.load_list(conn, land(tmp_path, [stale], "MU-STALE"), "stale.json")
+        labels = conn.execute("SELECT value FROM risks__labels ORDER BY position").fetchall()
+        assert [json.loads(v) for (v,) in labels] == ["renewal", "priority"]
+        assert conn.execute("SELECT rev FROM risks").fetchone() == (f"3-{'a' * 32}",)
