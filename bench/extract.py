@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,27 +28,59 @@ MONEY = {"mi": ("POST /mireport/",), "defined_data": ("GET /api/v23.09/data/",)}
 """The requests the money adds: the MI report's prepare and fetch, and each changed root's Defined Data."""
 
 
-def extraction(scale: float, latency_ms: float) -> dict:
-    """Every organisation's list and every root's contract and lines, as the pipeline fetches them."""
+def extraction(scale: float, latency_ms: float, sample_seconds: float = 0.0) -> dict:
+    """Every organisation's list and every root's contract and lines, as the pipeline fetches them.
+    ``sample_seconds``: also the process's resident memory and the requests made so far, that often
+    (whether memory stays flat as the book grows)."""
     with sandbox_process(scale, latency_ms) as url, tempfile.TemporaryDirectory() as tmp:
         settings = Settings.from_values(f"{url}/sync", BUCKET, f"{url}/api", SUMO_REFRESH_TOKEN,
                                         user_name=SUMO_USER_NAME)
         with WhitespaceClient(settings) as client:
             client.version()  # the token, outside the measured time
             before = api_requests(url)
+            samples: list[dict] = []
+            done = threading.Event()
             started = time.perf_counter()
+
+            def sample() -> None:
+                while not done.wait(sample_seconds):
+                    samples.append({"seconds": round(time.perf_counter() - started, 1),
+                                    "requests": api_requests(url) - before, "rss_mb": round(_rss_mb())})
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            if sample_seconds:
+                sampler.start()
             orgs = client.discover_organisations()
+            risks = 0
             for org in orgs:
                 bound = client.for_user(org.user_id)
                 download = raw.download_risk_list(bound, Path(tmp), org.user_id)
                 landed = raw.record(download, Path(tmp), org.user_id, endpoints.RISKS)
+                risks = max(risks, landed.items)
                 details.fetch(bound, Path(tmp), landed)
             seconds = time.perf_counter() - started
+            done.set()
+            if sample_seconds:
+                sampler.join()
             requests = api_requests(url) - before  # the stats calls are not counted by the sandbox
             concurrency = settings.max_concurrency
     ideal = requests * latency_ms / 1000 / concurrency
-    return {"organisations": len(orgs), "requests": requests, "seconds": seconds, "ideal_seconds": ideal,
-            "latency_ms": latency_ms, "concurrency": concurrency, "scale": scale}
+    out = {"organisations": len(orgs), "requests": requests, "seconds": seconds, "ideal_seconds": ideal,
+           "latency_ms": latency_ms, "concurrency": concurrency, "scale": scale, "largest_list": risks}
+    if sample_seconds:
+        import resource
+
+        out["memory_samples"] = samples
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now (not its peak), from ``/proc``."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def incremental(scale: float = 1.0, organisations: int = 0, latency_ms: float = 0.0) -> dict:

@@ -49,7 +49,8 @@ def ours_delta(payload: Path, work: Path) -> dict[str, int]:
     first = time.perf_counter() - started
     counts, result, seconds = _load(work, Path(CHANGED[0]), "bench-changed",
                                     ("risks", "risk_channels", "risk_visibility", "risk_history"))
-    TIMINGS.update(delta_seconds=seconds, first_seconds=first, changed=result.changed, added=result.added)
+    TIMINGS.update(delta_seconds=seconds, first_seconds=first, changed=result.changed, added=result.added,
+                   parsed=result.parsed, delta=result.delta)
     return counts
 
 

@@ -26,10 +26,14 @@ def test_harness_runs_every_system(tmp_path: Path) -> None:
     assert loads["ours"]["tables"]["risk_channels"] == loads["dlt_parquet"]["tables"]["risks__channels"]
     delta = loads["ours_delta"]  # the next day's answer: one document in a hundred revised
     assert delta["changed"] == 3 and delta["tables"]["risk_history"] == 303 and delta["tables"]["risks"] == 300
+    assert delta["delta"] is True and delta["parsed"] == 3, "only the revised documents are parsed"
     assert results["quick"] is True
     assert results["extraction"]["requests"] > 0 and results["incremental"]["unchanged_requests"] < 20
     assert results["incremental"]["organisations"] == 3 and results["incremental_many"]["organisations"] == 4
     assert results["incremental_many_latency"]["latency_ms"] > 0
+    big = results["large_book"]  # the large book's harness, at the quick size
+    assert big["requests"] > 0 and big["largest_list"] > 0 and big["peak_rss_mb"] > 0
+    assert isinstance(big["memory_samples"], list)
     assert "| rows | system |" in run.stdout
 
 
