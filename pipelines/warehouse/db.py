@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import duckdb_engine
 import sqlalchemy as sa
 
 from models import CHILD_TABLE_COLUMNS, metadata
@@ -26,7 +26,14 @@ from pipelines.warehouse import macros
 log = logging.getLogger("whitespace.warehouse")
 
 
-_DIALECT = duckdb_engine.Dialect()
+@functools.cache
+def _dialect() -> sa.engine.Dialect:
+    """DuckDB's SQLAlchemy dialect, for DDL; imported on first use (a load into existing tables needs none)."""
+    import duckdb_engine
+
+    return duckdb_engine.Dialect()
+
+
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -257,7 +264,7 @@ def existing_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 
 def _type_sql(column: sa.Column) -> str:
-    return column.type.compile(dialect=_DIALECT)
+    return column.type.compile(dialect=_dialect())
 
 
 def _quote_literal(text: str) -> str:
@@ -270,7 +277,7 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, table: sa.Table, have: list[st
     have = existing_columns(conn, table.name) if have is None else have
     added: list[str] = []
     if not have:
-        conn.execute(str(sa.schema.CreateTable(table).compile(dialect=_DIALECT)))
+        conn.execute(str(sa.schema.CreateTable(table).compile(dialect=_dialect())))
         if table.comment:
             conn.execute(f"COMMENT ON TABLE {ident(table.name)} IS {_quote_literal(table.comment)}")
         added = [c.name for c in table.columns]

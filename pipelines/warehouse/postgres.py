@@ -24,15 +24,18 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
 import sqlalchemy as sa
 
 from models import CHILD_TABLE_COLUMNS, MART_TABLES, metadata
 from pipelines.client.errors import WhitespaceError
 from pipelines.config import WarehouseConfig
 from pipelines.warehouse import db
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("whitespace.warehouse")
 
@@ -216,6 +219,8 @@ def _lock(cur, keys: Iterable[str]) -> None:
     keys = sorted({f"whitespace:{k}" for k in keys})
     if not keys:
         return
+    import pyarrow as pa  # only a PostgreSQL warehouse needs it: not imported by a DuckDB load
+
     cur.adbc_ingest("scope_locks", pa.table({"k": pa.array(keys, pa.string())}), mode="create", temporary=True)
     cur.execute("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h "
                 "FROM scope_locks ORDER BY 1) s")
@@ -224,6 +229,8 @@ def _lock(cur, keys: Iterable[str]) -> None:
 
 
 def _temp_keys(cur, name: str, column: str, values: Iterable[str]) -> None:
+    import pyarrow as pa
+
     cur.adbc_ingest(name, pa.table({column: pa.array(sorted(set(values)), pa.string())}), mode="create",
                     temporary=True)
     cur.execute(f"CREATE UNIQUE INDEX ON {name} ({column})")

@@ -419,13 +419,18 @@ def _record_history(conn: duckdb.DuckDBPyConnection, now: dt.datetime) -> None:
              AND NOT EXISTS (SELECT 1 FROM risk_history h WHERE h.risk_id = s.risk_id AND h.rev = s.rev)""",
         [now, now],
     )
+    # Only a risk that got a row now and has another can have an open row followed by a newer one (each
+    # load closes what it opens): a first load of a list has none, and the window below is skipped.
     conn.execute(
         """UPDATE risk_history SET valid_to = n.next_from FROM (
              SELECT risk_id, rev, lead(valid_from) OVER (PARTITION BY risk_id ORDER BY rev_generation, valid_from)
                     AS next_from
-             FROM risk_history WHERE risk_id IN (SELECT risk_id FROM stage_risks)) n
+             FROM risk_history WHERE risk_id IN (
+               SELECT risk_id FROM risk_history WHERE risk_id IN (SELECT risk_id FROM stage_risks)
+               GROUP BY risk_id HAVING count(*) > 1 AND bool_or(first_seen_at = ?))) n
            WHERE risk_history.risk_id = n.risk_id AND risk_history.rev = n.rev
-             AND n.next_from IS NOT NULL AND risk_history.valid_to IS NULL"""
+             AND n.next_from IS NOT NULL AND risk_history.valid_to IS NULL""",
+        [now],
     )
 
 
