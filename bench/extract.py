@@ -88,6 +88,7 @@ def incremental(scale: float = 1.0, organisations: int = 0, latency_ms: float = 
     ``organisations`` grows the SUMO login (the sandbox's extra carriers); 0 keeps the demo's three."""
     import dagster as dg
 
+    from pipelines.app.eventlog import keep_connected
     from pipelines.app.sync import sync
     from pipelines.config import WarehouseConfig
     from pipelines.defs.build import build
@@ -99,7 +100,7 @@ def incremental(scale: float = 1.0, organisations: int = 0, latency_ms: float = 
         warehouse = for_warehouse(WarehouseConfig(path=Path(tmp) / "warehouse.duckdb"))
         defs = build({"whitespace": whitespace, "warehouse": warehouse})
         shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", Path(tmp) / "dagster.yaml")  # as a sync does
-        with dg.DagsterInstance.from_config(tmp) as instance:
+        with keep_connected(dg.DagsterInstance.from_config(tmp)) as instance:  # as a sync does
             out: dict = {"scale": scale, "latency_ms": latency_ms}
             for label, change in (("full", None), ("unchanged", None), ("changed", 0.01)):
                 if change:

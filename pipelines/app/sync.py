@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines import config
+from pipelines.app.eventlog import keep_connected
 from pipelines.client import endpoints
 from pipelines.defs.freshness import confirm_current
 from pipelines.defs.launcher import HOST_TAG, PID_TAG, process_alive, run_pid
@@ -86,7 +87,7 @@ def open_instance(home: Path) -> dg.DagsterInstance:
     with open(home / ".instance.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            instance = dg.DagsterInstance.from_config(str(home))
+            instance = keep_connected(dg.DagsterInstance.from_config(str(home)))
             instance.get_runs(limit=1)  # storage created and migrated while the lock is held
             ensure_warehouse_pool(instance)
         finally:
@@ -252,7 +253,7 @@ def run_in_worker(home: str, job: str, partition: str, run_config: dict, tags: d
     from pipelines.defs import resources
     from pipelines.defs.build import build
 
-    with dg.DagsterInstance.from_config(home) as instance:
+    with keep_connected(dg.DagsterInstance.from_config(home)) as instance:
         return _execute(build(resources.from_environment()), instance, job, partition, run_config,
                         {**tags, PID_TAG: str(os.getpid())})
 
