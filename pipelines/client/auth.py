@@ -18,6 +18,7 @@ import httpx
 from pipelines.client import retry
 from pipelines.client.errors import ApiError, ConfigError, RefreshTokenRejected, TransportError
 from pipelines.client.redact import Secret, redact, secret_url
+from pipelines.client.tls import tls
 
 log = logging.getLogger("whitespace.auth")
 
@@ -123,7 +124,7 @@ class TokenManager:
     def _refresh_once(self, url: str, shown: str) -> dict:
         """One ``_oidc_refresh`` call: the answer with its id_token, or a typed error (transient or not)."""
         try:
-            with httpx.Client(timeout=self._timeout, trust_env=True) as http:  # HTTP(S)_PROXY, NO_PROXY
+            with httpx.Client(timeout=self._timeout, trust_env=True, verify=tls()) as http:  # HTTP(S)_PROXY, NO_PROXY
                 response = http.get(url)
         except httpx.TransportError as exc:
             raise TransportError(f"Sync Gateway unreachable: {type(exc).__name__}", None, shown,

@@ -28,6 +28,7 @@ from pipelines.client.errors import (
 )
 from pipelines.client.jsonscan import scan_json_array
 from pipelines.client.settings import Settings
+from pipelines.client.tls import tls
 
 log = logging.getLogger("whitespace.client")
 
@@ -74,7 +75,7 @@ class WhitespaceClient:
             tokens = TokenManager(settings.sync_url, settings.bucket, settings.refresh_token, settings.timeout,
                                   self.policy, token_variable=settings.token_variable)
             limits = httpx.Limits(max_connections=settings.max_concurrency * 2, max_keepalive_connections=settings.max_concurrency)
-            http = httpx.Client(auth=BearerAuth(tokens), timeout=settings.timeout, limits=limits,
+            http = httpx.Client(auth=BearerAuth(tokens), timeout=settings.timeout, limits=limits, verify=tls(),
                                 headers={"Accept": "application/json", "User-Agent": "whitespace-etl/0.1"})
             _shared = (http, tokens, {})
         self._http, self.tokens, self._refused_user_ids = _shared
