@@ -8,7 +8,15 @@ from pipelines.defs.assets.mireport import mi_report_tables, raw_mi_report
 from pipelines.defs.assets.reference import raw_corporate, reference_tables
 from pipelines.defs.assets.risks import raw_risks, risk_tables
 from pipelines.defs.partitions import organisations_partitions, partition_key, split_key
-from pipelines.defs.plan import MARTS_JOB, MI_JOB, ORGANISATION_JOB, REFERENCE_JOB, SyncPlan, retire_departed
+from pipelines.defs.plan import (
+    MARTS_JOB,
+    MI_AND_MARTS_JOB,
+    MI_JOB,
+    ORGANISATION_JOB,
+    REFERENCE_JOB,
+    SyncPlan,
+    retire_departed,
+)
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.extract import changes
 from pipelines.warehouse import state
@@ -35,6 +43,13 @@ build_marts = dg.define_asset_job(
     MARTS_JOB,
     selection=dg.AssetSelection.assets(marts),
     description="Rebuild the BI marts from every organisation's tables and export them to Parquet.",
+)
+
+mi_report_and_marts = dg.define_asset_job(
+    MI_AND_MARTS_JOB,
+    selection=dg.AssetSelection.assets(raw_mi_report, mi_report_tables, marts),
+    description="The MI report's changed rows, then the marts, in one run: what a sync starts when the MI "
+                "report changed (the marts follow it; if it fails they are not built in that run).",
 )
 
 

@@ -18,6 +18,7 @@ ORGANISATION_JOB = "sync_organisation"
 REFERENCE_JOB = "reference_data"
 MARTS_JOB = "build_marts"
 MI_JOB = "mi_report"
+MI_AND_MARTS_JOB = "mi_report_and_marts"
 CHANGE_TAG = "whitespace/change"
 
 

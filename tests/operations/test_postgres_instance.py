@@ -50,8 +50,8 @@ def test_a_sync_records_its_runs_in_postgres(home: Path, tmp_path: Path) -> None
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         runs = instance.get_runs()
-        assert {r.job_name for r in runs} == {"reference_data", "sync_organisation", "mi_report", "build_marts"}
-        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs) and len(runs) == 4  # the organisations: one run
+        assert {r.job_name for r in runs} == {"reference_data", "sync_organisation", "mi_report_and_marts"}
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs) and len(runs) == 3  # the organisations: one run
         info = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
         assert info.limit == 1 and info.claimed_slots == []
 

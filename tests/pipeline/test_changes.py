@@ -101,7 +101,10 @@ def test_what_changed_runs_once_and_the_warehouse_matches_the_api(synced) -> Non
     organisations = [r for r in new if r.job_name == "sync_organisation"]
     loaded = [key for r in organisations for key in partitions_of(r)]
     assert len(loaded) == len(set(loaded)) == len([x for x in ran if x not in ("reference data", "MI report", "marts")])
-    assert len(new) - len(organisations) == len([x for x in ran if x in ("reference data", "MI report", "marts")])
+    others = [x for x in ran if x in ("reference data", "MI report", "marts")]
+    together = {"MI report", "marts"} <= set(others)  # the marts follow a changed MI report in its run
+    assert len(new) - len(organisations) == len(others) - together
+    assert together == any(r.job_name == "mi_report_and_marts" for r in new)
     assert synced.requests()["GET /api/risks"] == len(SUMO_IDS), "the runs loaded the lists the check fetched"
     for mu in SUMO_IDS:
         rows = pipeline.query("SELECT r.risk_id, r.rev FROM risk_visibility v JOIN risks r USING (risk_id) "
@@ -146,7 +149,7 @@ def test_marts_are_rebuilt_when_their_export_is_missing_and_all_runs_when_asked(
     runs = synced.runs()
     notes = synced(everything=True)
     assert changes.UNCHANGED not in notes.values()
-    assert synced.runs() == runs + 1 + 3  # the organisations in one run; reference data, the MI report, the marts
+    assert synced.runs() == runs + 1 + 2  # the organisations in one run; reference data; the MI report and the marts
     assert synced.requests()["GET /api/risks"] == len(SUMO_IDS), "forced runs fetch for themselves"
 
 
@@ -189,3 +192,26 @@ def test_the_daily_schedule_requests_runs_only_for_what_changed(pipeline, tmp_pa
         [mat] = result.asset_materializations_for_node("raw_risks")
         assert mat.metadata["sha256"].value == sha and mat.metadata["fetched_by"].value == "the sync's change check"
     assert not tick(7).run_requests, "after those runs, nothing is left to do"
+
+
+def test_the_marts_are_built_when_the_mi_report_fails_in_their_shared_run(synced, monkeypatch) -> None:
+    """A changed MI report and the marts share a run; the MI load failing there skips the marts in it, so
+    they run on their own (on the tables as they are), each with its own outcome, as separate runs did."""
+    from pipelines.warehouse import mireport
+
+    pipeline = synced.pipeline
+    pipeline.server.advance(changed_fraction=0.05, new_roots=2)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the MI report's load broke")
+
+    monkeypatch.setattr(mireport, "load_pending", broken)
+    before = {r.run_id for r in pipeline.instance.get_runs()}
+    outcomes = {o.label: o for o in sync(pipeline.instance, pipeline.defs, log=synced.lines.append)}
+    assert not outcomes["MI report"].ok and "the MI report's load broke" in outcomes["MI report"].note
+    assert outcomes["marts"].ok, synced.lines
+    jobs = [r.job_name for r in pipeline.instance.get_runs() if r.run_id not in before]
+    assert "mi_report_and_marts" in jobs and "build_marts" in jobs, jobs
+    built = pipeline.instance.get_latest_materialization_event(dg.AssetKey(MART_TABLES[0]))
+    assert built.run_id in {r.run_id for r in pipeline.instance.get_runs(
+        filters=dg.RunsFilter(job_name="build_marts"))}
