@@ -91,6 +91,42 @@ def test_downloads_are_atomic(sandbox, single_client, waits, tmp_path) -> None:
     assert list(dest.parent.iterdir()) == [], "nothing half-written is left behind"
 
 
+def test_fan_out_holds_a_bounded_window_whatever_the_number_of_keys(sumo_client) -> None:
+    """A large book fans out to hundreds of thousands of calls: a call starts only when it is within
+    the look-ahead of the one being yielded, and no answer is kept once yielded (memory stays flat)."""
+    import threading
+    import weakref
+
+    from pipelines.client.client import LOOK_AHEAD
+
+    class Answer:
+        pass
+
+    window = LOOK_AHEAD * sumo_client.settings.max_concurrency
+    alive: weakref.WeakSet = weakref.WeakSet()
+    started = [0]
+    lock = threading.Lock()
+
+    def call(key: int) -> Answer:
+        with lock:
+            started[0] += 1
+        answer = Answer()
+        alive.add(answer)
+        return answer
+
+    keys = range(20 * window)
+    most_started = most_alive = 0
+    for consumed, (key, answer, exc) in enumerate(sumo_client.fan_out(call, keys), start=1):
+        assert key == consumed - 1 and exc is None and isinstance(answer, Answer)
+        del answer
+        with lock:
+            most_started = max(most_started, started[0] - consumed)
+        most_alive = max(most_alive, len(alive))
+    assert started[0] == len(keys)
+    assert most_started <= window, "calls started beyond the look-ahead"
+    assert most_alive <= window + 1, f"{most_alive} answers held at once (bound {window + 1})"
+
+
 def test_fan_out_shares_one_token(sandbox, sumo_client) -> None:
     mu = sumo_client.discover_organisations()[0].user_id
     bound = sumo_client.for_user(mu)
