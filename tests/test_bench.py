@@ -50,5 +50,7 @@ def test_a_sandbox_that_will_not_stop_is_killed_without_losing_the_caller(tmp_pa
                                  "while True: time.sleep(0.1)"], stdout=subprocess.PIPE, text=True)
     assert stubborn.stdout.readline().strip() == "ready"  # its SIGTERM handler is in place
     assert stop_process(stubborn, grace=0.5) == -signal.SIGKILL
-    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    assert stop_process(polite) == -signal.SIGTERM
+    polite = subprocess.Popen([sys.executable, "-c", "import time\nprint('ready', flush=True)\ntime.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert polite.stdout.readline().strip() == "ready"
+    assert stop_process(polite, grace=60) == -signal.SIGTERM, "a process that stops when told is not killed"

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import httpx
 
-from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SandboxServer
+from sandbox import BUCKET, SUMO_REFRESH_TOKEN, SandboxServer, stop_process
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,5 +73,4 @@ def test_sandbox_command_serves_the_api(tmp_path: Path) -> None:
                             params={"refresh_token": SUMO_REFRESH_TOKEN})
         assert refresh.status_code == 200 and refresh.json()["id_token"].count(".") == 2
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc, grace=60)  # a busy machine may take a while; it is killed rather than left behind
