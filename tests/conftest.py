@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,18 @@ _temporary_files_in_memory()
 
 WHITESPACE_ENV = ("WHITESPACE_SYNC_URL", "WHITESPACE_BUCKET", "WHITESPACE_API_URL", "WHITESPACE_REFRESH_TOKEN",
                   "WHITESPACE_USER_IDS", "WHITESPACE_USER_NAME", "WHITESPACE_WAREHOUSE")
+
+
+@pytest.fixture(autouse=True)
+def _sigterm_at_its_default() -> None:
+    """Each test starts with SIGTERM neither ignored nor blocked. A pytest-xdist worker ignores SIGINT,
+    and Dagster, running a job in the worker's main thread, maps SIGTERM to the SIGINT handler: from then
+    on the worker ignores SIGTERM, and so does every process it starts (an ignored signal survives
+    exec), so a test stopping its sandbox or a child with SIGTERM waited in vain on a busy worker."""
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 @pytest.fixture(autouse=True)
