@@ -301,8 +301,11 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     for table, column in conn.execute("SELECT table_name, column_name FROM information_schema.columns "
                                       "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position").fetchall():
         have.setdefault(table, []).append(column)
-    for table in metadata.sorted_tables:
-        ensure_table(conn, table, have.get(table.name, []))
+    if any(table.name not in have or {c.name for c in table.columns} - set(have[table.name])
+           for table in metadata.sorted_tables):
+        with transaction(conn):  # one commit for the whole schema, not one per statement
+            for table in metadata.sorted_tables:
+                ensure_table(conn, table, have.get(table.name, []))
     macros.install(conn)
 
 
