@@ -2,7 +2,8 @@
 
 DuckDB parses the landed file itself (``read_json_objects``), so no risk becomes a Python object:
 the load is one bulk ``INSERT ... SELECT`` per table. Keys are matched case-insensitively by
-looking at the keys actually present in the file first.
+looking at the keys actually present in the file; DuckDB reads a JSON array on one thread, so that
+look runs beside the staging, on a second connection (``_inspect_and_stage``).
 
 The API sends an organisation's whole list every time. When the warehouse already holds most of it,
 one cheap pass (each element's ``id`` and its text, compared with the document stored under that id)
@@ -12,6 +13,7 @@ Its preconditions, and why each one holds, are in ``_delta_scan``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import json
@@ -167,6 +169,27 @@ def stage(conn: duckdb.DuckDBPyConnection, path: str, keys: dict[str, set[str]],
     return items - with_id, with_id
 
 
+DECLARED = {api: set() for api, _ in FIELDS.values()}
+"""The declared names as ``inspect_keys`` would find them in an answer that uses exactly those."""
+
+
+def _inspect_and_stage(conn: duckdb.DuckDBPyConnection, path: str, items: int) -> tuple[dict[str, set[str]], tuple[int, int]]:
+    """``inspect_keys`` and ``stage`` of a whole load at once: DuckDB reads a JSON array on one thread,
+    so the keys are read on a second connection in a thread while the file is staged under the declared
+    names. Only when a declared field came under another spelling (``insuredName``) is it staged again,
+    with every spelling found: what ``stage`` makes is then exactly what it would have made after
+    ``inspect_keys``. Returns (the keys, ``stage``'s counts)."""
+    with conn.cursor() as other, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(inspect_keys, other, path)
+        try:
+            staged = stage(conn, path, DECLARED, items)
+        finally:
+            keys = reading.result()
+    if any(key.lower() in KNOWN_KEYS and key not in DECLARED for key in keys):
+        staged = stage(conn, path, keys, items)
+    return keys, staged
+
+
 RAW_COLUMNS = "user_id, endpoint, fetched_at, sha256, bytes, items, path"
 RISK_COLUMNS = [c for c in FIELDS if c != "channels"] + ["root_id", "rev_generation", "raw"]
 NEWER_OR_SAME = """CREATE OR REPLACE TEMP TABLE applied AS
@@ -227,9 +250,12 @@ def load_list(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str
         return _same_answer(conn, landed, raw_rel_path, previous[2], now)
     delta = bool(previous and previous[2]) and _delta_scan(conn, path, landed.items)
     source, parsed = (CHANGED, _count(conn, CHANGED)) if delta else (FILE, landed.items)
-    keys = inspect_keys(conn, path, source) if parsed else {}
+    if delta or not parsed:
+        keys = inspect_keys(conn, path, source) if parsed else {}
+        without_id, with_id = stage(conn, path, keys, parsed, source)
+    else:
+        keys, (without_id, with_id) = _inspect_and_stage(conn, path, parsed)
     drift = _drift(keys)
-    without_id, with_id = stage(conn, path, keys, parsed, source)
     if delta:  # the scan found an id on every element, each id once
         without_id, with_id = 0, landed.items
     conn.execute(LISTED_DELTA if delta else LISTED_WHOLE)
