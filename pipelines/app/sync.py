@@ -469,7 +469,7 @@ def _mi_report_and_marts(instance, defs: dg.Definitions, tags: dict, log, debug:
 
 
 def _marts(instance, defs: dg.Definitions, plan: SyncPlan, tags: dict, log, debug: bool) -> Outcome:
-    warehouse: WarehouseResource = defs.resources["warehouse"].process_config_and_initialize()
+    warehouse: WarehouseResource = initialised(instance, defs, "warehouse")
     needed = plan.forced or bool(plan.runs) or not marts_current(instance, warehouse)
     return _whole_job(instance, defs, MARTS_JOB, "[marts]", "marts", needed, tags, log, debug)
 
@@ -506,14 +506,22 @@ def marts_current(instance: dg.DagsterInstance, warehouse: WarehouseResource) ->
     return all((warehouse.marts_path() / f"{t}.parquet").exists() for t in MART_TABLES)
 
 
+def initialised(instance: dg.DagsterInstance, defs: dg.Definitions, key: str):
+    """``defs``' resource ``key`` with its configuration resolved (environment variables read), as a run
+    would have it. Dagster's ``process_config_and_initialize`` does the same on an ephemeral instance it
+    makes and closes for each call (about 80 ms, three times a sync); this uses ``instance``."""
+    with dg.build_resources({key: defs.resources[key]}, instance=instance) as built:
+        return getattr(built, key)
+
+
 def sync(instance: dg.DagsterInstance, defs: dg.Definitions, log=print, everything: bool = False,
          debug: bool = False, accept_shrink: bool = False, full: bool = False, writers: int = 1) -> list[Outcome]:
     """The whole sync against ``defs``' resources: plan, then run. Returns one outcome per step. ``full``:
     every job runs and every root's contract and lines are fetched again (implies ``everything``).
     ``writers``: organisations' runs at once (more than one needs a PostgreSQL warehouse)."""
     release_dead_runs(instance, log)
-    whitespace = defs.resources["whitespace"].process_config_and_initialize()
-    warehouse = defs.resources["warehouse"].process_config_and_initialize()
+    whitespace = initialised(instance, defs, "whitespace")
+    warehouse = initialised(instance, defs, "warehouse")
     plan = plan_sync(instance, whitespace, warehouse, everything or full, log)
     return run_plan(instance, defs, plan, log, debug, accept_shrink, full, writers)
 
