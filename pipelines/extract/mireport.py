@@ -50,13 +50,19 @@ def exclusive(raw_dir: Path) -> Iterator[None]:
 
 
 def extract(client: WhitespaceClient, user_ids: list[str], raw_dir: Path, log=lambda *a: None) -> MiExtract:
-    """Prepares and lands every organisation's changed MI rows, then moves the cursor of those that had some."""
+    """Prepares and lands every organisation's changed MI rows, then moves the cursor of those that had some.
+
+    The prepares go out at once (the client's ``max_concurrency`` at a time), each answer landed as it is
+    taken, in the organisations' order; the fetches only once every answer is landed, also at once. The
+    first error stops the extraction: answers not landed yet are prepared again next time (no fetch
+    moved their cursor)."""
     rows: dict[str, int] = {}
     landed: dict[str, Path] = {}
     requests = 0
     with exclusive(raw_dir):
-        for user_id in user_ids:
-            text = client.for_user(user_id).mi_prepare_text()
+        for user_id, text, exc in client.fan_out(lambda u: client.for_user(u).mi_prepare_text(), user_ids):
+            if exc is not None:
+                raise exc
             requests += 1
             answer = json.loads(text)
             if not isinstance(answer, list):
@@ -67,7 +73,9 @@ def extract(client: WhitespaceClient, user_ids: list[str], raw_dir: Path, log=la
                 write_atomically(path, text, durable=True)
                 landed[user_id] = path
                 log(f"{user_id}: {len(answer)} MI rows landed")
-        for user_id in landed:  # only now may the platform forget what it answered
-            client.for_user(user_id).mi_fetch()
+        # only now may the platform forget what it answered
+        for _user_id, _, exc in client.fan_out(lambda u: client.for_user(u).mi_fetch(), list(landed)):
+            if exc is not None:
+                raise exc
             requests += 1
     return MiExtract(rows, landed, requests)

@@ -4,6 +4,7 @@ change at any kill point, and tie out in the marts without ever adding across cu
 from __future__ import annotations
 
 import contextlib
+import threading
 from decimal import Decimal
 
 import duckdb
@@ -136,6 +137,35 @@ def test_a_resync_fetches_only_what_changed(pipeline) -> None:
     assert 0 < details < changed / 3  # Defined Data only for the roots whose documents changed
     pipeline.mi()
     assert_current(pipeline)
+
+
+def test_the_prepares_go_out_together_and_every_answer_is_landed_before_any_fetch(pipeline, monkeypatch) -> None:
+    pipeline.sync_all()
+    pipeline.mi()
+    pipeline.server.advance(changed_fraction=0.2, new_roots=15, lines_changed_fraction=0.3)
+    client = WhitespaceClient(pipeline.defs.resources["whitespace"].process_config_and_initialize().settings())
+    events: list[tuple[str, str]] = []
+    first_two = threading.Barrier(2, timeout=60)  # broken, and the test failed, unless two prepares overlap
+    prepare, fetch, land = WhitespaceClient.mi_prepare_text, WhitespaceClient.mi_fetch, mireport.write_atomically
+
+    def prepared(self) -> str:
+        events.append(("prepare", self.user_id))
+        if sum(kind == "prepare" for kind, _ in events) <= 2:
+            first_two.wait()
+        return prepare(self)
+
+    monkeypatch.setattr(WhitespaceClient, "mi_prepare_text", prepared)
+    monkeypatch.setattr(WhitespaceClient, "mi_fetch", lambda self: events.append(("fetch", self.user_id)) or fetch(self))
+    monkeypatch.setattr(mireport, "write_atomically", lambda path, *a, **k: events.append(("land", path.parent.name)) or land(path, *a, **k))
+    with client:
+        result = mireport.extract(client, SUMO_IDS, pipeline.raw_dir)
+
+    kinds = [kind for kind, _ in events]
+    assert sorted(result.landed) == sorted(SUMO_IDS), "each organisation had changed rows"
+    assert kinds.count("land") == kinds.count("fetch") == len(SUMO_IDS)
+    last_landing = max(i for i, kind in enumerate(kinds) if kind == "land")
+    assert kinds.index("fetch") > last_landing, events
+    assert list(result.rows) == SUMO_IDS, "answers are taken in the organisations' order"
 
 
 class Killed(Exception):
