@@ -33,20 +33,26 @@ def raw_risks(
     raw_dir = warehouse.raw_path()
     keys = list(context.partition_keys)
     with whitespace.clients() as client:
-        for key in keys:
-            login, user_id = split_key(key)
-            bound = client(login).for_user(user_id)
-            company_id = str(bound.my_details().get("companyId", ""))
-            landed = raw.reusable(raw_dir, user_id, endpoints.RISKS, config.sha256_for(key, keys))
-            if landed is None:
-                download = raw.download_risk_list(bound, raw_dir, user_id)
-                landed = raw.record(download, raw_dir, user_id, endpoints.RISKS, company_id)
-                fetched_by = "this run"
-            else:
+        for login in dict.fromkeys(split_key(key)[0] for key in keys):
+            bound_login = client(login)
+
+            def land(key: str, bound_login=bound_login) -> tuple[raw.Landed, str, str]:
+                user_id = split_key(key)[1]
+                bound = bound_login.for_user(user_id)
+                company_id = str(bound.my_details().get("companyId", ""))
+                landed = raw.reusable(raw_dir, user_id, endpoints.RISKS, config.sha256_for(key, keys))
+                if landed is None:
+                    download = raw.download_risk_list(bound, raw_dir, user_id)
+                    return raw.record(download, raw_dir, user_id, endpoints.RISKS, company_id), company_id, "this run"
                 landed = dataclasses.replace(landed, company_id=company_id)
                 raw.write_manifest(landed)
-                fetched_by = "the sync's change check"
-            _landed(context, keys, key, landed, company_id, fetched_by)
+                return landed, company_id, "the sync's change check"
+
+            # The login's organisations at once (its client's concurrency), each logged in order.
+            for key, result, exc in bound_login.fan_out(land, [k for k in keys if split_key(k)[0] == login]):
+                if exc is not None:
+                    raise exc
+                _landed(context, keys, key, *result)
     return dg.MaterializeResult()
 
 
