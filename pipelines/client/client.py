@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -71,7 +72,7 @@ class WhitespaceClient:
         self,
         settings: Settings,
         policy: retry.RetryPolicy | None = None,
-        _shared: tuple[httpx.Client, TokenManager, dict[str, InvalidUserId]] | None = None,
+        _shared: tuple[httpx.Client, TokenManager, dict[str, InvalidUserId], threading.Semaphore] | None = None,
         user_id: str | None = None,
     ) -> None:
         self.settings = settings
@@ -82,15 +83,16 @@ class WhitespaceClient:
             limits = httpx.Limits(max_connections=settings.max_concurrency * 2, max_keepalive_connections=settings.max_concurrency)
             http = httpx.Client(auth=BearerAuth(tokens), timeout=settings.timeout, limits=limits, verify=tls(),
                                 headers={"Accept": "application/json", "User-Agent": "whitespace-etl/0.1"})
-            _shared = (http, tokens, {})
-        self._http, self.tokens, self._refused_user_ids = _shared
+            _shared = (http, tokens, {}, threading.BoundedSemaphore(settings.max_concurrency))
+        self._http, self.tokens, self._refused_user_ids, self._slots = _shared
         self.user_id = user_id
 
     def __repr__(self) -> str:
         return f"WhitespaceClient(api_url={self.settings.api_url!r}, user_id={self.user_id!r})"
 
     def for_user(self, user_id: str | None) -> WhitespaceClient:
-        return WhitespaceClient(self.settings, self.policy, (self._http, self.tokens, self._refused_user_ids), user_id)
+        return WhitespaceClient(self.settings, self.policy, (self._http, self.tokens, self._refused_user_ids, self._slots),
+                                user_id)
 
     def close(self) -> None:
         self._http.close()
@@ -249,7 +251,9 @@ class WhitespaceClient:
 
     def _exchange(self, method: str, url: str, params: dict | None, headers: dict, dest: Path | None,
                   body: dict | None) -> Any:
-        with self._http.stream(method, url, params=params, headers=headers, json=body) as response:
+        # At most max_concurrency exchanges of this login at once, however many fan-outs are nested
+        # (organisations at once, each fetching its roots at once); no slot is held between retries.
+        with self._slots, self._http.stream(method, url, params=params, headers=headers, json=body) as response:
             status = response.status_code
             if status != 200:
                 body = response.read()

@@ -134,3 +134,40 @@ def test_fan_out_shares_one_token(sandbox, sumo_client) -> None:
     results = list(bound.fan_out(bound.risk_text, ids))
     assert [k for k, _, _ in results] == ids and all(e is None and json.loads(v)["_id"] == k for k, v, e in results)
     assert sumo_client.tokens.refresh_count == 1
+
+
+def test_nested_fan_outs_share_the_logins_concurrency(sandbox, sumo_client) -> None:
+    """Organisations fetched at once, each fetching its roots at once (a sync's details): the login never
+    has more than ``max_concurrency`` requests in flight, however the fan-outs nest."""
+    import contextlib
+    import threading
+
+    in_flight, most = [0], [0]
+    lock = threading.Lock()
+    stream = sumo_client._http.stream
+
+    @contextlib.contextmanager
+    def counted(*args, **kwargs):
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            with stream(*args, **kwargs) as response:
+                yield response
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    sumo_client._http.stream = counted
+    sandbox.set_faults(latency_ms=5)  # answers that take a moment, so that requests overlap
+    organisations = [o.user_id for o in sumo_client.discover_organisations()]
+
+    def organisation(mu: str) -> int:
+        bound = sumo_client.for_user(mu)
+        ids = [r["id"] for r in bound.risks()[:3 * sumo_client.settings.max_concurrency]]
+        return sum(1 for _ in bound.fan_out(bound.risk_text, ids))  # carrier instances answer 400: still requests
+
+    fetched = list(sumo_client.fan_out(organisation, organisations))
+    assert len(organisations) > 1 and all(exc is None and n == 3 * sumo_client.settings.max_concurrency
+                                          for _, n, exc in fetched)
+    assert most[0] <= sumo_client.settings.max_concurrency, f"{most[0]} requests at once"
