@@ -61,8 +61,8 @@ RISKS = (
           lambda conn, drift, **_: quality.detail_drift(drift), warn_only=True),
     Check("risk_visibility_matches_api", "risk_visibility",
           "the organisation's rows equal the distinct ids the API returned",
-          lambda conn, user_id, landed, **_: quality.partition_matches_api(conn, user_id, str(landed.path),
-                                                                             landed.items)),
+          lambda conn, user_id, landed, api_ids=None, **_: quality.partition_matches_api(
+              conn, user_id, str(landed.path), landed.items, api_ids)),
 )
 
 DETAILS = (

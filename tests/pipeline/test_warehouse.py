@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import dagster as dg
 import pytest
 
 from pipelines.warehouse import risks as risk_loader
@@ -78,6 +79,30 @@ def test_checks_pass_and_metadata_tells_what_changed(pipeline) -> None:
     pipeline.server.advance(changed_fraction=0.1, new_roots=20, removed_fraction=0.02)
     again = materializations(pipeline.sync(SUMO_IDS[0]), "risks")
     assert again["added"] > 0 and again["changed"] > 0 and again["gone"] > 0
+
+
+def test_a_load_that_loses_a_risk_fails_the_api_count_check(pipeline, monkeypatch) -> None:
+    """The answer's ids are counted anew, from the landed file, beside the load: a load that leaves one of
+    the organisation's risks out (a delta load here) is caught."""
+    pipeline.sync_all()
+    pipeline.server.advance(changed_fraction=0.1, new_roots=5)
+    load = risk_loader.load_list
+
+    def losing_one(conn, landed, *args, **kwargs):
+        result = load(conn, landed, *args, **kwargs)
+        conn.execute("DELETE FROM risk_visibility WHERE user_id = ? AND risk_id = "
+                     "(SELECT min(risk_id) FROM risk_visibility WHERE user_id = ?)", [landed.user_id] * 2)
+        return result
+
+    monkeypatch.setattr(risk_loader, "load_list", losing_one)
+    result = pipeline.sync(SUMO_IDS[0], raise_on_error=False)
+    assert materializations(result, "risks")["load"] == "delta"
+    [evaluation] = [e.asset_check_evaluation_data for e in result.all_events
+                    if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+                    and e.asset_check_evaluation_data.check_name == "risk_visibility_matches_api"]
+    assert not evaluation.passed
+    meta = {k: v.value for k, v in evaluation.metadata.items()}
+    assert meta["api_distinct_ids"] == meta["warehouse_rows"] + 1
 
 
 def test_running_the_same_sync_twice_changes_no_count(pipeline) -> None:

@@ -17,7 +17,7 @@ from pipelines.defs.partitions import (
 )
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.landing import raw
-from pipelines.warehouse import db
+from pipelines.warehouse import db, quality
 from pipelines.warehouse import risks as risk_loader
 
 
@@ -96,11 +96,13 @@ def risk_tables(context: dg.AssetExecutionContext, config: RiskTablesConfig, war
             landed = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
             before = raw.landed_before(raw_dir, endpoints.RISKS, landed)
             accepted = config.accept_shrink or (before is not None and before.sha256 == landed.sha256)
-            with session(risk_loader.scope(landed)) as conn:
+            with (session(risk_loader.scope(landed)) as conn,
+                  quality.api_ids_counted_beside(conn, str(landed.path), landed.items) as api_ids):
                 result = risk_loader.load_list(conn, landed, landed.relative_to(raw_dir),
                                                max_shrink=1.0 if accepted else warehouse.settings().max_shrink)
                 totals = {t: db.row_count(conn, t) for t in RISK_TABLES}
-                results[key] = checks.evaluate(checks.RISKS, conn, user_id=user_id, landed=landed, drift=result.drift)
+                results[key] = checks.evaluate(checks.RISKS, conn, user_id=user_id, landed=landed, drift=result.drift,
+                                               api_ids=api_ids)
             _record(context, keys, key, user_id, result, totals)
     for table in RISK_TABLES:
         yield dg.MaterializeResult(asset_key=table)
