@@ -5,6 +5,7 @@ Prints one JSON line: rows per table, seconds, and the process's peak resident m
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import resource
@@ -18,19 +19,30 @@ CHANGED: list[str] = []  # ours_delta: the next day's answer
 TIMINGS: dict[str, float] = {}
 
 
-def _load(work: Path, path: Path, sha256: str, tables: tuple[str, ...]) -> tuple[dict[str, int], object, float]:
+def _load(work: Path, path: Path, sha256: str, tables: tuple[str, ...],
+          checked: bool = False) -> tuple[dict[str, int], object, float]:
     """This project's loader on the landed file ``path`` into ``work``'s warehouse: each table's rows, the
-    load's result and its seconds (the item count comes from the download's own check)."""
+    load's result and its seconds (the item count comes from the download's own check). ``checked``: as
+    the ``risk_tables`` step runs it, the answer's ids counted beside the load and the risk checks after
+    it (their seconds in ``TIMINGS['checks_seconds']``)."""
     from pipelines.client.jsonscan import scan_json_array
     from pipelines.landing import raw
-    from pipelines.warehouse import db, risks
+    from pipelines.warehouse import db, quality, risks
 
+    if checked:
+        from pipelines.defs import checks  # imports Dagster: not timed
     items = ITEMS[0] if ITEMS else scan_json_array(path)
     landed = raw.Landed(path, USER_ID, "/risks", dt.datetime.now(dt.UTC), sha256, path.stat().st_size, items)
     started = time.perf_counter()
-    with db.session(work / "ours.duckdb") as conn:
+    with db.session(work / "ours.duckdb") as conn, contextlib.ExitStack() as stack:
+        api_ids = stack.enter_context(quality.api_ids_counted_beside(conn, str(path), items)) if checked else None
         result = risks.load_list(conn, landed, path.name)
         seconds = time.perf_counter() - started
+        if checked:
+            evaluated = checks.evaluate(checks.RISKS, conn, user_id=USER_ID, landed=landed, drift=result.drift,
+                                        api_ids=api_ids)
+            TIMINGS["checks_seconds"] = time.perf_counter() - started - seconds
+            TIMINGS["checks_passed"] = all(e.passed for e in evaluated)
         return ({t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables},  # noqa: S608 - constant names
                 result, seconds)
 
@@ -43,12 +55,13 @@ def ours(payload: Path, work: Path) -> dict[str, int]:
 
 def ours_delta(payload: Path, work: Path) -> dict[str, int]:
     """This project's loader on the next day's answer (``CHANGED``: one document in a hundred revised) into a
-    warehouse that holds the first one: only the second load is timed."""
+    warehouse that holds the first one: only the second load is timed, run as the ``risk_tables`` step runs
+    it (the answer's ids counted beside it), and the risk checks after it apart."""
     started = time.perf_counter()
     ours(payload, work)
     first = time.perf_counter() - started
     counts, result, seconds = _load(work, Path(CHANGED[0]), "bench-changed",
-                                    ("risks", "risk_channels", "risk_visibility", "risk_history"))
+                                    ("risks", "risk_channels", "risk_visibility", "risk_history"), checked=True)
     TIMINGS.update(delta_seconds=seconds, first_seconds=first, changed=result.changed, added=result.added,
                    parsed=result.parsed, delta=result.delta)
     return counts
