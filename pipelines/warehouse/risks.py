@@ -179,12 +179,10 @@ def _inspect_and_stage(conn: duckdb.DuckDBPyConnection, path: str, items: int) -
     names. Only when a declared field came under another spelling (``insuredName``) is it staged again,
     with every spelling found: what ``stage`` makes is then exactly what it would have made after
     ``inspect_keys``. Returns (the keys, ``stage``'s counts)."""
-    with conn.cursor() as other, concurrent.futures.ThreadPoolExecutor(1) as pool:
+    with conn.cursor() as other, concurrent.futures.ThreadPoolExecutor(1) as pool:  # the pool waits, then closes
         reading = pool.submit(inspect_keys, other, path)
-        try:
-            staged = stage(conn, path, DECLARED, items)
-        finally:
-            keys = reading.result()
+        staged = stage(conn, path, DECLARED, items)
+    keys = reading.result()
     if any(key.lower() in KNOWN_KEYS and key not in DECLARED for key in keys):
         staged = stage(conn, path, keys, items)
     return keys, staged
