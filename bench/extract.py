@@ -61,10 +61,10 @@ def extraction(scale: float, latency_ms: float, sample_seconds: float = 0.0) -> 
 
             # As a run of the organisations does it (raw_risks, then raw_risk_details): the organisations
             # at once, within the login's max_concurrency requests in flight.
-            lists = {mu: _result(landed, exc) for mu, landed, exc in client.fan_out(land, [o.user_id for o in orgs])}
+            lists = dict(client.each(land, [o.user_id for o in orgs]))
             risks = max((landed.items for landed in lists.values()), default=0)
-            for _mu, fetched, exc in client.fan_out(fetch, list(lists)):
-                _result(fetched, exc)
+            for _ in client.each(fetch, list(lists)):
+                pass
             seconds = time.perf_counter() - started
             done.set()
             if sample_seconds:
@@ -80,12 +80,6 @@ def extraction(scale: float, latency_ms: float, sample_seconds: float = 0.0) -> 
         out["memory_samples"] = samples
         out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return out
-
-
-def _result(value, exc: Exception | None):
-    if exc is not None:
-        raise exc
-    return value
 
 
 def _rss_mb() -> float:

@@ -35,7 +35,7 @@ def _load(work: Path, path: Path, sha256: str, tables: tuple[str, ...],
     landed = raw.Landed(path, USER_ID, "/risks", dt.datetime.now(dt.UTC), sha256, path.stat().st_size, items)
     started = time.perf_counter()
     with db.session(work / "ours.duckdb") as conn, contextlib.ExitStack() as stack:
-        api_ids = stack.enter_context(quality.api_ids_counted_beside(conn, str(path), items)) if checked else None
+        api_ids = stack.enter_context(db.beside(conn, quality.api_distinct_ids, str(path), items)) if checked else None
         result = risks.load_list(conn, landed, path.name)
         seconds = time.perf_counter() - started
         if checked:

@@ -189,6 +189,14 @@ class WhitespaceClient:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
+    def each(self, fn: Callable[[str], Any], keys: Iterable[str]) -> Iterator[tuple[str, Any]]:
+        """``fan_out`` for work that stops at the first error: ``(key, fn(key))`` in key order, the first
+        error raised (the calls under way finish; none starts after it)."""
+        for key, result, exc in self.fan_out(fn, keys):
+            if exc is not None:
+                raise exc
+            yield key, result
+
     # -- organisations (SUMO) -----------------------------------------------------------------
     def discover_organisations(self) -> list[Organisation]:
         """The organisations this login acts for: configured, ``myDetails``, or the corporate list."""

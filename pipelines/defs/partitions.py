@@ -20,6 +20,14 @@ def split_key(key: str) -> tuple[str, str]:
     return login, user_id
 
 
+def by_login(keys: list[str]) -> dict[str, list[str]]:
+    """``keys`` grouped by the login that fetches them, each group in the keys' order."""
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        groups.setdefault(split_key(key)[0], []).append(key)
+    return groups
+
+
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 """The organisation assets take several partitions in one run (a backfill, a sync of several changed

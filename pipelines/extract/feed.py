@@ -105,11 +105,8 @@ def read_feed(client: WhitespaceClient, state: FeedState, list_path: Path) -> Fe
         first = read_feed(client, dataclasses.replace(state, cursor=start), list_path)
         return Feed(frozenset(), first.state)
     since = (dt.datetime.strptime(state.cursor, PLATFORM_TIME) - OVERLAP).strftime(PLATFORM_TIME)
-    found = []
-    for _kind, answer, exc in client.fan_out(lambda kind: client.activities(kind, since), ACTIVITIES):  # both at once
-        if exc is not None:
-            raise exc
-        found += [a for a in answer if isinstance(a, dict)]
+    found = [a for _kind, answer in client.each(lambda kind: client.activities(kind, since), ACTIVITIES)  # both at once
+             for a in answer if isinstance(a, dict)]
     seen = set(state.seen)
     new = [a for a in found if a.get("_id") and a["_id"] not in seen]
     roots = frozenset(str(a.get("_id") or a.get("parentDocID")).split("::")[0] for a in new)

@@ -60,9 +60,7 @@ def extract(client: WhitespaceClient, user_ids: list[str], raw_dir: Path, log=la
     landed: dict[str, Path] = {}
     requests = 0
     with exclusive(raw_dir):
-        for user_id, text, exc in client.fan_out(lambda u: client.for_user(u).mi_prepare_text(), user_ids):
-            if exc is not None:
-                raise exc
+        for user_id, text in client.each(lambda u: client.for_user(u).mi_prepare_text(), user_ids):
             requests += 1
             answer = json.loads(text)
             if not isinstance(answer, list):
@@ -74,8 +72,6 @@ def extract(client: WhitespaceClient, user_ids: list[str], raw_dir: Path, log=la
                 landed[user_id] = path
                 log(f"{user_id}: {len(answer)} MI rows landed")
         # only now may the platform forget what it answered
-        for _user_id, _, exc in client.fan_out(lambda u: client.for_user(u).mi_fetch(), list(landed)):
-            if exc is not None:
-                raise exc
+        for _user_id, _ in client.each(lambda u: client.for_user(u).mi_fetch(), list(landed)):
             requests += 1
     return MiExtract(rows, landed, requests)

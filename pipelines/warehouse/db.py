@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,15 @@ def _file_session(settings: WarehouseConfig, read_only: bool) -> Iterator[duckdb
             yield conn
         finally:
             conn.close()
+
+
+@contextlib.contextmanager
+def beside(conn: duckdb.DuckDBPyConnection, fn: Callable[..., Any], *args: Any) -> Iterator[Future]:
+    """``fn(other, *args)`` on a second connection to ``conn``'s database, in a thread, while the caller goes
+    on with ``conn``: DuckDB reads a JSON array on one thread, so a second pass over the same file costs
+    the first almost nothing. Yields its future; leaving waits for it, then closes that connection."""
+    with conn.cursor() as other, ThreadPoolExecutor(1) as pool:
+        yield pool.submit(fn, other, *args)
 
 
 @contextlib.contextmanager

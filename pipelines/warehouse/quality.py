@@ -4,10 +4,8 @@ Dagster's check declarations (``pipelines/defs/checks.py``) name them; nothing h
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import duckdb
@@ -71,17 +69,9 @@ def api_distinct_ids(conn, raw_path: str, items: int) -> int:
     ) if items else 0
 
 
-@contextlib.contextmanager
-def api_ids_counted_beside(conn: duckdb.DuckDBPyConnection, raw_path: str, items: int) -> Iterator[Future[int]]:
-    """``api_distinct_ids`` counted on a second connection while the caller loads the same file (DuckDB reads
-    a JSON array on one thread, so the count costs the load almost nothing): a future for the check."""
-    with conn.cursor() as other, ThreadPoolExecutor(1) as pool:
-        yield pool.submit(api_distinct_ids, other, raw_path, items)
-
-
 def partition_matches_api(conn, user_id: str, raw_path: str, items: int, counted: Future[int] | None = None) -> Outcome:
     """This organisation's visible risks equal the distinct ids of the API answer, counted anew
-    (``counted``: that count, taken beside the load)."""
+    (``counted``: that count, taken beside the load with ``db.beside``)."""
     expected = counted.result() if counted is not None else api_distinct_ids(conn, raw_path, items)
     actual = _count(conn, "SELECT count(*) FROM risk_visibility WHERE user_id = ?", [user_id])
     return Outcome(passed=expected == actual, metadata={"api_distinct_ids": expected, "warehouse_rows": actual})

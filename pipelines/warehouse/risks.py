@@ -13,7 +13,6 @@ Its preconditions, and why each one holds, are in ``_delta_scan``.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import datetime as dt
 import json
@@ -179,8 +178,7 @@ def _inspect_and_stage(conn: duckdb.DuckDBPyConnection, path: str, items: int) -
     names. Only when a declared field came under another spelling (``insuredName``) is it staged again,
     with every spelling found: what ``stage`` makes is then exactly what it would have made after
     ``inspect_keys``. Returns (the keys, ``stage``'s counts)."""
-    with conn.cursor() as other, concurrent.futures.ThreadPoolExecutor(1) as pool:  # the pool waits, then closes
-        reading = pool.submit(inspect_keys, other, path)
+    with db.beside(conn, inspect_keys, path) as reading:
         staged = stage(conn, path, DECLARED, items)
     keys = reading.result()
     if any(key.lower() in KNOWN_KEYS and key not in DECLARED for key in keys):

@@ -6,7 +6,14 @@ from pipelines.client import endpoints
 from pipelines.defs import checks
 from pipelines.defs.assets.risks import raw_risks
 from pipelines.defs.metadata import add_for_partition, table_specs
-from pipelines.defs.partitions import SINGLE_RUN, WAREHOUSE_POOL, DetailsConfig, organisations_partitions, split_key
+from pipelines.defs.partitions import (
+    SINGLE_RUN,
+    WAREHOUSE_POOL,
+    DetailsConfig,
+    by_login,
+    organisations_partitions,
+    split_key,
+)
 from pipelines.defs.resources import WarehouseResource, WhitespaceResource
 from pipelines.extract import details
 from pipelines.landing import raw
@@ -25,7 +32,7 @@ def raw_risk_details(
     keys = list(context.partition_keys)
     reconcile_every = warehouse.settings().reconcile_every
     with whitespace.clients() as client:
-        for login in dict.fromkeys(split_key(key)[0] for key in keys):
+        for login, group in by_login(keys).items():
             bound_login = client(login)
 
             def fetch(key: str, bound_login=bound_login) -> details.Fetched:
@@ -37,9 +44,7 @@ def raw_risk_details(
 
             # The login's organisations at once: their requests share the login's max_concurrency slots,
             # so one organisation's few changed roots do not wait for the next one's feed to be read.
-            for key, fetched, exc in bound_login.fan_out(fetch, [k for k in keys if split_key(k)[0] == login]):
-                if exc is not None:
-                    raise exc
+            for key, fetched in bound_login.each(fetch, group):
                 _fetched(context, keys, key, fetched)
     return dg.MaterializeResult()
 

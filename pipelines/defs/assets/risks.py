@@ -12,6 +12,7 @@ from pipelines.defs.partitions import (
     WAREHOUSE_POOL,
     LandedConfig,
     RiskTablesConfig,
+    by_login,
     organisations_partitions,
     split_key,
 )
@@ -33,7 +34,7 @@ def raw_risks(
     raw_dir = warehouse.raw_path()
     keys = list(context.partition_keys)
     with whitespace.clients() as client:
-        for login in dict.fromkeys(split_key(key)[0] for key in keys):
+        for login, group in by_login(keys).items():
             bound_login = client(login)
 
             def land(key: str, bound_login=bound_login) -> tuple[raw.Landed, str, str]:
@@ -49,9 +50,7 @@ def raw_risks(
                 return landed, company_id, "the sync's change check"
 
             # The login's organisations at once (its client's concurrency), each logged in order.
-            for key, result, exc in bound_login.fan_out(land, [k for k in keys if split_key(k)[0] == login]):
-                if exc is not None:
-                    raise exc
+            for key, result in bound_login.each(land, group):
                 _landed(context, keys, key, *result)
     return dg.MaterializeResult()
 
@@ -96,8 +95,8 @@ def risk_tables(context: dg.AssetExecutionContext, config: RiskTablesConfig, war
             landed = raw.require_latest(raw_dir, endpoints.RISKS, user_id)
             before = raw.landed_before(raw_dir, endpoints.RISKS, landed)
             accepted = config.accept_shrink or (before is not None and before.sha256 == landed.sha256)
-            with (session(risk_loader.scope(landed)) as conn,
-                  quality.api_ids_counted_beside(conn, str(landed.path), landed.items) as api_ids):
+            with (session(risk_loader.scope(landed)) as conn,  # the answer's ids counted anew beside the load
+                  db.beside(conn, quality.api_distinct_ids, str(landed.path), landed.items) as api_ids):
                 result = risk_loader.load_list(conn, landed, landed.relative_to(raw_dir),
                                                max_shrink=1.0 if accepted else warehouse.settings().max_shrink)
                 totals = {t: db.row_count(conn, t) for t in RISK_TABLES}
