@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -176,9 +177,28 @@ def row_count(conn: duckdb.DuckDBPyConnection, table: str) -> int:
     return postgres.row_count(conn, table)
 
 
+def _create(settings: WarehouseConfig) -> None:
+    """A new warehouse file appears only with its whole schema: it is made under a temporary name and
+    renamed into place, so a process killed while creating it leaves no file for a reader to find
+    without its tables (a leftover temporary file is removed by the next writer)."""
+    path = settings.path
+    draft = path.with_name(f".{path.name}.new")
+    for leftover in (draft, draft.with_name(draft.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    conn = connect(dataclasses.replace(settings, path=draft))
+    try:
+        ensure_schema(conn)
+        conn.execute("CHECKPOINT")
+    finally:
+        conn.close()
+    os.replace(draft, path)
+
+
 @contextlib.contextmanager
 def _file_session(settings: WarehouseConfig, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
     with contextlib.nullcontext() if read_only else writer_turn(settings.path):
+        if not read_only and not settings.path.exists():
+            _create(settings)
         conn = connect(settings, read_only=read_only)
         try:
             if not read_only:

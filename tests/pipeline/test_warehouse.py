@@ -198,3 +198,35 @@ def test_schema_evolution_adds_columns(pipeline, table) -> None:
     from models import metadata
 
     assert {c.name for c in metadata.tables[table].columns} <= set(cols), "missing columns come back"
+
+
+def test_a_new_warehouse_file_appears_only_with_its_whole_schema(tmp_path, monkeypatch) -> None:
+    """A writer killed while creating the schema must not leave a file a reader opens without its tables."""
+    import duckdb
+
+    from models import metadata
+    from pipelines.warehouse import db
+
+    path = tmp_path / "warehouse.duckdb"
+    made = []
+    real = db.ensure_table
+
+    def dies_half_way(conn, table, have=None):
+        if len(made) == len(metadata.sorted_tables) // 2:
+            assert not path.exists(), "the file is not there while its schema is being made"
+            raise KeyboardInterrupt("killed while creating the schema")
+        made.append(table.name)
+        return real(conn, table, have)
+
+    monkeypatch.setattr(db, "ensure_table", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        with db.session(path):
+            pass
+    assert made and not path.exists()
+    monkeypatch.setattr(db, "ensure_table", real)
+    with db.session(path):
+        pass
+    with duckdb.connect(str(path), read_only=True) as conn:
+        tables = {t for (t,) in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert {t.name for t in metadata.sorted_tables} <= tables
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".warehouse.duckdb.new")) == []
