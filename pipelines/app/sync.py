@@ -89,7 +89,10 @@ def open_instance(home: Path) -> dg.DagsterInstance:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             instance = keep_connected(dg.DagsterInstance.from_config(str(home)))
-            instance.get_runs(limit=1)  # storage created and migrated while the lock is held
+            # every storage (runs, event log, schedules) created and migrated while the lock is held:
+            # SQLite storages made by two processes at once would both stamp their schema version
+            instance.get_runs(limit=1)
+            instance.all_instigator_state()
             ensure_warehouse_pool(instance)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines.app.sync import open_instance
 from pipelines.defs.partitions import WAREHOUSE_POOL
 from pipelines.warehouse import db
 from tests.operations.receivers import Receivers
@@ -73,7 +74,8 @@ def test_a_killed_sync_is_failed_its_slot_freed_and_alerted_once(tmp_path: Path)
         env = {k: v for k, v in os.environ.items() if not k.startswith("WHITESPACE_")}
         env.update(DAGSTER_HOME=str(home), WHITESPACE_WAREHOUSE=str(warehouse), PYTHONPATH=str(ROOT),
                    WHITESPACE_ALERT_WEBHOOK_URL=rx.webhook.url)
-        with db.writer_turn(warehouse), dg.DagsterInstance.from_config(str(home)) as instance:
+        # the instance's storage is made first, under the sync's own lock (see open_instance)
+        with db.writer_turn(warehouse), open_instance(home) as instance:
             # the sync takes the pool's slot for its first warehouse write, then waits for the writer turn we hold
             sync = start([str(BIN / "whitespace-etl"), "demo", "--scale", "0.05"], tmp_path / "sync.log",
                          cwd=tmp_path, env=env)

@@ -84,12 +84,14 @@ def test_sync_killed_at_random_points_always_recovers(server, clean, tmp_path) -
 
 def test_a_sync_killed_inside_a_warehouse_step_does_not_block_the_next(server, clean, tmp_path) -> None:
     """SIGKILL while a run holds the warehouse pool's slot: the next sync frees it and finishes."""
-    import dagster as dg
+    from pipelines.app.sync import open_instance
 
     env = env_for(server, tmp_path)
-    proc = start_sync(env, tmp_path)
-    deadline = time.monotonic() + 120
-    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+    # The instance's SQLite storage is created before the sync starts, as the sync creates it (under its
+    # lock): two processes creating it at once would both stamp its schema version.
+    with open_instance(Path(env["DAGSTER_HOME"])) as instance:
+        proc = start_sync(env, tmp_path)
+        deadline = time.monotonic() + 120
         while not instance.event_log_storage.get_concurrency_run_ids():
             assert proc.poll() is None and time.monotonic() < deadline, "no warehouse step started"
             time.sleep(0.02)
