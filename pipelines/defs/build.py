@@ -35,4 +35,7 @@ def build(resources: dict[str, dg.ConfigurableResource]) -> dg.Definitions:
         schedules=[daily_sync, daily_reference, daily_mi_report, daily_marts],
         sensors=[organisations_sensor, fresh_sensor, alerts.alert_on_run_failure, alerts.alert_on_checks],
         resources=resources,
+        # A run's steps in the run's own process, as `whitespace-etl sync` runs them: Dagster's default
+        # starts a process per step (1.5-4 s each here), and a run's steps are mostly a chain anyway.
+        executor=dg.in_process_executor,
     )

@@ -1,6 +1,6 @@
 """`dagster dev` (the webserver and the daemon) on a PostgreSQL instance, driven as a user drives it: a
 backfill of the organisations it knows launched from the UI, the discovery sensor switched on in the UI
-(it finds the one it did not know), the daily schedule's tick. Every run, partition and tick is read back
+(it finds the one it did not know), the daily schedule's missed 06:00 tick. Every run, partition and tick is read back
 from PostgreSQL."""
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ import dagster as dg
 import duckdb
 import httpx
 import pytest
-from dagster._core.scheduler.instigation import InstigatorType, ScheduleInstigatorData, TickStatus
+from dagster._core.remote_origin import RemoteInstigatorOrigin
+from dagster._core.scheduler.instigation import (
+    InstigatorState,
+    InstigatorStatus,
+    InstigatorType,
+    ScheduleInstigatorData,
+    TickStatus,
+)
 
 from pipelines.app.sync import INSTANCE_SETTINGS
 from pipelines.definitions import defs
@@ -31,8 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 LOCATION = {"repositoryLocationName": "pipelines.definitions", "repositoryName": "__repository__"}
 START_SENSOR = """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
-  __typename ... on PythonError { message } } }"""
-START_SCHEDULE = """mutation($s: ScheduleSelector!) { startSchedule(scheduleSelector: $s) {
   __typename ... on PythonError { message } } }"""
 BACKFILL = """mutation($partitions: [String!], $assets: [AssetKeyInput!]) {
   launchPartitionBackfill(backfillParams: {assetSelection: $assets, partitionNames: $partitions}) {
@@ -88,6 +93,9 @@ def test_backfill_sensor_and_schedule_run_through_the_daemon_on_postgres(home: P
                 backfill = wait_for("the backfill's run", lambda: ended(  # one run: the single-run policy
                     instance, {"dagster/backfill": launched["backfillId"]}, 1), 300, dev)
 
+                engine = [e.message for e in instance.all_logs(backfill[0].run_id) if e.dagster_event
+                          and e.dagster_event.event_type == dg.DagsterEventType.ENGINE_EVENT]
+                assert any(m.startswith("Executing steps in process") for m in engine), engine  # no process per step
                 started = graphql(port, START_SENSOR, {"s": {**LOCATION, "sensorName": "organisations_sensor"}})
                 assert started["__typename"] == "Sensor", started
                 # its first tick discovers the organisation nobody added and requests that one's first sync
@@ -95,8 +103,7 @@ def test_backfill_sensor_and_schedule_run_through_the_daemon_on_postgres(home: P
                     instance, {"dagster/sensor_name": "organisations_sensor"}, 1), 300, dev)
                 assert sorted(instance.get_dynamic_partitions(organisations_partitions.name)) == sorted(SUMO_IDS)
 
-                started = graphql(port, START_SCHEDULE, {"s": {**LOCATION, "scheduleName": "daily_sync"}})
-                assert started["__typename"] == "ScheduleStateResult", started
+                _switched_on_yesterday(instance, "daily_sync")
                 tick = wait_for("the schedule's tick", lambda: _missed_tick(instance), 180, dev)
         finally:
             os.environ.pop("DAGSTER_PG_URL", None)
@@ -119,16 +126,24 @@ def test_backfill_sensor_and_schedule_run_through_the_daemon_on_postgres(home: P
     assert seen == set(SUMO_IDS)
 
 
+def _switched_on_yesterday(instance: dg.DagsterInstance, name: str) -> None:
+    """The schedule as the UI leaves it when switched on 25 hours ago, with the daemon down at its 06:00
+    tick since: the daemon, seeing it for the first time, evaluates that missed tick (as after an
+    outage). Switching it on now and moving its start back would race the daemon, which keeps in memory
+    when it last looked at a schedule and would wait for tomorrow's tick. The origin is the code
+    location's, as the sensor switched on from the UI has it."""
+    [sensor] = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+                if s.name == "organisations_sensor"]
+    schedule = defs().resolve_schedule_def(name)
+    instance.add_instigator_state(InstigatorState(
+        RemoteInstigatorOrigin(sensor.origin.repository_origin, name), InstigatorType.SCHEDULE,
+        InstigatorStatus.RUNNING, ScheduleInstigatorData(schedule.cron_schedule, start_timestamp=time.time() - 90_000)))
+
+
 def _missed_tick(instance: dg.DagsterInstance):
-    """The daily schedule was switched on just now, so its next tick is tomorrow at 06:00; its stored start
-    is moved back a day, and the daemon evaluates the 06:00 tick it then finds missed (as it does after an
-    outage). Returns that tick once it has ended."""
+    """The daily schedule's 06:00 tick, once it has ended."""
     [state] = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE)
                if s.name == "daily_sync"]
-    data = state.instigator_data
-    if data.start_timestamp and data.start_timestamp > time.time() - 86_400:
-        instance.update_instigator_state(state.with_data(ScheduleInstigatorData(
-            data.cron_schedule, start_timestamp=time.time() - 90_000)))
     ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id)
     done = [t for t in ticks if t.status != TickStatus.STARTED]
     return done[0] if done else None
