@@ -177,21 +177,28 @@ def row_count(conn: duckdb.DuckDBPyConnection, table: str) -> int:
     return postgres.row_count(conn, table)
 
 
-def _create(settings: WarehouseConfig) -> None:
-    """A new warehouse file appears only with its whole schema: it is made under a temporary name and
-    renamed into place, so a process killed while creating it leaves no file for a reader to find
-    without its tables (a leftover temporary file is removed by the next writer)."""
-    path = settings.path
-    draft = path.with_name(f".{path.name}.new")
+@contextlib.contextmanager
+def _written_beside(path: Path, suffix: str) -> Iterator[Path]:
+    """A whole new file for ``path``: the caller writes the yielded temporary file beside it, which is
+    renamed over ``path`` once the caller is done. A process killed before that leaves ``path`` as it
+    was and only the temporary file, which the next writer deletes (with its write-ahead log)."""
+    draft = path.with_name(f".{path.name}.{suffix}")
     for leftover in (draft, draft.with_name(draft.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    conn = connect(dataclasses.replace(settings, path=draft))
-    try:
-        ensure_schema(conn)
-        conn.execute("CHECKPOINT")
-    finally:
-        conn.close()
+    yield draft
     os.replace(draft, path)
+
+
+def _create(settings: WarehouseConfig) -> None:
+    """A new warehouse file appears only with its whole schema, so a reader never finds one without its
+    tables."""
+    with _written_beside(settings.path, "new") as draft:
+        conn = connect(dataclasses.replace(settings, path=draft))
+        try:
+            ensure_schema(conn)
+            conn.execute("CHECKPOINT")
+        finally:
+            conn.close()
 
 
 @contextlib.contextmanager
@@ -257,29 +264,27 @@ def migrate_storage(where: WarehouseConfig | str | Path, log=print) -> tuple[str
     with writer_turn(path):
         with contextlib.closing(connect(settings, read_only=True)) as old:
             before = storage_version(old)
-        target = path.with_name(f".{path.name}.migrating")
-        target.unlink(missing_ok=True)
-        conn = duckdb.connect(config={"memory_limit": settings.memory_limit,
-                                      "storage_compatibility_version": settings.storage_version})
-        try:
-            conn.execute(f"ATTACH {_quote_literal(str(path))} AS old (READ_ONLY)")
-            conn.execute(f"ATTACH {_quote_literal(str(target))} AS new "
-                         f"(STORAGE_VERSION {_quote_literal(settings.storage_version)})")
-            conn.execute("COPY FROM DATABASE old TO new")
-            comments = conn.execute(
-                """SELECT table_name, NULL, comment FROM duckdb_tables() WHERE database_name = 'old' AND comment IS NOT NULL
-                   UNION ALL SELECT table_name, column_name, comment FROM duckdb_columns()
-                   WHERE database_name = 'old' AND comment IS NOT NULL""").fetchall()
-            for table, column, comment in comments:
-                what = f"TABLE new.{ident(table)}" if column is None else f"COLUMN new.{ident(table)}.{ident(column)}"
-                conn.execute(f"COMMENT ON {what} IS {_quote_literal(comment)}")
-            conn.execute("DETACH new")
-            conn.execute("DETACH old")
-        finally:
-            conn.close()
-        with contextlib.closing(duckdb.connect(str(target), read_only=True)) as check:
-            after = storage_version(check)
-        os.replace(target, path)
+        with _written_beside(path, "migrating") as target:
+            conn = duckdb.connect(config={"memory_limit": settings.memory_limit,
+                                          "storage_compatibility_version": settings.storage_version})
+            try:
+                conn.execute(f"ATTACH {_quote_literal(str(path))} AS old (READ_ONLY)")
+                conn.execute(f"ATTACH {_quote_literal(str(target))} AS new "
+                             f"(STORAGE_VERSION {_quote_literal(settings.storage_version)})")
+                conn.execute("COPY FROM DATABASE old TO new")
+                comments = conn.execute(
+                    """SELECT table_name, NULL, comment FROM duckdb_tables() WHERE database_name = 'old' AND comment IS NOT NULL
+                       UNION ALL SELECT table_name, column_name, comment FROM duckdb_columns()
+                       WHERE database_name = 'old' AND comment IS NOT NULL""").fetchall()
+                for table, column, comment in comments:
+                    what = f"TABLE new.{ident(table)}" if column is None else f"COLUMN new.{ident(table)}.{ident(column)}"
+                    conn.execute(f"COMMENT ON {what} IS {_quote_literal(comment)}")
+                conn.execute("DETACH new")
+                conn.execute("DETACH old")
+            finally:
+                conn.close()
+            with contextlib.closing(duckdb.connect(str(target), read_only=True)) as check:
+                after = storage_version(check)
     log(f"{path}: storage {before} -> {after}")
     return before, after
 
