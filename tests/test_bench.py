@@ -22,6 +22,8 @@ def test_harness_runs_every_system(tmp_path: Path) -> None:
     assert set(loads) == {"ours", "ours_delta", "duckdb_native", "dlt_parquet", "dlt_default"}
     for system, r in loads.items():
         assert "error" not in r, (system, r)
+        assert r["import_seconds"] > 0, "each system's imports are timed apart, before its clock starts"
+    assert loads["ours"]["create_seconds"] > 0 and "create_seconds" not in loads["duckdb_native"]
     assert loads["ours"]["tables"]["risks"] == loads["duckdb_native"]["tables"]["risks"] == 300
     assert loads["ours"]["tables"]["risk_channels"] == loads["dlt_parquet"]["tables"]["risks__channels"]
     delta = loads["ours_delta"]  # the next day's answer: one document in a hundred revised
