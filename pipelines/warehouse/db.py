@@ -204,11 +204,12 @@ def _create(settings: WarehouseConfig) -> None:
 @contextlib.contextmanager
 def _file_session(settings: WarehouseConfig, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
     with contextlib.nullcontext() if read_only else writer_turn(settings.path):
-        if not read_only and not settings.path.exists():
+        created = not read_only and not settings.path.exists()
+        if created:
             _create(settings)
         conn = connect(settings, read_only=read_only)
         try:
-            if not read_only:
+            if not read_only and not created:  # a file just created holds the whole schema already
                 ensure_schema(conn)
             yield conn
         finally:

@@ -73,5 +73,12 @@ MACROS = (
 
 
 def install(conn: duckdb.DuckDBPyConnection) -> None:
-    for macro in MACROS:
-        conn.execute(macro)
+    """Every macro, in one transaction: one commit a session, not one a macro."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for macro in MACROS:
+            conn.execute(macro)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
