@@ -281,9 +281,12 @@ def load_list(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str
         skipped_without_id=without_id, added=added, changed=changed, gone=gone,
         unchanged=unchanged, channels=int(channels),
         removed_from_warehouse=removed, drift=drift, child_tables=child_tables,
-        preview=[dict(zip(("risk_id", "umr", "insured_name", "status", "updated_at"), r, strict=True)) for r in preview],
-        parsed=parsed, delta=delta,
+        preview=_rows(preview), parsed=parsed, delta=delta,
     )
+
+
+def _rows(preview: list[tuple]) -> list[dict[str, Any]]:
+    return [dict(zip(("risk_id", "umr", "insured_name", "status", "updated_at"), r, strict=True)) for r in preview]
 
 
 UNCHANGED = "SELECT risk_id FROM scan_risks WHERE json IS NULL"
@@ -404,13 +407,20 @@ def _apply(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str, d
 
 
 def _same_answer(conn, landed: Landed, raw_rel_path: str, distinct: int, now: dt.datetime) -> RiskLoad:
-    """The answer is byte for byte the one already loaded: only the sync times move on."""
+    """The answer is byte for byte the one already loaded: only the sync times move on. Its figures
+    (channels, preview) are read from what the warehouse holds for the organisation, as a delta load
+    reads its unchanged documents'."""
+    user = landed.user_id
     with db.transaction(conn):
-        conn.execute("UPDATE risk_visibility SET synced_at = ? WHERE user_id = ?", [now, landed.user_id])
+        conn.execute("UPDATE risk_visibility SET synced_at = ? WHERE user_id = ?", [now, user])
         _record(conn, landed, raw_rel_path, distinct, [], now)
-    return RiskLoad(user_id=landed.user_id, api_items=landed.items, distinct_risks=distinct, duplicates=0,
-                    skipped_without_id=0, added=0, changed=0, gone=0, unchanged=distinct, channels=0,
-                    removed_from_warehouse=0, drift=[], child_tables=[], preview=[], parsed=0, delta=True)
+    seen = "SELECT risk_id FROM risk_visibility WHERE user_id = $1"
+    channels = conn.execute(f"SELECT count(*) FROM risk_channels WHERE risk_id IN ({seen})", [user]).fetchone()[0]  # noqa: S608
+    preview = conn.execute(f"""SELECT risk_id, umr, insured_name, status, updated_at FROM risks WHERE risk_id IN ({seen})
+                               ORDER BY updated_at DESC NULLS LAST, risk_id LIMIT 5""", [user]).fetchall()  # noqa: S608
+    return RiskLoad(user_id=user, api_items=landed.items, distinct_risks=distinct, duplicates=0,
+                    skipped_without_id=0, added=0, changed=0, gone=0, unchanged=distinct, channels=int(channels),
+                    removed_from_warehouse=0, drift=[], child_tables=[], preview=_rows(preview), parsed=0, delta=True)
 
 
 def _load_child(conn: duckdb.DuckDBPyConnection, field: str) -> str:

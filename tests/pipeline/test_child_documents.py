@@ -48,6 +48,15 @@ def risk_lists(pipeline) -> dict[str, list]:
         return {mu: client.for_user(mu).risks() for mu in SUMO_IDS}
 
 
+def latest(pipeline, table: str) -> dict:
+    """The metadata of the broker's latest materialization of ``table``."""
+    import dagster as dg
+
+    [record] = pipeline.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(table), asset_partitions=[BROKER]), limit=1).records
+    return record.asset_materialization.metadata
+
+
 def test_a_line_signed_down_alone_reaches_market_lines(pipeline) -> None:
     run(pipeline)
     before = signed_lines(pipeline)
@@ -56,6 +65,11 @@ def test_a_line_signed_down_alone_reaches_market_lines(pipeline) -> None:
     assert risk_lists(pipeline) == lists, "no placing revision moved: the risk lists are the same"
     printed = run(pipeline)
     assert "contracts or lines changed (activity feed)" in printed, printed
+    # The run loaded the same list again: its figures are the organisation's still, not zeros.
+    channels = pipeline.query("SELECT count(*) FROM risk_channels WHERE risk_id IN "
+                              "(SELECT risk_id FROM risk_visibility WHERE user_id = ?)", [BROKER])[0][0]
+    assert channels > 0 and latest(pipeline, "risk_channels")["partition_rows"].value == channels
+    assert "_no rows_" not in latest(pipeline, "risks")["preview"].value, "the same answer still previews its risks"
     after = signed_lines(pipeline)
     moved = {k for k in after if after[k] != before.get(k)}
     assert moved, "some signed lines changed"
