@@ -408,8 +408,8 @@ def _apply(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str, d
 
 def _same_answer(conn, landed: Landed, raw_rel_path: str, distinct: int, now: dt.datetime) -> RiskLoad:
     """The answer is byte for byte the one already loaded: only the sync times move on. Its figures
-    (channels, preview) are read from what the warehouse holds for the organisation, as a delta load
-    reads its unchanged documents'."""
+    (channels, preview) are read from what the warehouse holds for the organisation's risks, not from
+    the answer, which is not read again (docs/data-model.md, "Delta loads")."""
     user = landed.user_id
     with db.transaction(conn):
         conn.execute("UPDATE risk_visibility SET synced_at = ? WHERE user_id = ?", [now, user])
