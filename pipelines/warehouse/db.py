@@ -342,7 +342,8 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
         with transaction(conn):  # one commit for the whole schema, not one per statement
             for table in metadata.sorted_tables:
                 ensure_table(conn, table, have.get(table.name, []))
-    macros.install(conn)
+    with transaction(conn):  # one commit a session, not one a macro
+        macros.install(conn)
 
 
 def child_table(parent: str, field: str, conn: duckdb.DuckDBPyConnection | None = None) -> sa.Table:

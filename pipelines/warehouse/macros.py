@@ -73,12 +73,5 @@ MACROS = (
 
 
 def install(conn: duckdb.DuckDBPyConnection) -> None:
-    """Every macro, in one transaction: one commit a session, not one a macro."""
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        for macro in MACROS:
-            conn.execute(macro)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    for macro in MACROS:
+        conn.execute(macro)

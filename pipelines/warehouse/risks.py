@@ -414,9 +414,9 @@ def _same_answer(conn, landed: Landed, raw_rel_path: str, distinct: int, now: dt
     with db.transaction(conn):
         conn.execute("UPDATE risk_visibility SET synced_at = ? WHERE user_id = ?", [now, user])
         _record(conn, landed, raw_rel_path, distinct, [], now)
-    seen = "SELECT risk_id FROM risk_visibility WHERE user_id = $1"
-    channels = conn.execute(f"SELECT count(*) FROM risk_channels WHERE risk_id IN ({seen})", [user]).fetchone()[0]  # noqa: S608
-    preview = conn.execute(f"""SELECT risk_id, umr, insured_name, status, updated_at FROM risks WHERE risk_id IN ({seen})
+    channels = conn.execute(f"SELECT count(*) FROM risk_channels WHERE risk_id IN ({_PREVIOUS})",  # noqa: S608
+                            [user]).fetchone()[0]
+    preview = conn.execute(f"""SELECT risk_id, umr, insured_name, status, updated_at FROM risks WHERE risk_id IN ({_PREVIOUS})
                                ORDER BY updated_at DESC NULLS LAST, risk_id LIMIT 5""", [user]).fetchall()  # noqa: S608
     return RiskLoad(user_id=user, api_items=landed.items, distinct_risks=distinct, duplicates=0,
                     skipped_without_id=0, added=0, changed=0, gone=0, unchanged=distinct, channels=int(channels),
