@@ -520,9 +520,9 @@ def _pct(value: Decimal | None) -> str:
     return "" if value is None else f"{value.normalize():f}"
 
 
-def mi_row(root: Root, viewer: str, now: dt.datetime) -> dict[str, Any]:
+def mi_row(root: Root, viewer: str, now: dt.datetime, status_display: bool = False) -> dict[str, Any]:
     """One MI report row of a placement as organisation ``viewer`` sees it: a broker every carrier's
-    line, a carrier only its own."""
+    line, a carrier only its own. ``status_display``: ``status`` in its display form ("Firm Order")."""
     broker = ORG_BY_ID[root.broker]
     broker_team = next(t for t in broker.teams if t.team_id == root.broker_team)
     viewer_org = ORG_BY_ID[viewer]
@@ -570,7 +570,7 @@ def mi_row(root: Root, viewer: str, now: dt.datetime) -> dict[str, Any]:
     row = {
         "riskUpdatedAt": stamp(root.changed_at),
         "type": "RWMIReport",
-        "status": root.status,
+        "status": display_form(root.status) if status_display else root.status,
         "docOwnerCompany": broker.name,
         "title": root.insured_name,
         "underwriterDetails": details,

@@ -44,7 +44,9 @@ class Faults:
     """``/api/risks`` rows carry ``Status`` in its display form ("Firm Order" for ``FirmOrder``; both forms
     occur on the platform) while every document keeps its revision: a row's text changes and its ``rev``
     does not. Whether the real list can do this is not known (it is a view the API renders); a loader
-    that takes an unchanged ``rev`` for an unchanged row would keep the old text."""
+    that takes an unchanged ``rev`` for an unchanged row would keep the old text. The MI report's rows
+    (``POST /mireport/prepare``) carry ``status`` in that form too: which forms the real report uses is not
+    known either, so the sandbox sends both."""
     duplicate_rows: int = 0
     """Repeat this many rows of every ``/api/risks`` answer (duplicate ids in one payload)."""
     empty_list_for: str = ""

@@ -278,8 +278,8 @@ class Handler(BaseHTTPRequestHandler):
         world = sb.world
         if path.endswith("/prepare"):
             since = sb.mi_cursor.get(user.name)
-            rows = [documents.mi_row(world.root(i), m.company_id, world.now) for i in world.root_indexes(m.company_id)
-                    if since is None or world.root(i).changed_at > since]
+            rows = [documents.mi_row(world.root(i), m.company_id, world.now, sb.faults.faults.status_display)
+                    for i in world.root_indexes(m.company_id) if since is None or world.root(i).changed_at > since]
             sb.mi_prepared[(user.name, m.user_id)] = rows
             return self.send_json(200, rows)
         if (body.get("format") or "csv").lower() != "csv":

@@ -28,13 +28,14 @@ SETUP = (
        SELECT DISTINCT r.root_id, o.company_id, o.organisation
        FROM risk_visibility v JOIN risks r USING (risk_id) JOIN m_orgs o USING (user_id)""",
     """CREATE OR REPLACE TEMP TABLE m_roots AS
-       SELECT root_id, status, contract_type, umr, insured_name, placing_broker_channel, updated_at
+       SELECT root_id, ws_status(status) AS status, contract_type, umr, insured_name, placing_broker_channel,
+              updated_at
        FROM risks
        QUALIFY row_number() OVER (PARTITION BY root_id
                                   ORDER BY ws_instance_rank(risk_id) DESC, updated_at DESC NULLS LAST, risk_id DESC) = 1""",
     # Each organisation's MI row of each placement it currently sees.
     """CREATE OR REPLACE TEMP TABLE m_mi AS
-       SELECT o.company_id, o.organisation, m.*
+       SELECT o.company_id, o.organisation, m.* REPLACE (ws_status(m.status) AS status)
        FROM mi_report m JOIN m_orgs o USING (user_id)
        WHERE (m.root_id, o.company_id) IN (SELECT root_id, company_id FROM m_root_orgs)
        QUALIFY row_number() OVER (PARTITION BY o.company_id, m.root_id ORDER BY m.landed_at DESC, m.user_id) = 1""",
@@ -43,7 +44,7 @@ SETUP = (
 BUILD = {
     "mart_status_monthly": """
         WITH h AS (
-          SELECT root_id, status, valid_from, coalesce(valid_to, TIMESTAMP '9999-12-31') AS valid_to,
+          SELECT root_id, ws_status(status) AS status, valid_from, coalesce(valid_to, TIMESTAMP '9999-12-31') AS valid_to,
                  ws_instance_rank(risk_id) AS rnk
           FROM risk_history WHERE valid_from IS NOT NULL),
         months AS (
@@ -63,7 +64,7 @@ BUILD = {
                  min(valid_from) FILTER (WHERE status LIKE 'FirmOrder%' OR status = 'Signed'
                                            OR status LIKE 'Endorsement%') AS firm_order_rev,
                  min(valid_from) FILTER (WHERE status = 'Signed' OR status LIKE 'Endorsement%') AS signed_rev
-          FROM risk_history GROUP BY root_id),
+          FROM (SELECT root_id, ws_status(status) AS status, valid_from FROM risk_history) GROUP BY root_id),
         docs AS (
           SELECT root_id, min(created_at) AS first_created,
                  min(created_at) FILTER (WHERE suffix(risk_id, '::FO')) AS firm_order_created,
@@ -140,7 +141,7 @@ BUILD = {
                ws_days(requested, quoted), ws_days(requested, firm), ws_days(firm, signed), ws_days(requested, signed)
         FROM t""",
     "mart_open_items": """
-        WITH since AS (SELECT root_id, status, min(valid_from) AS since FROM risk_history GROUP BY ALL)
+        WITH since AS (SELECT root_id, ws_status(status) AS status, min(valid_from) AS since FROM risk_history GROUP BY ALL)
         SELECT * FROM (
           SELECT r.root_id, o.company_id, o.organisation, r.umr, r.insured_name, r.contract_type, r.status,
                  ws_open_stage(r.status),

@@ -111,7 +111,7 @@ MART_TIES = {
         """SELECT o.company_id, count(*) FROM base_root_orgs o
             WHERE o.root_id IN (SELECT root_id FROM market_lines WHERE set_type = 'signed'
                                 UNION SELECT root_id FROM risk_history
-                                      WHERE status = 'Signed' OR status LIKE 'Endorsement%')
+                                      WHERE ws_status(status) = 'Signed' OR ws_status(status) LIKE 'Endorsement%')
               AND o.root_id IN (SELECT root_id FROM risks
                                 WHERE NOT ws_pre_market(status)
                                 UNION SELECT root_id FROM risk_history WHERE NOT ws_pre_market(status))
@@ -133,7 +133,8 @@ MART_TIES = {
               FROM risks GROUP BY 1) cur USING (root_id)
             WHERE ws_open_stage(cur.status) IS NOT NULL
               AND (SELECT epoch(max(as_of)) FROM mart_open_items) - epoch(coalesce(
-                    (SELECT min(h.valid_from) FROM risk_history h WHERE h.root_id = o.root_id AND h.status = cur.status),
+                    (SELECT min(h.valid_from) FROM risk_history h WHERE h.root_id = o.root_id
+                                                                     AND ws_status(h.status) = ws_status(cur.status)),
                     (SELECT max(updated_at) FROM risks r WHERE r.root_id = o.root_id))) > CAST(? AS DOUBLE) * 86400
             GROUP BY 1""",
     ),
