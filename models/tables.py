@@ -41,7 +41,7 @@ risks = sa.Table(
     col("doc_type", sa.String, "Document type, RWPlacing for contracts"),
     col("umr", sa.String, "Unique Market Reference, stray spaces trimmed"),
     col("insured_name", sa.String, "Name of the insured (the risk's display name), trimmed"),
-    col("status", sa.String, "Placing status, e.g. QuotationRequest, FirmOrder, Signed"),
+    col("status", sa.String, "Placing status as the platform sent it: QuotationRequest, FirmOrder, Signed, or a display form (Firm Order)"),
     col("contract_type", sa.String, "Contract type as the platform lists it, e.g. Open Market"),
     col("is_facility", sa.Boolean, "True for a facility agreement (line slip, binder)"),
     col("placing_broker_channel", sa.String, "Channel '<company>_<TEAM>' of the placing broker's team"),
