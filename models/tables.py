@@ -246,6 +246,9 @@ market_lines = sa.Table(
     col("pseudonym", sa.String, "Lloyd's syndicate pseudonym (three letters), where given"),
     col("written_pct", DEC, "Written line, % of whole, exact decimal from writtenLinePercentageString"),
     col("signed_pct", DEC, "Signed line, % of whole, exact decimal from signedLinePercentageString (signed sets)"),
+    col("written_raw", sa.String, "writtenLinePercentageString as sent (written_pct is NULL where it is not a plain "
+                                  "number: a check counts those)"),
+    col("signed_raw", sa.String, "signedLinePercentageString as sent"),
     col("risk_codes", sa.String, "Lloyd's risk codes, comma separated"),
     col("year_of_account", sa.Integer, "Year of account"),
     col("stamped_at", TS, "When the line was put down (UTC)"),

@@ -47,6 +47,10 @@ class Faults:
     that takes an unchanged ``rev`` for an unchanged row would keep the old text. The MI report's rows
     (``POST /mireport/prepare``) carry ``status`` in that form too: which forms the real report uses is not
     known either, so the sandbox sends both."""
+    line_pct_form: str = ""
+    """``comma``: line sets (``GET /api/lines/{rootID}/combinedSets``) write every line percentage that has
+    decimals with a decimal comma ("44,0272" for "44.0272"). Which forms people's lines take on the real
+    platform is not known beyond the published example; this one is not a number a loader may guess at."""
     duplicate_rows: int = 0
     """Repeat this many rows of every ``/api/risks`` answer (duplicate ids in one payload)."""
     empty_list_for: str = ""

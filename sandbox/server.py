@@ -233,7 +233,13 @@ class Handler(BaseHTTPRequestHandler):
             if root is None or not world.visible_to(root.index, m.company_id):
                 return self.send_json(400, {"error": True, "reason": "Risk not found"})
             body = documents.root_instances(root) if path.startswith("/risks/") else documents.combined_sets(root)
-            if self.sandbox.faults.faults.contract_drift == "renamed" and not path.startswith("/risks/"):
+            faults = self.sandbox.faults.faults
+            if faults.line_pct_form == "comma" and not path.startswith("/risks/"):
+                for imp in (i for s in body for ln in s["contents"] for i in ln["impressions"]):
+                    for key in ("writtenLinePercentageString", "signedLinePercentageString"):
+                        if key in imp:
+                            imp[key] = imp[key].replace(".", ",")
+            if faults.contract_drift == "renamed" and not path.startswith("/risks/"):
                 for line in (ln for s in body for ln in s["contents"]):
                     for imp in line["impressions"]:
                         imp["writtenLine"] = imp.pop("writtenLinePercentageString")

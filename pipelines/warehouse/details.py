@@ -127,15 +127,15 @@ INSERTS = {
     "market_lines": """
         INSERT INTO market_lines (line_set_id, line_position, impression_position, root_id, set_type,
             carrier_channel, carrier_company_id, role, is_leader, market, syndicate_number, pseudonym,
-            written_pct, signed_pct, risk_codes, year_of_account, stamped_at)
+            written_pct, signed_pct, written_raw, signed_raw, risk_codes, year_of_account, stamped_at)
         SELECT set_id, line_pos - 1, imp_pos - 1, root_id,
                CASE WHEN set_type ILIKE '%signed%' THEN 'signed' ELSE 'written' END,
                line->>'stamperChannel', upper(split_part(line->>'stamperChannel', '_', 1)), line->>'role',
                line->>'role' = 'leader', imp->>'$.stamp.bureauMarket',
                coalesce(imp->>'$.stampIdentifiers[0].categoryNumber', imp->>'$.stamp.bureauMarketCode'),
                nullif(imp->>'$.stampIdentifiers[0].categoryExtra', ''),
-               TRY_CAST(trim(replace(imp->>'writtenLinePercentageString', '%', '')) AS DECIMAL(18, 8)),
-               TRY_CAST(trim(replace(imp->>'signedLinePercentageString', '%', '')) AS DECIMAL(18, 8)),
+               ws_pct(imp->>'writtenLinePercentageString'), ws_pct(imp->>'signedLinePercentageString'),
+               imp->>'writtenLinePercentageString', imp->>'signedLinePercentageString',
                array_to_string(json_extract_string(imp, '$.riskCodes[*].code'), ','),
                TRY_CAST(imp->>'yearOfAccount' AS INTEGER), ws_ts(line->>'stampedAt')
         FROM (SELECT root_id, set_id, set_type, line, line_pos, unnest(imps) AS imp,

@@ -233,6 +233,12 @@ def unparsed_values(conn, values=MI_VALUES) -> Outcome:
     return Outcome(passed=not found, metadata={"unparsed": found, "fields_checked": len(values)})
 
 
+MARKET_LINE_VALUES = (
+    ("writtenLinePercentageString", "market_lines", "written_raw", "written_pct"),
+    ("signedLinePercentageString", "market_lines", "signed_raw", "signed_pct"),
+)
+
+
 DEFINED_DATA_VALUES = (
     ("*_Amount", "defined_data", "value", "CASE WHEN suffix(tag, '_Amount') THEN amount ELSE 0 END"),
     ("*_Amount currency", "defined_data", "value", "CASE WHEN suffix(tag, '_Amount') THEN currency ELSE '' END"),

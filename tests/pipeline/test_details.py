@@ -66,6 +66,22 @@ def test_signed_lines_are_exact_decimals_that_match_the_sandbox(pipeline) -> Non
     assert pipeline.query("SELECT count(*) FROM market_lines WHERE market = 'Lloyd''s' AND pseudonym IS NULL")[0][0] == 0
 
 
+def test_a_line_percentage_the_loader_cannot_read_is_kept_and_counted(pipeline) -> None:
+    """Line percentages are text ("44.0272"). One written with a decimal comma ("44,0272") is not a number
+    the loader can read safely: its value stays NULL, the text is kept beside it, and a check fails, so
+    no line total or share silently leaves the line out."""
+    pipeline.reference()
+    pipeline.server.set_faults(line_pct_form="comma")
+    result = pipeline.sync(BROKER)
+    assert check_results(result)["market_lines_values_parse"] is False
+    unread = pipeline.query("SELECT written_raw, written_pct, signed_raw, signed_pct FROM market_lines "
+                            "WHERE written_raw LIKE '%,%' OR signed_raw LIKE '%,%'")
+    assert unread, "the sandbox wrote some percentages with a decimal comma"
+    assert all((w is None) == ("," in wr) and (s is None) == (sr is None or "," in sr) for wr, w, sr, s in unread)
+    read = pipeline.query("SELECT count(*) FROM market_lines WHERE written_raw NOT LIKE '%,%' AND written_pct IS NULL")
+    assert read == [(0,)], "a percentage in the usual form is read"
+
+
 def test_a_resync_with_one_percent_changed_makes_few_requests(pipeline) -> None:
     pipeline.reference()
     before = api_requests(pipeline.server.stats())
