@@ -313,7 +313,7 @@ mi_report = sa.Table(
     col("umr", sa.String, "umr, trimmed"),
     col("insured", sa.String, "insured (the risk's title), trimmed"),
     col("status", sa.String, "status of the placement, e.g. Signed"),
-    col("contract_type", sa.String, "contractType: class of business, e.g. Open Market"),
+    col("contract_type", sa.String, "contractType: the placement type (Open Market, Facilities, Declarations), not the class of business"),
     col("broker_company_id", sa.String, "brokerCompanyID"),
     col("broker_company", sa.String, "brokerCompanyName"),
     col("broker_team_id", sa.String, "brokerTeamID"),

@@ -520,6 +520,15 @@ def _pct(value: Decimal | None) -> str:
     return "" if value is None else f"{value.normalize():f}"
 
 
+def mi_contract_type(root: Root) -> str:
+    """The MI report's ``contractType``: the placement type (``Open Market``, ``Facilities``,
+    ``Declarations``), as the summary's filters and the published MI example have it, not the class of
+    business the risk list and the contract call ``ContractType`` ("Aviation Hull and Liability Insurance")."""
+    if root.is_facility:
+        return "Facilities"
+    return "Declarations" if root.facility_root else "Open Market"
+
+
 def mi_row(root: Root, viewer: str, now: dt.datetime, status_display: bool = False) -> dict[str, Any]:
     """One MI report row of a placement as organisation ``viewer`` sees it: a broker every carrier's
     line, a carrier only its own. ``status_display``: ``status`` in its display form ("Firm Order")."""
@@ -583,7 +592,7 @@ def mi_row(root: Root, viewer: str, now: dt.datetime, status_display: bool = Fal
         "dataVersion": 6,
         "limit": root.limit,
         "premiumAll": f"{root.premium_currency} {premium}  (100%)",
-        "contractType": root.contract_type,
+        "contractType": mi_contract_type(root),
         "premiumCCY": root.premium_currency,
         "riskCreatedAt": stamp(root.created_at),
         "brokerCompanyName": broker.name,

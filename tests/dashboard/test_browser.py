@@ -139,5 +139,5 @@ def test_money_page_shows_premium_per_currency(dashboard, page, synced) -> None:
     assert shown("Brokerage") == round(brokerage)
     assert shown("Bound premium") == round(bound)
     assert metric(text, "Placements") == placements
-    for heading in ("Premium and brokerage by month of inception", "Signed premium by carrier", "Premium by class"):
+    for heading in ("Premium and brokerage by month of inception", "Signed premium by carrier", "Premium by placement type"):
         assert f"{heading} ({currency})" in text

@@ -14,7 +14,7 @@ import pytest
 
 from models import MART_TABLES
 from pipelines.warehouse import db, marts, quality
-from sandbox.documents import shares
+from sandbox.documents import mi_contract_type, shares
 from tests.pipeline.conftest import check_results
 
 GAILBKR_MU = "MU1F0E2A10-5C3B-4E4A-9A1D-0B6C2D3E4F50"
@@ -160,6 +160,14 @@ def agrees_with_the_book(pipeline) -> None:
             w[0] += written
             w[1] += signed if r.is_signed() else 0
     assert {c: (w, s or Decimal(0)) for c, (w, s) in got_shares.items()} == {c: tuple(v) for c, v in want_shares.items()}
+
+    # placement type: the MI marts group by the MI report's contractType, not the risk list's
+    got_types = dict(pipeline.query(
+        "SELECT contract_type, sum(placements) FROM mart_book_premium WHERE company_id = 'GAILBKR' GROUP BY 1"))
+    want_types: dict[str, int] = {}
+    for r in roots:
+        want_types[mi_contract_type(r)] = want_types.get(mi_contract_type(r), 0) + 1
+    assert got_types == want_types
 
     # open items: quotation or firm-order roots that have been so for more than 30 days
     [(as_of,)] = pipeline.query("SELECT max(as_of) FROM mart_open_items")

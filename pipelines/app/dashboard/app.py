@@ -234,7 +234,7 @@ def money() -> None:
         ranked(f"Signed premium by carrier ({currency})", c, "carrier", "signed_premium",
                f"Premium × signed line ({currency})")
     with right:
-        ranked(f"Premium by class ({currency})", b, "contract_type", "premium", currency)
+        ranked(f"Premium by placement type ({currency})", b, "contract_type", "premium", currency)
 
 
 def ranked(title: str, frame: pd.DataFrame, category: str, amount_column: str, axis_title: str) -> None:
