@@ -234,15 +234,14 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(400, {"error": True, "reason": "Risk not found"})
             body = documents.root_instances(root) if path.startswith("/risks/") else documents.combined_sets(root)
             faults = self.sandbox.faults.faults
-            if faults.line_pct_form == "comma" and not path.startswith("/risks/"):
-                for imp in (i for s in body for ln in s["contents"] for i in ln["impressions"]):
+            for imp in () if path.startswith("/risks/") else (
+                    i for s in body for ln in s["contents"] for i in ln["impressions"]):
+                if faults.line_pct_form == "comma":
                     for key in ("writtenLinePercentageString", "signedLinePercentageString"):
                         if key in imp:
                             imp[key] = imp[key].replace(".", ",")
-            if faults.contract_drift == "renamed" and not path.startswith("/risks/"):
-                for line in (ln for s in body for ln in s["contents"]):
-                    for imp in line["impressions"]:
-                        imp["writtenLine"] = imp.pop("writtenLinePercentageString")
+                if faults.contract_drift == "renamed":
+                    imp["writtenLine"] = imp.pop("writtenLinePercentageString")
             return self.send_json(200, body)
         match = re.fullmatch(r"/v23\.09/data/(IC[^/]+?)(?:/tagset/([^/]+))?", path)
         if match:

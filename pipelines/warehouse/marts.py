@@ -33,6 +33,8 @@ SETUP = (
        FROM risks
        QUALIFY row_number() OVER (PARTITION BY root_id
                                   ORDER BY ws_instance_rank(risk_id) DESC, updated_at DESC NULLS LAST, risk_id DESC) = 1""",
+    # Every revision, its status in the one-word form (the platform also sends "Firm Order" for FirmOrder).
+    "CREATE OR REPLACE TEMP VIEW m_history AS SELECT * REPLACE (ws_status(status) AS status) FROM risk_history",
     # Each organisation's MI row of each placement it currently sees.
     """CREATE OR REPLACE TEMP TABLE m_mi AS
        SELECT o.company_id, o.organisation, m.* REPLACE (ws_status(m.status) AS status)
@@ -44,9 +46,9 @@ SETUP = (
 BUILD = {
     "mart_status_monthly": """
         WITH h AS (
-          SELECT root_id, ws_status(status) AS status, valid_from, coalesce(valid_to, TIMESTAMP '9999-12-31') AS valid_to,
+          SELECT root_id, status, valid_from, coalesce(valid_to, TIMESTAMP '9999-12-31') AS valid_to,
                  ws_instance_rank(risk_id) AS rnk
-          FROM risk_history WHERE valid_from IS NOT NULL),
+          FROM m_history WHERE valid_from IS NOT NULL),
         months AS (
           SELECT CAST(unnest(generate_series(date_trunc('month', (SELECT min(valid_from) FROM h)),
                                              date_trunc('month', $as_of), INTERVAL 1 MONTH)) AS DATE) AS month),
@@ -64,7 +66,7 @@ BUILD = {
                  min(valid_from) FILTER (WHERE status LIKE 'FirmOrder%' OR status = 'Signed'
                                            OR status LIKE 'Endorsement%') AS firm_order_rev,
                  min(valid_from) FILTER (WHERE status = 'Signed' OR status LIKE 'Endorsement%') AS signed_rev
-          FROM (SELECT root_id, ws_status(status) AS status, valid_from FROM risk_history) GROUP BY root_id),
+          FROM m_history GROUP BY root_id),
         docs AS (
           SELECT root_id, min(created_at) AS first_created,
                  min(created_at) FILTER (WHERE suffix(risk_id, '::FO')) AS firm_order_created,
@@ -141,7 +143,7 @@ BUILD = {
                ws_days(requested, quoted), ws_days(requested, firm), ws_days(firm, signed), ws_days(requested, signed)
         FROM t""",
     "mart_open_items": """
-        WITH since AS (SELECT root_id, ws_status(status) AS status, min(valid_from) AS since FROM risk_history GROUP BY ALL)
+        WITH since AS (SELECT root_id, status, min(valid_from) AS since FROM m_history GROUP BY ALL)
         SELECT * FROM (
           SELECT r.root_id, o.company_id, o.organisation, r.umr, r.insured_name, r.contract_type, r.status,
                  ws_open_stage(r.status),
