@@ -49,6 +49,8 @@ risks = sa.Table(
     col("updated_at", TS, "When the document was last updated (UTC)"),
     col("raw", sa.JSON, "The whole object as the API returned it, unknown fields included"),
     col("loaded_at", TS, "When this row was last written by a sync (UTC)"),
+    col("raw_md5", sa.String, "MD5 of raw's text (hex), NULL where the document's own id field is not risk_id: "
+                              "how a delta load knows an element of the next answer is this document unchanged"),
     comment="One row per risk document visible to any synced organisation (GET /api/risks).",
     info={"key": ('risk_id',)},
 )

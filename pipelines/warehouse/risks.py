@@ -131,6 +131,7 @@ def stage(conn: duckdb.DuckDBPyConnection, path: str, keys: dict[str, set[str]],
     if not paths:
         paths.append("/id")
     e = exprs
+    own_id = f"v[{paths.index('/id') + 1}]" if "/id" in paths else "NULL::VARCHAR"
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE stage_risks AS
         SELECT {e['risk_id']} AS risk_id,
@@ -147,7 +148,8 @@ def stage(conn: duckdb.DuckDBPyConnection, path: str, keys: dict[str, set[str]],
                ws_ts({e['created_at']}) AS created_at,
                ws_ts({e['updated_at']}) AS updated_at,
                coalesce(TRY_CAST({e['channels']} AS VARCHAR[]), []) AS channels,
-               json AS raw
+               json AS raw,
+               {own_id} AS own_id
         FROM (SELECT json, json_extract_string(json, ?::VARCHAR[]) AS v FROM {source})""",  # noqa: S608 - only column positions and a constant are formatted in
         [paths, path] if source == FILE else [paths],
     )
@@ -187,6 +189,9 @@ def _inspect_and_stage(conn: duckdb.DuckDBPyConnection, path: str, items: int) -
 
 
 RAW_COLUMNS = "user_id, endpoint, fetched_at, sha256, bytes, items, path"
+RAW_MD5 = "CASE WHEN own_id = risk_id THEN md5(raw) END"
+"""``risks.raw_md5``: the MD5 of the document's text, where its own ``id`` field is its ``risk_id`` (NULL
+otherwise: then no delta load takes an element for it, ``_delta_scan``)."""
 RISK_COLUMNS = [c for c in FIELDS if c != "channels"] + ["root_id", "rev_generation", "raw"]
 NEWER_OR_SAME = """CREATE OR REPLACE TEMP TABLE applied AS
     SELECT s.risk_id FROM stage_risks s LEFT JOIN risks r USING (risk_id)
@@ -322,7 +327,7 @@ def _count(conn: duckdb.DuckDBPyConnection, relation: str) -> int:
 
 def _delta_scan(conn: duckdb.DuckDBPyConnection, path: str, items: int) -> bool:
     """``scan_risks``: each element's ``id``, and its text where that is not, byte for byte, the text of
-    the document the warehouse holds under that id. True when a delta load may use it, which needs:
+    a document the warehouse holds. True when a delta load may use it, which needs:
 
     - every element has an ``id`` and no id comes twice: otherwise the whole answer is staged, and the
       rules for missing ids and duplicates (``stage``) apply as they always did;
@@ -331,19 +336,31 @@ def _delta_scan(conn: duckdb.DuckDBPyConnection, path: str, items: int) -> bool:
       drift check over the read ones is the drift check over the answer. Once one has, every load is
       whole (the check must see every element).
 
-    An element equal to its stored document is that document: the same text gives the same row, the
+    An element equal to a stored document is that document: the same text gives the same row, the
     same channels, the same child rows, and its history row exists (every write records one). Text, not
     ``rev``, decides: a list row is a view the API renders, and whether its text can change while the
-    document's revision does not is not known (the sandbox's ``status_display`` fault does that)."""
+    document's revision does not is not known (the sandbox's ``status_display`` fault does that).
+
+    The texts are compared by their MD5 (``risks.raw_md5``, set only where the document's own ``id`` is
+    its ``risk_id``), so the stored texts are not read, and only the elements that match no stored
+    document are parsed for their ``id``: a matched one has the stored document's (its text says so).
+    DuckDB reads the answer on one thread; the stored digests are the join's build side (the answer's
+    elements only pass through it), which its optimizer, not knowing how many elements the file holds,
+    would otherwise turn round."""
     if conn.execute("SELECT count(*) FROM schema_drift WHERE endpoint = ?", [endpoints.RISKS]).fetchone()[0]:
         return False
-    conn.execute(
-        f"""CREATE OR REPLACE TEMP TABLE scan_risks AS
-            SELECT e.risk_id, CASE WHEN r.raw IS DISTINCT FROM e.json THEN e.json END AS json
-            FROM (SELECT json, json_extract_string(json, '/id') AS risk_id FROM {FILE}) e
-            LEFT JOIN risks r USING (risk_id)""",  # noqa: S608 - a constant
-        [path],
-    )
+    conn.execute("SET disabled_optimizers = 'build_side_probe_side'")
+    try:
+        conn.execute(
+            f"""CREATE OR REPLACE TEMP TABLE scan_risks AS
+                SELECT coalesce(r.risk_id, json_extract_string(e.json, '/id')) AS risk_id,
+                       CASE WHEN r.risk_id IS NULL THEN e.json END AS json
+                FROM (SELECT json, md5(json) AS md5 FROM {FILE}) e
+                LEFT JOIN (SELECT risk_id, raw_md5 FROM risks WHERE raw_md5 IS NOT NULL) r ON r.raw_md5 = e.md5""",  # noqa: S608 - a constant
+            [path],
+        )
+    finally:
+        conn.execute("RESET disabled_optimizers")
     with_id, distinct = conn.execute(
         "SELECT count(*) FILTER (WHERE risk_id <> ''), count(DISTINCT risk_id) FROM scan_risks").fetchone()
     if with_id == distinct == items:
@@ -365,8 +382,8 @@ def _apply(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str, d
         # keeps that revision; this list only adds its visibility (and its revision to the history).
         conn.execute(NEWER_OR_SAME)
         conn.execute(f"DELETE FROM risks WHERE risk_id IN ({APPLIED})")  # noqa: S608 - a constant
-        conn.execute(f"INSERT INTO risks ({cols}, loaded_at) SELECT {cols}, ? FROM stage_risks "  # noqa: S608
-                     f"WHERE risk_id IN ({APPLIED})", [now])
+        conn.execute(f"INSERT INTO risks ({cols}, raw_md5, loaded_at) SELECT {cols}, {RAW_MD5}, ? "  # noqa: S608
+                     f"FROM stage_risks WHERE risk_id IN ({APPLIED})", [now])
         conn.execute(f"DELETE FROM risk_channels WHERE risk_id IN ({APPLIED})")  # noqa: S608
         conn.execute(
             f"""INSERT INTO risk_channels (risk_id, position, channel, company_id, team_id)

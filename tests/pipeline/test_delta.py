@@ -133,3 +133,20 @@ def test_an_answer_without_changes_but_in_another_order_writes_nothing(conn, tmp
     assert result.delta and result.parsed == 0 and result.unchanged == len(rows)
     assert conn.execute("SELECT DISTINCT loaded_at FROM risks").fetchall() == [(dt.datetime(2026, 1, 1),)]
     assert conn.execute("SELECT DISTINCT synced_at FROM risk_visibility").fetchall() == [(dt.datetime(2026, 1, 2),)]
+
+
+def test_a_document_whose_id_is_spelled_otherwise_is_never_taken_as_unchanged(conn, tmp_path) -> None:
+    """The stored texts are matched by their MD5 (``risks.raw_md5``), and a matched element takes the
+    stored document's id. That holds only where the document's own ``id`` field is that id: one that
+    spells it ``ID`` has no digest, so an answer holding it is loaded whole, as it always was."""
+    world = World(seed=3, scale=0.05)
+    user, company = MEMBERSHIPS[0]
+    rows = answer(world, company)
+    rows[0] = {("ID" if k == "id" else k): v for k, v in rows[0].items()}
+    first = risks.load_list(conn, land(tmp_path, rows, user), "a.json", now=dt.datetime(2026, 1, 1))
+    assert first.distinct_risks == len(rows), "the ID spelling is read"
+    assert conn.execute("SELECT count(*) FROM risks WHERE raw_md5 IS NULL").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM risks WHERE raw_md5 = md5(raw)").fetchone()[0] == len(rows) - 1
+    again = risks.load_list(conn, land(tmp_path, rows[::-1], user), "b.json", now=dt.datetime(2026, 1, 2))
+    assert not again.delta and again.parsed == len(rows)
+    assert again.unchanged == len(rows) and again.added == again.gone == 0
