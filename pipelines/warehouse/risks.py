@@ -6,8 +6,8 @@ looking at the keys actually present in the file; DuckDB reads a JSON array on o
 look runs beside the staging, on a second connection (``_inspect_and_stage``).
 
 The API sends an organisation's whole list every time. When the warehouse already holds most of it,
-one cheap pass (each element's ``id`` and its text, compared with the document stored under that id)
-picks out the documents whose text changed, and only those are parsed and written: a *delta load*.
+one cheap pass (the MD5 of each element's text, looked up among the stored documents') picks out the
+documents whose text changed, and only those are parsed and written: a *delta load*.
 Its preconditions, and why each one holds, are in ``_delta_scan``.
 """
 
