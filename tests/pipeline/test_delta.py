@@ -150,3 +150,20 @@ def test_a_document_whose_id_is_spelled_otherwise_is_never_taken_as_unchanged(co
     again = risks.load_list(conn, land(tmp_path, rows[::-1], user), "b.json", now=dt.datetime(2026, 1, 2))
     assert not again.delta and again.parsed == len(rows)
     assert again.unchanged == len(rows) and again.added == again.gone == 0
+
+
+def test_a_warehouse_from_before_the_digests_parses_its_documents_once_more(conn, tmp_path) -> None:
+    """Rows written before ``risks.raw_md5`` existed have none (``ensure_schema`` adds the column empty):
+    no element can pass for them unread, so the next answer is parsed whole and gives them their digest."""
+    world = World(seed=3, scale=0.05)
+    user, company = MEMBERSHIPS[0]
+    rows = answer(world, company)
+    risks.load_list(conn, land(tmp_path, rows, user), "a.json", now=dt.datetime(2026, 1, 1))
+    before = conn.execute("SELECT * EXCLUDE (loaded_at, raw_md5) FROM risks ORDER BY risk_id").fetchall()
+    conn.execute("UPDATE risks SET raw_md5 = NULL")
+    again = risks.load_list(conn, land(tmp_path, rows[::-1], user), "b.json", now=dt.datetime(2026, 1, 2))
+    assert again.parsed == len(rows) and again.unchanged == len(rows) and again.added == again.gone == 0
+    assert conn.execute("SELECT * EXCLUDE (loaded_at, raw_md5) FROM risks ORDER BY risk_id").fetchall() == before
+    assert conn.execute("SELECT count(*) FROM risks WHERE raw_md5 = md5(raw)").fetchone()[0] == len(rows)
+    third = risks.load_list(conn, land(tmp_path, rows, user), "c.json", now=dt.datetime(2026, 1, 3))
+    assert third.delta and third.parsed == 0
