@@ -39,11 +39,11 @@ def no_null_root_ids(conn) -> Outcome:
 
 
 def channel_format(conn) -> Outcome:
-    bad = conn.execute(
-        "SELECT channel FROM risk_channels WHERE NOT regexp_full_match(channel, ?) LIMIT 5", [CHANNEL_PATTERN]
-    ).fetchall()
-    total = _count(conn, "SELECT count(*) FROM risk_channels WHERE NOT regexp_full_match(channel, ?)", [CHANNEL_PATTERN])
-    return Outcome(passed=total == 0, metadata={"bad_channels": total, "examples": ", ".join(r[0] for r in bad)})
+    """Channels that do not look like ``company_TEAM``: how many, and five of them, in one pass."""
+    total, bad = conn.execute(
+        "SELECT count(*), min(channel, 5) FROM risk_channels WHERE NOT regexp_full_match(channel, ?)", [CHANNEL_PATTERN]
+    ).fetchone()
+    return Outcome(passed=total == 0, metadata={"bad_channels": total, "examples": ", ".join(bad or [])})
 
 
 def unparsed_timestamps(conn) -> Outcome:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.landing import raw
-from pipelines.warehouse import db, risks
+from pipelines.warehouse import db, quality, risks
 
 ROOT_A = "IC00000000-0000-4000-8000-00000000000A"
 ROOT_B = "IC00000000-0000-4000-8000-00000000000B"
@@ -146,3 +146,14 @@ def test_two_new_list_fields_whose_names_normalise_alike_both_survive(conn, tmp_
     assert counts == {"fooBar": 3, "foo_bar": 4}
     again = risks.load_list(conn, land(tmp_path, rows[:1]), "y.json")
     assert {i["field"]: i["child_table"] for i in again.drift} == tables, "each field keeps its table"
+
+
+def test_a_channel_not_shaped_company_team_fails_its_check_with_count_and_examples(conn, tmp_path) -> None:
+    rows = [{"id": f"{ROOT_A}::FO", "rev": "1-a", "channels": ["gailbkr_ALL", "no team", "Gail BKR_ALL"]},
+            {"id": f"{ROOT_B}::FO", "rev": "1-b", "channels": ["whitesails_MARINE", "no team"]}]
+    risks.load_list(conn, land(tmp_path, rows), "x.json")
+    outcome = quality.channel_format(conn)
+    assert not outcome.passed
+    assert outcome.metadata == {"bad_channels": 3, "examples": "Gail BKR_ALL, no team, no team"}
+    conn.execute("DELETE FROM risk_channels WHERE channel NOT IN ('gailbkr_ALL', 'whitesails_MARINE')")
+    assert quality.channel_format(conn).passed
