@@ -234,14 +234,15 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(400, {"error": True, "reason": "Risk not found"})
             body = documents.root_instances(root) if path.startswith("/risks/") else documents.combined_sets(root)
             faults = self.sandbox.faults.faults
-            for imp in () if path.startswith("/risks/") else (
-                    i for s in body for ln in s["contents"] for i in ln["impressions"]):
-                if faults.line_pct_form == "comma":
-                    for key in ("writtenLinePercentageString", "signedLinePercentageString"):
-                        if key in imp:
-                            imp[key] = imp[key].replace(".", ",")
-                if faults.contract_drift == "renamed":
-                    imp["writtenLine"] = imp.pop("writtenLinePercentageString")
+            comma, renamed = faults.line_pct_form == "comma", faults.contract_drift == "renamed"
+            if (comma or renamed) and not path.startswith("/risks/"):  # line-set faults, one pass over impressions
+                for imp in (i for s in body for ln in s["contents"] for i in ln["impressions"]):
+                    if comma:
+                        for key in ("writtenLinePercentageString", "signedLinePercentageString"):
+                            if key in imp:
+                                imp[key] = imp[key].replace(".", ",")
+                    if renamed:
+                        imp["writtenLine"] = imp.pop("writtenLinePercentageString")
             return self.send_json(200, body)
         match = re.fullmatch(r"/v23\.09/data/(IC[^/]+?)(?:/tagset/([^/]+))?", path)
         if match:

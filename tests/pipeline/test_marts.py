@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import statistics
+from collections import Counter
 from decimal import Decimal
 
 import dagster as dg
@@ -164,10 +165,7 @@ def agrees_with_the_book(pipeline) -> None:
     # placement type: the MI marts group by the MI report's contractType, not the risk list's
     got_types = dict(pipeline.query(
         "SELECT contract_type, sum(placements) FROM mart_book_premium WHERE company_id = 'GAILBKR' GROUP BY 1"))
-    want_types: dict[str, int] = {}
-    for r in roots:
-        want_types[mi_contract_type(r)] = want_types.get(mi_contract_type(r), 0) + 1
-    assert got_types == want_types
+    assert got_types == Counter(mi_contract_type(r) for r in roots)
 
     # open items: quotation or firm-order roots that have been so for more than 30 days
     [(as_of,)] = pipeline.query("SELECT max(as_of) FROM mart_open_items")
