@@ -8,7 +8,6 @@ import shutil
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from pipelines import config
@@ -18,11 +17,8 @@ from pipelines.defs.resources import for_sandbox
 from pipelines.extract import mireport
 from pipelines.landing import raw
 from sandbox import SandboxServer
-from tests.pipeline.conftest import SUMO_IDS, Pipeline
+from tests.pipeline.conftest import SUMO_IDS, Pipeline, rows_of
 
-LOAD_TIMES = {"loaded_at", "synced_at", "gone_at", "first_seen_at", "last_seen_at", "valid_from", "valid_to",
-              "failed_at", "as_of", "days_in_status"}
-"""Columns that say when a load ran, not what was loaded: two rebuilds differ there."""
 LOAD_LOGS = {"detail_loads", "mi_report_loads"}
 """Which landed files a load read: fewer after pruning, by design."""
 
@@ -35,17 +31,7 @@ def pipeline(tmp_path, monkeypatch):
 
 
 def snapshot(db_path: Path) -> dict[str, list[tuple]]:
-    with duckdb.connect(str(db_path), read_only=True) as conn:
-        tables = [r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
-        out = {}
-        for table in tables:
-            if table in LOAD_LOGS:
-                continue
-            cols = [r[0] for r in conn.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
-                                               "ORDER BY column_index", [table]).fetchall() if r[0] not in LOAD_TIMES]
-            select = ", ".join(f'"{c}"' for c in cols)
-            out[table] = conn.execute(f'SELECT {select} FROM "{table}" ORDER BY ALL').fetchall()
-    return out
+    return rows_of(db_path, skip_tables=LOAD_LOGS)
 
 
 def rebuilt(raw_dir: Path, where: Path) -> dict[str, list[tuple]]:
@@ -57,8 +43,7 @@ def rebuilt(raw_dir: Path, where: Path) -> dict[str, list[tuple]]:
 
 
 def test_a_rebuild_after_pruning_gives_the_same_warehouse(pipeline, tmp_path: Path) -> None:
-    pipeline.sync_all()
-    pipeline.mi()
+    pipeline.start_from("mi")
     # every placement changes (the first answers are wholly superseded), then a tenth (the second
     # answers are still needed for the other nine tenths)
     for changed in (1.0, 0.1):

@@ -108,7 +108,7 @@ def test_a_delta_load_leaves_the_warehouse_a_whole_load_leaves(tmp_path, monkeyp
 def test_a_row_re_rendered_without_a_new_revision_is_loaded_again(pipeline) -> None:
     """The sandbox renders every row's Status in its display form ("Firm Order"), revisions unchanged:
     a loader that trusted an unchanged ``rev`` would keep the old status for every one of them."""
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     assert pipeline.query("SELECT count(*) FROM risks WHERE status = 'FirmOrder'")[0][0] > 0
     pipeline.server.set_faults(status_display=True)
     results = [pipeline.sync(mu) for mu in SUMO_IDS]

@@ -42,7 +42,7 @@ def test_an_organisation_that_leaves_the_login_is_retired(pipeline, tmp_path) ->
 
 
 def test_contracts_of_roots_nobody_sees_are_kept_not_deleted(pipeline) -> None:
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     contracts = pipeline.query("SELECT count(*) FROM contracts")[0][0]
     pipeline.server.advance(changed_fraction=0.0, new_roots=0, removed_fraction=0.2)
     for mu in SUMO_IDS:

@@ -28,8 +28,7 @@ def naive(t: dt.datetime) -> dt.datetime:
 
 @pytest.fixture
 def built(pipeline):
-    pipeline.sync_all()
-    pipeline.mi()
+    pipeline.start_from("mi")
     result = pipeline.marts()
     return pipeline, result
 
@@ -64,7 +63,7 @@ def test_statuses_in_display_form_are_the_same_statuses_in_the_marts(pipeline, t
     """The platform also renders a status in its display form ("Firm Order" for ``FirmOrder``). Revisions
     seen before keep the form they came in, rows re-rendered and new revisions come in the other: one
     warehouse holds both, and every mart still counts, dates and ages each placement by its one status."""
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     pipeline.server.set_faults(status_display=True)
     pipeline.server.advance(ticks=3, changed_fraction=0.3, new_roots=0)
     pipeline.sync_all()
@@ -177,7 +176,7 @@ def agrees_with_the_book(pipeline) -> None:
 def test_status_over_time_follows_the_revisions(pipeline) -> None:
     """Month-end counts come from the revisions syncs saw: a placement that moved on after the end of
     a month still counts in its old status in that month."""
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     before = pipeline.server.sandbox.world
     pipeline.server.advance(ticks=45, changed_fraction=0.01, new_roots=0)
     after = pipeline.server.sandbox.world

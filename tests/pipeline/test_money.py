@@ -63,7 +63,7 @@ def assert_current(pipeline) -> None:
 
 
 def test_the_mi_report_loads_the_money_exactly(pipeline) -> None:
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     result = pipeline.mi()
     assert_current(pipeline)
     # a continental "496.000,00" is refused, kept as sent, and counted by a check
@@ -77,9 +77,7 @@ def test_the_mi_report_loads_the_money_exactly(pipeline) -> None:
 
 
 def test_carrier_lines_tie_to_the_line_sets(pipeline) -> None:
-    pipeline.sync_all()
-    pipeline.mi()
-    pipeline.marts()
+    pipeline.start_from("marts")
     # the MI report's signed lines are the combinedSets' signed lines, carrier by carrier
     differ = pipeline.query(
         """SELECT c.root_id, c.carrier_company_id, c.signed_pct, l.signed_pct
@@ -103,9 +101,7 @@ def test_money_is_never_added_across_currencies(pipeline) -> None:
         assert "currency" in table.c, table.name
         if table.name != "mart_carrier_shares":
             assert "currency" in table.info["key"], table.name
-    pipeline.sync_all()
-    pipeline.mi()
-    pipeline.marts()
+    pipeline.start_from("marts")
     per_currency = pipeline.query(
         "SELECT currency, sum(premium) FROM mart_book_premium WHERE company_id = 'GAILBKR' GROUP BY 1")
     assert len(per_currency) >= 3
@@ -117,8 +113,7 @@ def test_money_is_never_added_across_currencies(pipeline) -> None:
 
 
 def test_a_resync_fetches_only_what_changed(pipeline) -> None:
-    pipeline.sync_all()
-    pipeline.mi()
+    pipeline.start_from("mi")
     pipeline.server.admin("reset")
     before = pipeline.server.stats()
     assert not any(k.startswith("POST /mireport") for k in before)
@@ -140,8 +135,7 @@ def test_a_resync_fetches_only_what_changed(pipeline) -> None:
 
 
 def test_the_prepares_go_out_together_and_every_answer_is_landed_before_any_fetch(pipeline, monkeypatch) -> None:
-    pipeline.sync_all()
-    pipeline.mi()
+    pipeline.start_from("mi")
     pipeline.server.advance(changed_fraction=0.2, new_roots=15, lines_changed_fraction=0.3)
     client = WhitespaceClient(pipeline.defs.resources["whitespace"].process_config_and_initialize().settings())
     events: list[tuple[str, str]] = []
@@ -178,8 +172,7 @@ def _die(*_a, **_k):
 
 @pytest.mark.parametrize("point", ["before_landing", "after_landing", "after_fetch", "mid_load"])
 def test_a_kill_at_any_point_loses_no_change(pipeline, monkeypatch, point) -> None:
-    pipeline.sync_all()
-    pipeline.mi()
+    pipeline.start_from("mi")
     pipeline.server.advance(changed_fraction=0.2, new_roots=15, lines_changed_fraction=0.3)
     for user_id in SUMO_IDS:
         pipeline.sync(user_id)
@@ -213,8 +206,7 @@ def test_a_kill_at_any_point_loses_no_change(pipeline, monkeypatch, point) -> No
 def test_a_change_the_platform_never_sends_is_reported(pipeline, monkeypatch) -> None:
     """A change made between a prepare and its fetch is lost on the platform's side: the warehouse
     cannot have it, so the check says which placements' money is stale."""
-    pipeline.sync_all()
-    pipeline.mi()
+    pipeline.start_from("mi")
     real = WhitespaceClient.mi_fetch
 
     def change_then_fetch(self):

@@ -40,7 +40,7 @@ def test_the_newest_revision_wins_whichever_organisation_loads_first(tmp_path, o
 
 def test_a_lagging_organisation_does_not_roll_shared_risks_back(pipeline) -> None:
     """The sandbox serves the carrier's list a tick behind the broker's; the carrier loads last."""
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     pipeline.server.advance(changed_fraction=0.3, new_roots=0)
     pipeline.server.advance(changed_fraction=0.3, new_roots=0)
     pipeline.server.set_faults(stale_list_for="MCNEILLIEUWR")  # it shows the first of those two days
@@ -132,7 +132,7 @@ def test_of_two_fetches_of_the_same_contract_the_later_line_sets_win(tmp_path) -
 def test_carriers_own_copies_load_and_do_not_change_a_placements_status(pipeline) -> None:
     """Carriers' lists hold their own copies of a placement (``FO::<COMPANY>::<TEAM>``,
     ``SIGNED::…``); the placement's status in the marts is still its firm order's."""
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     pipeline.marts()
     copies = pipeline.query("SELECT count(*) FROM risks WHERE regexp_matches(risk_id, '::(FO|SIGNED)::[A-Z]+::')")[0][0]
     assert copies > 0

@@ -8,7 +8,8 @@ import dagster as dg
 import pytest
 
 from pipelines.warehouse import risks as risk_loader
-from tests.pipeline.conftest import SUMO_IDS, check_results, materializations
+from sandbox import SandboxServer
+from tests.pipeline.conftest import LOAD_TIMES, SUMO_IDS, Pipeline, check_results, materializations, rows_of
 
 CONTRACT = {
     "risks": ["risk_id", "root_id", "rev", "doc_type", "umr", "insured_name", "status", "contract_type", "is_facility",
@@ -22,8 +23,7 @@ CONTRACT = {
 
 
 def test_contract_columns_types_and_documentation(pipeline) -> None:
-    results = pipeline.sync_all()
-    assert all(r.success for r in results)
+    pipeline.start_from("synced")
     for table, columns in CONTRACT.items():
         have = {name: (dtype, comment) for name, dtype, comment in pipeline.query(
             "SELECT column_name, data_type, comment FROM duckdb_columns() WHERE table_name = ?", [table])}
@@ -35,7 +35,7 @@ def test_contract_columns_types_and_documentation(pipeline) -> None:
 
 
 def test_values_match_the_api(pipeline) -> None:
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     from pipelines.client import WhitespaceClient
     from tests.conftest import settings_for
 
@@ -54,7 +54,7 @@ def test_values_match_the_api(pipeline) -> None:
 
 
 def test_channels_are_split_into_company_and_team(pipeline) -> None:
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     rows = pipeline.query("SELECT channel, company_id, team_id, position FROM risk_channels ORDER BY risk_id, position")
     assert rows and all(ch == f"{co.lower()}_{team}" for ch, co, team, _ in rows)
     assert pipeline.query("SELECT count(*) FROM risk_channels c LEFT JOIN teams t USING (channel) "
@@ -62,12 +62,32 @@ def test_channels_are_split_into_company_and_team(pipeline) -> None:
 
 
 def test_a_risk_seen_by_three_organisations_is_one_row(pipeline) -> None:
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     shared = pipeline.query("SELECT risk_id FROM risk_visibility GROUP BY 1 HAVING count(*) = 3")
     assert shared
     risk_id = shared[0][0]
     assert pipeline.query("SELECT count(*) FROM risks WHERE risk_id = ?", [risk_id])[0][0] == 1
     assert {r[0] for r in pipeline.query("SELECT user_id FROM risk_visibility WHERE risk_id = ?", [risk_id])} == set(SUMO_IDS)
+
+
+def test_a_warehouse_started_from_a_copy_is_the_one_the_jobs_make(pipeline, tmp_path) -> None:
+    """Many tests start from ``Pipeline.start_from``: a copy of what the jobs made once in the test process.
+    The copy is what running the jobs here makes, every table row for row (when each load ran, and which
+    landed file it read, aside), and its sandbox answers the next MI run from the same cursors. A sandbox
+    that has been moved on is refused, not copied over."""
+    pipeline.sync_all()
+    pipeline.mi()
+    with SandboxServer(seed=11, scale=0.25) as server:
+        copied = Pipeline(server, tmp_path / "copied", None)
+        copied.start_from("mi")
+        assert server.sandbox.mi_cursor == pipeline.server.sandbox.mi_cursor != {}
+        server.advance()
+        with pytest.raises(AssertionError, match="an untouched sandbox"):
+            Pipeline(server, tmp_path / "moved", None).start_from("synced")
+    when = LOAD_TIMES | {"fetched_at", "landed_at", "path"}
+    want = rows_of(pipeline.db_path, skip_columns=when)
+    assert rows_of(copied.db_path, skip_columns=when) == want
+    assert sum(map(len, want.values())) > 10_000
 
 
 def test_checks_pass_and_metadata_tells_what_changed(pipeline) -> None:
@@ -84,7 +104,7 @@ def test_checks_pass_and_metadata_tells_what_changed(pipeline) -> None:
 def test_a_load_that_loses_a_risk_fails_the_api_count_check(pipeline, monkeypatch) -> None:
     """The answer's ids are counted anew, from the landed file, beside the load: a load that leaves one of
     the organisation's risks out (a delta load here) is caught."""
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     pipeline.server.advance(changed_fraction=0.1, new_roots=5)
     load = risk_loader.load_list
 
@@ -106,7 +126,7 @@ def test_a_load_that_loses_a_risk_fails_the_api_count_check(pipeline, monkeypatc
 
 
 def test_running_the_same_sync_twice_changes_no_count(pipeline) -> None:
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     before = pipeline.counts()
     results = pipeline.sync_all()
     assert pipeline.counts() == before
@@ -115,7 +135,7 @@ def test_running_the_same_sync_twice_changes_no_count(pipeline) -> None:
 
 
 def test_a_crash_mid_load_leaves_the_previous_state(pipeline, monkeypatch) -> None:
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     before = pipeline.counts()
     state = pipeline.query("SELECT * FROM sync_state ORDER BY user_id")
     pipeline.server.advance(changed_fraction=0.3, new_roots=50, removed_fraction=0.05)
@@ -166,9 +186,7 @@ def test_duplicates_and_empty_lists(pipeline) -> None:
 def test_rebuild_from_raw_needs_no_api(pipeline) -> None:
     from pipelines.app.sync import rebuild
 
-    pipeline.sync_all()
-    pipeline.mi()
-    pipeline.marts()
+    pipeline.start_from("marts")
     tables = ("contracts", "market_lines", "contract_line_items", "defined_data", "mi_report", "mi_report_carriers",
               "mart_placements", "mart_carrier_participation", "mart_book_premium", "mart_carrier_shares")
     before = pipeline.counts()
@@ -188,7 +206,7 @@ def test_schema_evolution_adds_columns(pipeline, table) -> None:
 
     from pipelines.warehouse import db
 
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     with duckdb.connect(str(pipeline.db_path)) as conn:
         conn.execute(f"ALTER TABLE {table} ADD COLUMN local_note VARCHAR")
         conn.execute(f"ALTER TABLE {table} DROP COLUMN {db.existing_columns(conn, table)[-2]}")

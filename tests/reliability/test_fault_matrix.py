@@ -70,7 +70,7 @@ def test_token_expiry_by_exp_mid_run(tmp_path, monkeypatch, no_waiting) -> None:
 
 
 def test_a_rejected_refresh_token_fails_the_run_and_leaves_the_warehouse(pipeline, no_waiting) -> None:
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     before = fingerprint(pipeline.db_path)
     pipeline.server.admin("revoke", refresh_token=SUMO_REFRESH_TOKEN)
     pipeline.server.advance(changed_fraction=0.5)
@@ -83,7 +83,7 @@ def test_a_rejected_refresh_token_fails_the_run_and_leaves_the_warehouse(pipelin
 
 
 def test_the_sumo_user_id_error_is_clear_and_changes_nothing(pipeline, no_waiting) -> None:
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     before = fingerprint(pipeline.db_path)
     wrong = "MU00000000-0000-4000-8000-000000000000"
     pipeline.instance.add_dynamic_partitions("organisations", [wrong])
@@ -95,7 +95,7 @@ def test_the_sumo_user_id_error_is_clear_and_changes_nothing(pipeline, no_waitin
 
 
 def test_persistent_outage_fails_cleanly(pipeline, no_waiting) -> None:
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     before = fingerprint(pipeline.db_path)
     pipeline.server.set_faults(error_burst=10_000, error_status=503, only="/api/risks")
     assert not synced(pipeline).success
@@ -111,7 +111,7 @@ def test_timeouts(pipeline, no_waiting) -> None:
 
 
 def test_an_empty_list_is_refused_once_then_empties_only_that_organisation(pipeline, no_waiting) -> None:
-    pipeline.sync_all()
+    pipeline.start_from("synced")
     others = pipeline.query("SELECT user_id, count(*) FROM risk_visibility WHERE user_id <> ? GROUP BY 1 ORDER BY 1",
                             [CARRIER])
     before = fingerprint(pipeline.db_path)
