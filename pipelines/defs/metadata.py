@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import dagster as dg
@@ -18,7 +19,10 @@ def column_schema(table: str) -> dg.TableSchema:
     )
 
 
+@functools.cache
 def _dialect() -> sa.engine.Dialect:
+    """One dialect for every column: making one asks DuckDB for its reserved words (about 4 ms), and the
+    definitions name some 300 columns, so a new one each time cost every process loading them a second."""
     import duckdb_engine
 
     return duckdb_engine.Dialect()
