@@ -161,6 +161,7 @@ class _Found:
     checks: dict[str, changes.Check] = dataclasses.field(default_factory=dict)
     mi_rows: int | None = 0
     mi_waiting: bool = False
+    last_load: float | None = None
 
 
 def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, warehouse: WarehouseResource,
@@ -183,7 +184,7 @@ def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, ware
         found.checks[CORPORATE] = changes.Check(CORPORATE, "not checked: no login could read it")
     plan = dataclasses.replace(SyncPlan.make(found.labels, None if everything else found.checks),
                                mi_rows=found.mi_rows, mi_waiting=found.mi_waiting,
-                               failed_logins=found.failed_logins)
+                               failed_logins=found.failed_logins, last_load=found.last_load)
     log(f"Organisations: {len(found.labels) - 1} ({len(new)} new partition{'s' if len(new) != 1 else ''}); "
         f"{plan.summary()} ({time.perf_counter() - started:.1f} s)")
     return plan
@@ -223,6 +224,8 @@ def _plan_login(client, login: str, instance: dg.DagsterInstance, warehouse: War
     found.labels.update({partition_key(login, o.user_id): o.company_id or o.user_id for o in organisations})
     found.mi_rows = None if rows is None or found.mi_rows is None else found.mi_rows + rows
     found.mi_waiting = found.mi_waiting or loaded is None or loaded.mi_waiting
+    if loaded is not None and loaded.last_load is not None:
+        found.last_load = max(found.last_load or 0.0, loaded.last_load)
 
 
 def _land_mi_report(client, keys: list[str], warehouse: WarehouseResource, log) -> int | None:
@@ -473,7 +476,7 @@ def _mi_report_and_marts(instance, defs: dg.Definitions, tags: dict, log, debug:
 
 def _marts(instance, defs: dg.Definitions, plan: SyncPlan, tags: dict, log, debug: bool) -> Outcome:
     warehouse: WarehouseResource = initialised(instance, defs, "warehouse")
-    needed = plan.forced or bool(plan.runs) or not marts_current(instance, warehouse)
+    needed = plan.forced or bool(plan.runs) or not marts_current(instance, warehouse, plan.last_load)
     return _whole_job(instance, defs, MARTS_JOB, "[marts]", "marts", needed, tags, log, debug)
 
 
@@ -492,9 +495,11 @@ def _whole_job(instance, defs: dg.Definitions, job: str, tag: str, label: str, n
     return outcome
 
 
-def marts_current(instance: dg.DagsterInstance, warehouse: WarehouseResource) -> bool:
+def marts_current(instance: dg.DagsterInstance, warehouse: WarehouseResource, last_load: float | None) -> bool:
     """The marts need no rebuild when they were built today (open-item ages count days), after the
-    last load of every base table, and their Parquet files are all there."""
+    last load of every base table, and their Parquet files are all there. "After the last load" is asked
+    of this instance's events and of the warehouse (``last_load``, when the plan read it: a load another
+    Dagster instance ran is in the warehouse only)."""
     from models import MART_TABLES
 
     def last(key: str) -> float | None:
@@ -505,6 +510,8 @@ def marts_current(instance: dg.DagsterInstance, warehouse: WarehouseResource) ->
     if not built or dt.datetime.fromtimestamp(built, dt.UTC).date() != dt.datetime.now(dt.UTC).date():
         return False
     if any((last(t) or 0.0) > built for t in ("risks", "contracts", "organisations", "mi_report")):
+        return False
+    if last_load is not None and last_load > built:
         return False
     return all((warehouse.marts_path() / f"{t}.parquet").exists() for t in MART_TABLES)
 

@@ -109,6 +109,8 @@ class SyncPlan:
     """A landed MI answer is not in the warehouse yet (or the warehouse could not be read)."""
     failed_logins: dict[str, str] = dataclasses.field(default_factory=dict)
     """Login -> why it could not be used (several logins: the others sync)."""
+    last_load: float | None = None
+    """When the warehouse last took in a load, by its own records (``WarehouseState.last_load``)."""
 
     @property
     def mi_needed(self) -> bool:

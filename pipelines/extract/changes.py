@@ -53,6 +53,10 @@ class WarehouseState:
     """MU ids with a failed root or a landed detail file not loaded yet."""
     mi_waiting: bool = False
     """A landed MI report answer is not loaded yet."""
+    last_load: float | None = None
+    """When the warehouse last took in a load (epoch seconds): an organisation's list, detail files, MI
+    answers, or the corporate list (when it was fetched: its load keeps no time of its own). None: none yet.
+    The marts are current only if built after it, whichever Dagster instance ran that load."""
 
 
 

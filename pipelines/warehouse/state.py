@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from pathlib import Path
 
 import duckdb
@@ -14,6 +15,12 @@ from pipelines.landing.raw import MI_FOLDER
 from pipelines.warehouse import db
 from pipelines.warehouse import details as detail_loader
 from pipelines.warehouse import mireport as mi_loader
+
+LAST_LOAD = """SELECT greatest((SELECT max(synced_at) FROM sync_state), (SELECT max(loaded_at) FROM detail_loads),
+                                (SELECT max(loaded_at) FROM mi_report_loads),
+                                (SELECT max(fetched_at) FROM raw_responses WHERE user_id = '' AND endpoint = ?))"""
+"""The newest load the warehouse records (UTC), of any kind; NULL when it has none. DuckDB's ``greatest``
+skips NULLs."""
 
 
 def read(warehouse: WarehouseConfig, user_ids: list[str]) -> WarehouseState | None:
@@ -47,4 +54,6 @@ def _read(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_ids: list[str]) -
     failed = {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM detail_failures").fetchall()}
     waiting = {u for u in user_ids if detail_loader.pending(conn, raw_dir, u)}
     mi_waiting = bool(mi_loader.pending(conn, raw_dir))
-    return WarehouseState(loaded, corporate[0][0] if corporate else None, failed | waiting, mi_waiting)
+    [(last,)] = conn.execute(LAST_LOAD, [endpoints.CORPORATE]).fetchall()
+    return WarehouseState(loaded, corporate[0][0] if corporate else None, failed | waiting, mi_waiting,
+                          None if last is None else last.replace(tzinfo=dt.UTC).timestamp())

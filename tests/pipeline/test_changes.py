@@ -14,7 +14,7 @@ from pipelines.client import WhitespaceClient
 from pipelines.extract import changes
 from sandbox import SandboxServer
 from tests.conftest import settings_for
-from tests.pipeline.conftest import SUMO_IDS, Pipeline
+from tests.pipeline.conftest import SUMO_IDS, Pipeline, rows_of
 
 
 class Synced:
@@ -151,6 +151,34 @@ def test_marts_are_rebuilt_when_their_export_is_missing_and_all_runs_when_asked(
     assert changes.UNCHANGED not in notes.values()
     assert synced.runs() == runs + 1 + 2  # the organisations in one run; reference data; the MI report and the marts
     assert synced.requests()["GET /api/risks"] == len(SUMO_IDS), "forced runs fetch for themselves"
+
+
+def test_marts_behind_a_load_another_instance_made_are_rebuilt(synced) -> None:
+    """A second Dagster instance on the same warehouse (a ``dagster dev`` with a home of its own) loads
+    the changed organisations and the MI report, and does not build the marts. This instance's own events still say its
+    marts are newer than its loads, but the warehouse says they are older than its last load: the next
+    sync finds every list unchanged and rebuilds the marts, which then are what a build of them makes."""
+    from pipelines.defs.partitions import organisations_partitions
+
+    pipeline = synced.pipeline
+    pipeline.server.advance(changed_fraction=0.05, new_roots=3)
+    other = dg.DagsterInstance.ephemeral()
+    other.add_dynamic_partitions(organisations_partitions.name, SUMO_IDS)
+    job = pipeline.defs.resolve_job_def("sync_organisation")
+    for key in SUMO_IDS:
+        assert job.execute_in_process(instance=other, partition_key=key).success
+    assert pipeline.defs.resolve_job_def("mi_report").execute_in_process(instance=other).success
+    notes = synced()
+    assert all(note == changes.UNCHANGED for label, note in notes.items() if label != "marts"), notes
+    assert notes["marts"] != changes.UNCHANGED, synced.lines
+
+    def marts() -> dict[str, list[tuple]]:
+        tables = rows_of(pipeline.db_path)  # without when they were built
+        return {t: tables[t] for t in MART_TABLES}
+
+    built = marts()
+    pipeline.marts()
+    assert marts() == built
 
 
 def test_a_run_told_of_an_answer_that_is_not_the_newest_fetches_its_own(pipeline) -> None:
