@@ -9,28 +9,16 @@ instance's event log an engine per database file for as long as the instance is 
 statements in the same transactions, without a new engine and connection each time. Every write is
 still committed when its event is stored, so another process (``dagster dev``, a worker of
 ``sync --writers``) sees it as before. An event log in PostgreSQL, or any other, is left alone.
-
-Each run's events go to a database file of their own, which Dagster creates by making its tables and
-then stamping it with its newest schema revision, after reading every one of its schema migrations:
-about 0.35 s of CPU a run. ``keep_connected`` has Dagster create one such file per instance, and gives
-each new run a copy of it: the same tables and stamp, as Dagster made them.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import os
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
-    INDEX_SHARD_NAME,
-    SQLITE_BUSY_TIMEOUT_SECONDS,
-    SqliteEventLogStorage,
-)
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 
@@ -46,31 +34,6 @@ def keep_connected(instance: dg.DagsterInstance) -> dg.DagsterInstance:
     engines: collections.OrderedDict[str, Engine] = collections.OrderedDict()
     tables: set[str] = set()
     has_table, dispose = storage.has_table, storage.dispose
-    template: list[bytes] = []
-    """A run's database file as Dagster's ``_initdb`` leaves it, made once."""
-
-    def created(shard: str) -> bool:
-        """Whether ``shard``, a run's database file not there yet, is now a copy of the template. False
-        (Dagster then initialises it itself) for the index, a file already there, or one made meanwhile."""
-        path = storage.path_for_shard(shard)
-        if shard == INDEX_SHARD_NAME or os.path.exists(path):
-            return False
-        if not template:
-            with tempfile.TemporaryDirectory() as folder:
-                made = create_engine(f"sqlite:///{folder}/run.db")
-                storage._initdb(made)  # noqa: SLF001 - Dagster's own initialisation of a run's file
-                made.dispose()  # the last connection closed: the write-ahead log is in the file
-                template.append((Path(folder) / "run.db").read_bytes())
-        new = f"{path}.{os.getpid()}.new"
-        with open(os.open(new, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666), "wb") as file:  # as SQLite makes it
-            file.write(template[0])
-        try:
-            os.link(new, path)  # whole, or not at all: a reader never sees half a file
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(new)
-        return True
 
     @contextlib.contextmanager
     def connect(shard: str) -> Iterator[Connection]:
@@ -82,8 +45,7 @@ def keep_connected(instance: dg.DagsterInstance) -> dg.DagsterInstance:
             while len(engines) > KEPT:
                 engines.popitem(last=False)[1].dispose()
             if shard not in storage._initialized_dbs:  # noqa: SLF001
-                if not created(shard):
-                    storage._initdb(engine)  # noqa: SLF001
+                storage._initdb(engine)  # noqa: SLF001
                 storage._initialized_dbs.add(shard)  # noqa: SLF001
             with engine.connect() as conn, conn.begin():
                 yield conn
