@@ -153,7 +153,8 @@ def _select(columns: dict[str, str]) -> str:
 
 def ensure_schema(url: str) -> None:
     """Creates the models' tables (with their comments), the keys the file warehouse only checks, and
-    an index on each table's root, and adds the columns a newer model has; never drops anything."""
+    an index on each table's root, and adds the columns a newer model has, and the comments it gives
+    (an older version's are corrected); never drops anything."""
     with _SCHEMA_LOCK:
         if url in _SCHEMA_READY:
             return
@@ -173,12 +174,18 @@ def ensure_schema(url: str) -> None:
                                                  f"({', '.join(db.ident(k) for k in key)})"))
                         _index_roots(conn, table.name, [c.name for c in table.columns])
                     else:
-                        have = {c["name"] for c in inspector.get_columns(table.name)}
+                        said = {c["name"]: c.get("comment") for c in inspector.get_columns(table.name)}
                         for column in table.columns:
-                            if column.name not in have:
+                            if column.name not in said:
                                 kind = column.type.compile(dialect=conn.dialect)
                                 conn.execute(sa.text(f"ALTER TABLE {db.ident(table.name)} ADD COLUMN "
                                                      f"{db.ident(column.name)} {kind}"))
+                            if said.get(column.name) != column.comment:  # an older version's words, or none
+                                conn.execute(sa.schema.SetColumnComment(column) if column.comment
+                                             else sa.schema.DropColumnComment(column))
+                        if inspector.get_table_comment(table.name).get("text") != table.comment:
+                            conn.execute(sa.schema.SetTableComment(table) if table.comment
+                                         else sa.schema.DropTableComment(table))
         except sa.exc.OperationalError as exc:
             raise PostgresUnavailable(f"The PostgreSQL warehouse (WHITESPACE_WAREHOUSE_URL) cannot be reached: "
                                       f"{_without_secrets(str(exc.orig), url).strip()}") from None

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from models import MART_TABLES, metadata
 from pipelines.app import retention
@@ -29,7 +30,7 @@ MOVED_ON = {"ticks": 1, "changed_fraction": 0.2, "new_roots": 8, "removed_fracti
             "lines_changed_fraction": 0.2}
 @pytest.fixture(scope="module")
 def databases():
-    with private_postgres("together", "killed") as urls:
+    with private_postgres("together", "killed", "documented") as urls:
         yield urls
 
 
@@ -120,3 +121,34 @@ def test_a_postgresql_sync_killed_at_random_points_leaves_no_half_organisation(d
         current = postgres.query(settings, "SELECT r.path FROM raw_responses r JOIN sync_state s USING (user_id, sha256)")
         assert current and all((tmp_path / "raw" / path).exists() for (path,) in current)
         assert pruned.kept >= len(current)
+
+
+def test_a_postgresql_warehouse_an_older_version_made_gets_the_models_documentation(databases) -> None:
+    """As the DuckDB file (``test_warehouse.py``): comments an older version wrote, or left out, are the
+    models' after the next process's first write; a column of the user's own keeps its own."""
+    url = databases["documented"]
+    postgres.ensure_schema(url)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:  # as an older version left it
+        for statement in ("COMMENT ON COLUMN risks.status IS 'Status (in USD)'",
+                          "COMMENT ON COLUMN sync_state.synced_at IS NULL",
+                          "COMMENT ON TABLE risk_channels IS 'old words'",
+                          "ALTER TABLE risks ADD COLUMN local_note TEXT",
+                          "COMMENT ON COLUMN risks.local_note IS 'the analysts own'",
+                          "ALTER TABLE risks DROP COLUMN umr"):  # a column a newer model added
+            conn.execute(sa.text(statement))
+    engine.dispose()
+    postgres._SCHEMA_READY.discard(url)  # noqa: SLF001 - as a new process finds it
+    postgres.ensure_schema(url)
+    settings = WarehouseConfig(url=url)
+    said = {(t, c): comment for t, c, comment in postgres.query(settings, """
+        SELECT r.relname, a.attname, col_description(a.attrelid, a.attnum) FROM pg_attribute a
+        JOIN pg_class r ON r.oid = a.attrelid JOIN pg_namespace n ON n.oid = r.relnamespace
+        WHERE n.nspname = 'public' AND r.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped""")}
+    tables = dict(postgres.query(settings, """SELECT r.relname, obj_description(r.oid, 'pg_class') FROM pg_class r
+        JOIN pg_namespace n ON n.oid = r.relnamespace WHERE n.nspname = 'public' AND r.relkind = 'r'"""))
+    for table in metadata.sorted_tables:
+        assert tables[table.name] == table.comment, table.name
+        for column in table.columns:
+            assert said[table.name, column.name] == column.comment, (table.name, column.name)
+    assert said["risks", "local_note"] == "the analysts own"

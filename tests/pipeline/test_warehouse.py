@@ -248,3 +248,34 @@ def test_a_new_warehouse_file_appears_only_with_its_whole_schema(tmp_path, monke
         tables = {t for (t,) in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert {t.name for t in metadata.sorted_tables} <= tables
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".warehouse.duckdb.new")) == []
+
+
+def test_a_warehouse_an_older_version_made_gets_the_models_documentation(tmp_path) -> None:
+    """A BI tool shows the warehouse's own comments as its data dictionary. A warehouse made before a
+    table's or column's comment was corrected (or made without it) gets the model's on the next write
+    session; a column or comment of the user's own, the model does not declare, is left as it is."""
+    import duckdb
+
+    from models import metadata
+    from pipelines.warehouse import db
+
+    path = tmp_path / "warehouse.duckdb"
+    with db.session(path):
+        pass
+    with duckdb.connect(str(path)) as conn:  # as an older version left it
+        conn.execute("COMMENT ON COLUMN risks.status IS 'Status (in USD)'")
+        conn.execute("COMMENT ON COLUMN sync_state.synced_at IS NULL")
+        conn.execute("COMMENT ON TABLE risk_channels IS 'old words'")
+        conn.execute("ALTER TABLE risks ADD COLUMN local_note VARCHAR")
+        conn.execute("COMMENT ON COLUMN risks.local_note IS 'the analysts own'")
+    with db.session(path):
+        pass
+    with duckdb.connect(str(path), read_only=True) as conn:
+        columns = {(t, c): comment for t, c, comment in conn.execute(
+            "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE schema_name = 'main'").fetchall()}
+        tables = dict(conn.execute("SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'main'").fetchall())
+    for table in metadata.sorted_tables:
+        assert tables[table.name] == table.comment, table.name
+        for column in table.columns:
+            assert columns[table.name, column.name] == column.comment, (table.name, column.name)
+    assert columns["risks", "local_note"] == "the analysts own"
