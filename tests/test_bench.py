@@ -31,6 +31,9 @@ def test_harness_runs_every_system(tmp_path: Path) -> None:
     assert delta["delta"] is True and delta["parsed"] == 3, "only the revised documents are parsed"
     assert results["quick"] is True
     assert results["extraction"]["requests"] > 0 and results["incremental"]["unchanged_requests"] < 20
+    for part in ("incremental", "incremental_latency", "incremental_many", "incremental_many_latency"):
+        inc = results[part]  # the changed resync loaded something, and fetched more than the unchanged one
+        assert inc["changed_split"]["load"] > 0 and inc["changed_requests"] > inc["unchanged_requests"], (part, inc)
     assert results["incremental"]["organisations"] == 3 and results["incremental_many"]["organisations"] == 4
     assert results["incremental_many_latency"]["latency_ms"] > 0
     big = results["large_book"]  # the large book's harness, at the quick size
