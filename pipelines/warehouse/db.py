@@ -330,10 +330,8 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, table: sa.Table, have: list[st
     return added
 
 
-def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
-    """Every table of the models, with every column they declare and the comments the models give them
-    (a warehouse an older version made gets corrected ones: BI tools show them as the data dictionary);
-    two catalogue queries, as a load opens a session per organisation."""
+def _catalogue(conn: duckdb.DuckDBPyConnection) -> tuple[dict[str, list[str]], dict[tuple[str, str | None], str | None]]:
+    """Each table's columns in order, and the comment on each table (column None) and column."""
     have: dict[str, list[str]] = {}
     said: dict[tuple[str, str | None], str | None] = {}
     for table, column, comment in conn.execute(
@@ -344,27 +342,29 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     said.update({(t, None): comment for t, comment in conn.execute(
         "SELECT table_name, comment FROM duckdb_tables() WHERE database_name = current_database() "
         "AND schema_name = 'main'").fetchall()})
+    return have, said
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    """Every table of the models, with every column they declare and the comments the models give them
+    (a warehouse an older version made gets corrected ones: BI tools show them as the data dictionary);
+    two catalogue queries, as a load opens a session per organisation."""
+    have, said = _catalogue(conn)
     if any(table.name not in have or {c.name for c in table.columns} - set(have[table.name])
            for table in metadata.sorted_tables):
         with transaction(conn):  # one commit for the whole schema, not one per statement
             for table in metadata.sorted_tables:
-                added = ensure_table(conn, table, have.get(table.name, []))
-                said.update({(table.name, c): said_now(table, c) for c in [None, *added]})
-    stale = [(table, column) for table in metadata.sorted_tables for column in [None, *table.columns]
-             if said.get((table.name, column if column is None else column.name)) != said_now(table, column)]
+                ensure_table(conn, table, have.get(table.name, []))
+        have, said = _catalogue(conn)  # rare: a new file, or a newer model
+    stale = [(f"TABLE {ident(table.name)}", table.comment) for table in metadata.sorted_tables
+             if said.get((table.name, None)) != table.comment]
+    stale += [(f"COLUMN {ident(table.name)}.{ident(column.name)}", column.comment)
+              for table in metadata.sorted_tables for column in table.columns
+              if said.get((table.name, column.name)) != column.comment]
     with transaction(conn):  # one commit a session, not one a macro
-        for table, column in stale:
-            target = f"TABLE {ident(table.name)}" if column is None else f"COLUMN {ident(table.name)}.{ident(column.name)}"
-            text = said_now(table, column)
+        for target, text in stale:
             conn.execute(f"COMMENT ON {target} IS {'NULL' if text is None else _quote_literal(text)}")
         macros.install(conn)
-
-
-def said_now(table: sa.Table, column: sa.Column | str | None) -> str | None:
-    """The comment the models give ``table`` (``column`` None) or one of its columns."""
-    if column is None:
-        return table.comment
-    return (table.columns[column] if isinstance(column, str) else column).comment
 
 
 def child_table(parent: str, field: str, conn: duckdb.DuckDBPyConnection | None = None) -> sa.Table:
