@@ -197,6 +197,18 @@ mart_placing_times = sa.Table(
     info={"key": ("root_id", "company_id")},
 )
 
+marts_state = sa.Table(
+    "marts_state",
+    metadata,
+    col("built_at", TS, "When the marts were last built (UTC): their as_of"),
+    col("loads", sa.String, "A digest of the loads they were built from (raw_responses, sync_state, detail_loads, "
+                            "mi_report_loads): while the warehouse's own still matches it, no load came after them"),
+    col("open_item_days", sa.Integer, "The open-item age mart_open_items was built with"),
+    comment="What the marts in this warehouse were built from, written once their Parquet files are: a sync "
+            "rebuilds the marts unless this row matches the warehouse's loads, so marts older than a load (a "
+            "restored backup, a load another Dagster instance ran, a departed organisation) are never kept.",
+)
+
 MARTS = (mart_status_monthly, mart_placements, mart_placing_funnel, mart_carrier_participation, mart_open_items,
          mart_carrier_shares, mart_premium_monthly, mart_book_premium, mart_placing_times)
 MONEY_MARTS = (mart_carrier_shares, mart_premium_monthly, mart_book_premium)

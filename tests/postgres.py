@@ -16,7 +16,7 @@ from tests.conftest import free_port
 
 USER = "etl"
 NOW_DEPENDENT = {"loaded_at", "synced_at", "first_seen_at", "last_seen_at", "gone_at", "failed_at", "fetched_at",
-                 "landed_at", "path", "as_of", "valid_from", "valid_to", "days_in_status"}
+                 "landed_at", "path", "as_of", "valid_from", "valid_to", "days_in_status", "built_at", "loads"}
 """Columns that hold when a sync ran (two syncs never run at the same instant). ``detail_loads.roots`` is
 left out too: how many of a file's roots that load applied depends on which organisation sharing a root
 loaded it first."""

@@ -161,7 +161,9 @@ class _Found:
     checks: dict[str, changes.Check] = dataclasses.field(default_factory=dict)
     mi_rows: int | None = 0
     mi_waiting: bool = False
-    last_load: float | None = None
+    marts_built: tuple[float, int] | None = None
+    marts_unknown: bool = False
+    """A login's read of the warehouse did not find the marts built from every load (or could not read it)."""
 
 
 def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, warehouse: WarehouseResource,
@@ -184,7 +186,8 @@ def plan_sync(instance: dg.DagsterInstance, whitespace: WhitespaceResource, ware
         found.checks[CORPORATE] = changes.Check(CORPORATE, "not checked: no login could read it")
     plan = dataclasses.replace(SyncPlan.make(found.labels, None if everything else found.checks),
                                mi_rows=found.mi_rows, mi_waiting=found.mi_waiting,
-                               failed_logins=found.failed_logins, last_load=found.last_load)
+                               failed_logins=found.failed_logins,
+                               marts_built=None if found.marts_unknown else found.marts_built)
     log(f"Organisations: {len(found.labels) - 1} ({len(new)} new partition{'s' if len(new) != 1 else ''}); "
         f"{plan.summary()} ({time.perf_counter() - started:.1f} s)")
     return plan
@@ -224,8 +227,10 @@ def _plan_login(client, login: str, instance: dg.DagsterInstance, warehouse: War
     found.labels.update({partition_key(login, o.user_id): o.company_id or o.user_id for o in organisations})
     found.mi_rows = None if rows is None or found.mi_rows is None else found.mi_rows + rows
     found.mi_waiting = found.mi_waiting or loaded is None or loaded.mi_waiting
-    if loaded is not None and loaded.last_load is not None:
-        found.last_load = max(found.last_load or 0.0, loaded.last_load)
+    if loaded is None or loaded.marts_built is None:
+        found.marts_unknown = True
+    else:
+        found.marts_built = (loaded.marts_built, loaded.marts_open_item_days)
 
 
 def _land_mi_report(client, keys: list[str], warehouse: WarehouseResource, log) -> int | None:
@@ -476,7 +481,7 @@ def _mi_report_and_marts(instance, defs: dg.Definitions, tags: dict, log, debug:
 
 def _marts(instance, defs: dg.Definitions, plan: SyncPlan, tags: dict, log, debug: bool) -> Outcome:
     warehouse: WarehouseResource = initialised(instance, defs, "warehouse")
-    needed = plan.forced or bool(plan.runs) or not marts_current(instance, warehouse, plan.last_load)
+    needed = plan.forced or bool(plan.runs) or not marts_current(warehouse, plan.marts_built)
     return _whole_job(instance, defs, MARTS_JOB, "[marts]", "marts", needed, tags, log, debug)
 
 
@@ -495,23 +500,19 @@ def _whole_job(instance, defs: dg.Definitions, job: str, tag: str, label: str, n
     return outcome
 
 
-def marts_current(instance: dg.DagsterInstance, warehouse: WarehouseResource, last_load: float | None) -> bool:
-    """The marts need no rebuild when they were built today (open-item ages count days), after the
-    last load of every base table, and their Parquet files are all there. "After the last load" is asked
-    of this instance's events and of the warehouse (``last_load``, when the plan read it: a load another
-    Dagster instance ran is in the warehouse only)."""
+def marts_current(warehouse: WarehouseResource, built: tuple[float, int] | None) -> bool:
+    """The marts need no rebuild when the warehouse records that they were built from every load it
+    holds (``built``: when, and with which open-item age; whichever Dagster instance ran the loads),
+    today (open-item ages count days), with the open-item age configured now, and their Parquet files
+    are all there."""
     from models import MART_TABLES
 
-    def last(key: str) -> float | None:
-        event = instance.get_latest_materialization_event(dg.AssetKey(key))
-        return event.timestamp if event else None
-
-    built = min((last(t) or 0.0) for t in MART_TABLES)
-    if not built or dt.datetime.fromtimestamp(built, dt.UTC).date() != dt.datetime.now(dt.UTC).date():
+    if built is None:
         return False
-    if any((last(t) or 0.0) > built for t in ("risks", "contracts", "organisations", "mi_report")):
+    when, days = built
+    if dt.datetime.fromtimestamp(when, dt.UTC).date() != dt.datetime.now(dt.UTC).date():
         return False
-    if last_load is not None and last_load > built:
+    if days != warehouse.settings().open_item_days:
         return False
     return all((warehouse.marts_path() / f"{t}.parquet").exists() for t in MART_TABLES)
 
@@ -604,8 +605,9 @@ def rebuild(warehouse: config.WarehouseConfig, log: Callable[[str], object] = pr
                 f"{loaded.files} detail file{'s' if loaded.files != 1 else ''} not loaded before")
         mi = mi_loader.load_pending(conn, raw_dir)
         log(f"  MI report          {mi.rows:,} rows from {mi.files} file{'s' if mi.files != 1 else ''} not loaded before")
-        marts.build(conn, warehouse.open_item_days)
+        built = marts.build(conn, warehouse.open_item_days)
         marts.export_parquet(conn, warehouse.marts_dir)
+        marts.record(conn, built)
         log(f"  marts              rebuilt and exported to {warehouse.marts_dir}")
         tables = (*SUMMARY_TABLES, "users__teams", "risk_history", *details.DETAIL_TABLES, *mi_loader.MI_TABLES,
                   *MART_TABLES)

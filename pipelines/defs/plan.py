@@ -109,8 +109,9 @@ class SyncPlan:
     """A landed MI answer is not in the warehouse yet (or the warehouse could not be read)."""
     failed_logins: dict[str, str] = dataclasses.field(default_factory=dict)
     """Login -> why it could not be used (several logins: the others sync)."""
-    last_load: float | None = None
-    """When the warehouse last took in a load, by its own records (``WarehouseState.last_load``)."""
+    marts_built: tuple[float, int] | None = None
+    """When the marts were built and with which open-item age, if from every load the warehouse holds
+    (``WarehouseState.marts_built``); None: not, or not known."""
 
     @property
     def mi_needed(self) -> bool:

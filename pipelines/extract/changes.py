@@ -53,10 +53,12 @@ class WarehouseState:
     """MU ids with a failed root or a landed detail file not loaded yet."""
     mi_waiting: bool = False
     """A landed MI report answer is not loaded yet."""
-    last_load: float | None = None
-    """When the warehouse last took in a load (epoch seconds): an organisation's list, detail files, MI
-    answers, or the corporate list (when it was fetched: its load keeps no time of its own). None: none yet.
-    The marts are current only if built after it, whichever Dagster instance ran that load."""
+    marts_built: float | None = None
+    """When the marts were built (epoch seconds), if they were built from every load the warehouse holds
+    (its ``marts_state`` record matches them); None: never, or a load came after them, whichever Dagster
+    instance ran it (or a backup older than them was restored)."""
+    marts_open_item_days: int | None = None
+    """The open-item age those marts were built with."""
 
 
 

@@ -15,8 +15,23 @@ from pipelines.config import DEFAULT_OPEN_ITEM_DAYS as OPEN_ITEM_DAYS
 from pipelines.warehouse import db
 from pipelines.warehouse.postgres import Scope
 
-SCOPE = Scope(writes=MART_TABLES, whole=tuple(t.name for t in metadata.sorted_tables), lock="marts")
+SCOPE = Scope(writes=(*MART_TABLES, "marts_state"), whole=tuple(t.name for t in metadata.sorted_tables), lock="marts")
 """A PostgreSQL build reads every table whole (one consistent snapshot) and replaces the marts."""
+
+LOADS = """SELECT md5(concat_ws('|',
+    (SELECT count(*) || ' ' || coalesce(max(fetched_at)::VARCHAR, '') FROM raw_responses),
+    (SELECT count(*) || ' ' || coalesce(max(loaded_at)::VARCHAR, '') FROM detail_loads),
+    (SELECT count(*) || ' ' || coalesce(max(loaded_at)::VARCHAR, '') FROM mi_report_loads),
+    (SELECT coalesce(string_agg(concat_ws(' ', user_id, sha256, synced_at::VARCHAR), ',' ORDER BY user_id), '')
+     FROM sync_state)))"""
+"""A digest of every load the warehouse holds: each landed answer it loaded (an organisation's risk list, the
+corporate list), each detail file and MI answer, and each organisation's current list. Any load adds a row
+(or moves a time) in one of them, and a departed organisation takes its row out of ``sync_state``: the
+digest then differs. It counts rows rather than trusting the newest time alone, so a load that committed
+after another with a later clock (two writers at once) still changes it."""
+
+BUILT_FROM = f"SELECT built_at, open_item_days FROM marts_state WHERE loads = ({LOADS})"  # noqa: S608
+"""The marts' record when they were built from the loads the warehouse holds now; no row otherwise."""
 
 # Which synced organisation sees which placement, and each placement as its most advanced instance.
 SETUP = (
@@ -160,6 +175,8 @@ class Built:
     counts: dict[str, int]
     as_of: dt.datetime
     open_item_days: int
+    loads: str = ""
+    """The digest of the loads they were built from (``LOADS``), read in the build's transaction."""
 
 
 def prepare(conn: duckdb.DuckDBPyConnection) -> None:
@@ -173,6 +190,7 @@ def build(conn: duckdb.DuckDBPyConnection, days: int = OPEN_ITEM_DAYS, as_of: dt
     as_of = (as_of or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None, microsecond=0)
     counts = {}
     with db.transaction(conn):
+        [(loads,)] = conn.execute(LOADS).fetchall()
         prepare(conn)
         for table in MART_TABLES:
             sql = BUILD[table]
@@ -180,7 +198,16 @@ def build(conn: duckdb.DuckDBPyConnection, days: int = OPEN_ITEM_DAYS, as_of: dt
             conn.execute(f"DELETE FROM {db.ident(table)}")  # noqa: S608
             conn.execute(f"INSERT INTO {db.ident(table)} {sql}", params)  # noqa: S608
             counts[table] = conn.execute(f"SELECT count(*) FROM {db.ident(table)}").fetchone()[0]  # noqa: S608
-    return Built(counts, as_of, days)
+    return Built(counts, as_of, days, loads)
+
+
+def record(conn: duckdb.DuckDBPyConnection, built: Built) -> None:
+    """Records what the marts were built from (``marts_state``), once they are built and exported: a build
+    that stopped before this leaves the record of the build before, and the next sync builds them again."""
+    with db.transaction(conn):
+        conn.execute("DELETE FROM marts_state")
+        conn.execute("INSERT INTO marts_state (built_at, loads, open_item_days) VALUES (?, ?, ?)",
+                     [built.as_of, built.loads, built.open_item_days])
 
 
 def export_parquet(conn: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, Path]:

@@ -450,11 +450,13 @@ def row_count(conn: duckdb.DuckDBPyConnection, table: str) -> int:
 
 
 def read_copy(settings: WarehouseConfig, tables: Iterable[str]) -> duckdb.DuckDBPyConnection:
-    """A DuckDB copy of whole ``tables`` as PostgreSQL has them now (small bookkeeping tables)."""
+    """A DuckDB copy of whole ``tables`` as PostgreSQL has them now (small bookkeeping tables), all from
+    one snapshot: a load committing meanwhile is in all of them or in none."""
     ensure_schema(settings.url)
     local = local_duckdb(settings, spill=False)
     db.ensure_schema(local)
     with contextlib.closing(connect(settings.url)) as pg, contextlib.closing(pg.cursor()) as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         for table in tables:
             cur.execute(f"SELECT * FROM {db.ident(table)}")  # noqa: S608
             _insert(local, table, cur.fetch_arrow_table())

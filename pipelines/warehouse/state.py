@@ -12,15 +12,9 @@ from pipelines.client import endpoints
 from pipelines.config import WarehouseConfig
 from pipelines.extract.changes import WarehouseState
 from pipelines.landing.raw import MI_FOLDER
-from pipelines.warehouse import db
+from pipelines.warehouse import db, marts
 from pipelines.warehouse import details as detail_loader
 from pipelines.warehouse import mireport as mi_loader
-
-LAST_LOAD = """SELECT greatest((SELECT max(synced_at) FROM sync_state), (SELECT max(loaded_at) FROM detail_loads),
-                                (SELECT max(loaded_at) FROM mi_report_loads),
-                                (SELECT max(fetched_at) FROM raw_responses WHERE user_id = '' AND endpoint = ?))"""
-"""The newest load the warehouse records (UTC), of any kind; NULL when it has none. DuckDB's ``greatest``
-skips NULLs."""
 
 
 def read(warehouse: WarehouseConfig, user_ids: list[str]) -> WarehouseState | None:
@@ -32,7 +26,7 @@ def read(warehouse: WarehouseConfig, user_ids: list[str]) -> WarehouseState | No
 
         try:
             conn = postgres.read_copy(warehouse, ("sync_state", "raw_responses", "detail_failures", "detail_loads",
-                                                  "mi_report_loads"))
+                                                  "mi_report_loads", "marts_state"))
         except postgres.PostgresUnavailable:
             return None
         with conn:
@@ -54,6 +48,15 @@ def _read(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_ids: list[str]) -
     failed = {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM detail_failures").fetchall()}
     waiting = {u for u in user_ids if detail_loader.pending(conn, raw_dir, u)}
     mi_waiting = bool(mi_loader.pending(conn, raw_dir))
-    [(last,)] = conn.execute(LAST_LOAD, [endpoints.CORPORATE]).fetchall()
+    built, days = _marts_built(conn)
     return WarehouseState(loaded, corporate[0][0] if corporate else None, failed | waiting, mi_waiting,
-                          None if last is None else last.replace(tzinfo=dt.UTC).timestamp())
+                          None if built is None else built.replace(tzinfo=dt.UTC).timestamp(), days)
+
+
+def _marts_built(conn: duckdb.DuckDBPyConnection) -> tuple[dt.datetime | None, int | None]:
+    """When the marts were built and with which open-item age, if from every load the warehouse holds. A
+    warehouse an older version made has no record yet (its table comes with the next write): not built."""
+    if not conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'marts_state'").fetchone()[0]:
+        return None, None
+    rows = conn.execute(marts.BUILT_FROM).fetchall()
+    return rows[0] if rows else (None, None)

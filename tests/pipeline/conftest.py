@@ -24,7 +24,7 @@ SUMO_IDS = [m.user_id for m in USERS[0].memberships]
 STAGES = ("synced", "mi", "marts")
 """What ``Pipeline.start_from`` can start from, each the one before it and one job more."""
 LOAD_TIMES = {"loaded_at", "synced_at", "gone_at", "first_seen_at", "last_seen_at", "valid_from", "valid_to",
-              "failed_at", "as_of", "days_in_status"}
+              "failed_at", "as_of", "days_in_status", "built_at", "loads"}
 """Columns that say when a load ran, not what was loaded: two loads of the same answers differ there."""
 _made: dict[tuple[int, int, str], tuple[Path, dict]] = {}
 """This test process's warehouses by (seed, roots, stage): the folder and the sandbox's MI cursors."""

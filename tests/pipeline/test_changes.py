@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -168,6 +169,49 @@ def test_marts_behind_a_load_another_instance_made_are_rebuilt(synced) -> None:
     for key in SUMO_IDS:
         assert job.execute_in_process(instance=other, partition_key=key).success
     assert pipeline.defs.resolve_job_def("mi_report").execute_in_process(instance=other).success
+    assert_only_the_marts_are_rebuilt(synced)
+
+
+def test_marts_of_a_restored_backup_taken_before_they_were_built_are_rebuilt(synced) -> None:
+    """A backup of the warehouse file taken after the organisations and the MI report loaded and before
+    the marts were built from them, restored once they were: this instance's events say its marts are
+    newer than every load, and so does the file's newest load time, but the marts in the file are those
+    of the loads before. The warehouse's own record of what its marts were built from says so: the next
+    sync finds every list unchanged and rebuilds the marts."""
+    pipeline = synced.pipeline
+    pipeline.server.advance(changed_fraction=0.05, new_roots=3)
+    for key in SUMO_IDS:
+        assert pipeline.sync(key).success
+    assert pipeline.mi().success
+    backup = pipeline.db_path.with_name("backup.duckdb")
+    shutil.copy(pipeline.db_path, backup)
+    assert pipeline.marts().success
+    shutil.copy(backup, pipeline.db_path)
+    assert_only_the_marts_are_rebuilt(synced)
+
+
+def test_marts_are_current_only_if_built_today_with_the_open_item_age_configured_and_exported(tmp_path) -> None:
+    from pipelines.app.sync import marts_current
+    from pipelines.config import WarehouseConfig
+    from pipelines.defs.resources import for_warehouse
+
+    warehouse = for_warehouse(WarehouseConfig(path=tmp_path / "warehouse.duckdb", open_item_days=30))
+    warehouse.marts_path().mkdir(parents=True)
+    for table in MART_TABLES:
+        (warehouse.marts_path() / f"{table}.parquet").touch()
+    now = dt.datetime.now(dt.UTC).timestamp()
+    assert marts_current(warehouse, (now, 30))
+    assert not marts_current(warehouse, None), "not built from every load the warehouse holds"
+    assert not marts_current(warehouse, (now, 14)), "built with another open-item age"
+    assert not marts_current(warehouse, (now - 86_400 * 1.5, 30)), "built another day: open-item ages count days"
+    (warehouse.marts_path() / f"{MART_TABLES[0]}.parquet").unlink()
+    assert not marts_current(warehouse, (now, 30)), "a Parquet file is missing"
+
+
+def assert_only_the_marts_are_rebuilt(synced: Synced) -> None:
+    """The next sync finds every list unchanged and rebuilds the marts, which then are, row for row, what
+    a build of them makes."""
+    pipeline = synced.pipeline
     notes = synced()
     assert all(note == changes.UNCHANGED for label, note in notes.items() if label != "marts"), notes
     assert notes["marts"] != changes.UNCHANGED, synced.lines

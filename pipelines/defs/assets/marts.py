@@ -38,6 +38,7 @@ def marts(context: dg.AssetExecutionContext, config: MartsConfig, warehouse: War
         built = mart_builder.build(conn, days)
         results = checks.evaluate(checks.MARTS, conn, open_item_days=days)
         files = mart_builder.export_parquet(conn, warehouse.marts_path())
+        mart_builder.record(conn, built)
         previews = {t: conn.execute(f"SELECT * FROM {db.ident(t)} LIMIT 5").fetchall() for t in MART_TABLES}  # noqa: S608
         columns = {t: db.existing_columns(conn, t) for t in MART_TABLES}
     context.log.info("Marts built as of %s: %s", built.as_of, built.counts)
