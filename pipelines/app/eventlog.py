@@ -9,6 +9,15 @@ instance's event log an engine per database file for as long as the instance is 
 statements in the same transactions, without a new engine and connection each time. Every write is
 still committed when its event is stored, so another process (``dagster dev``, a worker of
 ``sync --writers``) sees it as before. An event log in PostgreSQL, or any other, is left alone.
+
+Those commits wait for the operating system, not for the disk: SQLite's ``synchronous=NORMAL`` in the WAL
+mode Dagster gives these files, where each commit would otherwise wait for an ``fdatasync`` (1-2 ms on
+the build machine; a 1% resync of the benchmark's three organisations waited 811 times, 204 with this). A process that is killed or crashes loses nothing. A power cut or an operating-system crash
+may lose the events of the last moments before it; SQLite guarantees the file is not corrupted. No
+decision of the sync rests on these events alone: what changed and whether the marts are current are
+read from the warehouse, and a run whose last events were lost looks unfinished until the next sync
+marks it failed (``release_dead_runs``). Runs that ``dagster dev`` or the daemon start use Dagster's
+storage as it is.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 
 KEPT = 8
@@ -39,8 +48,7 @@ def keep_connected(instance: dg.DagsterInstance) -> dg.DagsterInstance:
     def connect(shard: str) -> Iterator[Connection]:
         # Dagster's own _connect, less the engine made and disposed of each time.
         with storage._db_lock:  # noqa: SLF001 - the lock Dagster's _connect holds
-            engine = engines.pop(shard, None) or create_engine(
-                storage.conn_string_for_shard(shard), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+            engine = engines.pop(shard, None) or _engine(storage.conn_string_for_shard(shard))
             engines[shard] = engine
             while len(engines) > KEPT:
                 engines.popitem(last=False)[1].dispose()
@@ -66,3 +74,15 @@ def keep_connected(instance: dg.DagsterInstance) -> dg.DagsterInstance:
     storage.dispose = dispose_all
     storage._whitespace_engines = engines  # noqa: SLF001 - for the tests, and applied once
     return instance
+
+
+def _engine(url: str) -> Engine:
+    """An engine for one of the event log's SQLite files (in WAL mode, as Dagster makes them) whose commits
+    wait for the operating system, not for the disk: ``synchronous=NORMAL`` (see the module)."""
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+    return engine

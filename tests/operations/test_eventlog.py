@@ -40,6 +40,10 @@ def test_a_sync_through_the_kept_connections_stores_what_any_other_instance_read
         assert all(o.ok for o in outcomes), outcomes
         runs = instance.get_runs()
         assert len(runs) >= 3 and set(engines) <= {"index", *(r.run_id for r in runs)} and "index" in engines
+        for shard in list(engines):  # commits wait for the OS, not the disk: safe only in WAL mode (the module)
+            with instance.event_log_storage._connect(shard) as conn:  # noqa: SLF001 - the kept connection
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1, "NORMAL"
         kept, run_ids = events(instance), {r.run_id for r in runs}
     assert not engines, "closing the instance disposes of its engines"
     with dg.DagsterInstance.from_config(str(home)) as other:  # Dagster's own, connecting for every call
