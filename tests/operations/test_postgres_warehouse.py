@@ -76,6 +76,8 @@ def test_several_writers_into_postgresql_give_what_one_gives_the_duckdb_file(dat
         assert len(expected["risks_gone"]) > 0 and len(expected["risk_history"]) > len(expected["risks"])
         assert not [row for row in expected["risk_visibility"] if LEAVES in row]
         assert differences(expected, postgres_tables(url)) == {}
+        quiet = sync(server, tmp_path, "--writers", str(WRITERS), WHITESPACE_WAREHOUSE_URL=url)
+        assert "[marts] marts unchanged" in quiet, quiet  # their record of the loads they read, read back
 
     # PostgreSQL has the models' documentation and keys, and nothing twice.
     rows = postgres.query(WarehouseConfig(url=url), """
