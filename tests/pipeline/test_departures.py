@@ -51,3 +51,15 @@ def test_contracts_of_roots_nobody_sees_are_kept_not_deleted(pipeline) -> None:
     gone = pipeline.query("SELECT count(*) FROM contracts_gone")[0][0]
     assert gone > 0 and now + gone == contracts
     assert pipeline.query("SELECT count(*) FROM contracts_gone WHERE root_id IN (SELECT root_id FROM risks)") == [(0,)]
+
+
+def test_marts_built_before_an_organisation_left_are_not_current(pipeline) -> None:
+    """The marts counted the departed organisation's placements: the warehouse's record of what they were
+    built from no longer matches once it is retired, whatever else changed (the sync then rebuilds them)."""
+    from pipelines.warehouse import db, risks, state
+
+    pipeline.start_from("marts")
+    assert state.read(pipeline.warehouse, SUMO_IDS).marts_built is not None, "built from every load"
+    with db.session(pipeline.warehouse) as conn:
+        risks.retire(conn, CARRIER)
+    assert state.read(pipeline.warehouse, SUMO_IDS[:2]).marts_built is None
