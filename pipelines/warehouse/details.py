@@ -204,7 +204,7 @@ def scope(raw_dir: Path, user_id: str) -> Scope:
             [[str(f) for f in files]]).fetchall()]
 
     return Scope(writes=(*DETAIL_TABLES, "contracts_gone", "detail_failures", "detail_loads", "schema_drift"),
-                 reads=("risks",), users=(user_id,), staged_roots=staged_roots, orphan_details=True)
+                 reads=("risks",), users=(user_id,), staged_roots=staged_roots, orphan_details=DETAIL_TABLES)
 
 
 def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str, now: dt.datetime | None = None) -> DetailLoad:

@@ -79,8 +79,8 @@ class Scope:
     """More organisations, found from what ``whole`` pulled (the MI answers not loaded yet)."""
     staged_roots: Callable[[duckdb.DuckDBPyConnection], Iterable[str]] | None = None
     """The roots in the load's landed files, found by DuckDB once the organisations' rows are in."""
-    orphan_details: bool = False
-    """Also the roots with detail rows and no risk (the detail loader moves them to ``contracts_gone``)."""
+    orphan_details: tuple[str, ...] = ()
+    """Also the roots with rows in these tables and no risk (the detail loader moves them to ``contracts_gone``)."""
     whole: tuple[str, ...] = ()
     """Tables read (and, if in ``writes``, replaced) whole."""
     lock: str = ""
@@ -295,10 +295,8 @@ class Session:
                         "WHERE user_id IN (SELECT user_id FROM scope_users)")
             roots |= {r for (r,) in cur.fetchall()}
         if scope.orphan_details:
-            from pipelines.warehouse.details import DETAIL_TABLES
-
             union = " UNION ".join(f"SELECT root_id FROM {db.ident(t)} d WHERE NOT EXISTS "  # noqa: S608 - constants
-                                   "(SELECT 1 FROM risks r WHERE r.root_id = d.root_id)" for t in DETAIL_TABLES)
+                                   "(SELECT 1 FROM risks r WHERE r.root_id = d.root_id)" for t in scope.orphan_details)
             cur.execute(union)
             roots |= {r for (r,) in cur.fetchall()}
         roots.discard(None)
