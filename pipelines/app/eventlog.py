@@ -12,9 +12,10 @@ still committed when its event is stored, so another process (``dagster dev``, a
 
 Those commits wait for the operating system, not for the disk: SQLite's ``synchronous=NORMAL`` in the WAL
 mode Dagster gives these files, where each commit would otherwise wait for an ``fdatasync`` (1-2 ms on
-the build machine; a 1% resync of the benchmark's three organisations waited 811 times, 86 with this). A process that is killed or crashes loses nothing. A power cut or an operating-system crash
-may lose the events of the last moments before it; SQLite guarantees the file is not corrupted. No
-decision of the sync rests on these events alone: what changed and whether the marts are current are
+the build machine; a 1% resync of the benchmark's three organisations waited 811 times, 86 with this).
+A process that is killed or crashes loses nothing. A power cut or an operating-system crash may lose
+the events of the last moments before it; SQLite guarantees the file is not corrupted. No decision of
+the sync rests on these events alone: what changed and whether the marts are current are
 read from the warehouse, and a run whose last events were lost looks unfinished until the next sync
 marks it failed (``release_dead_runs``). Runs that ``dagster dev`` or the daemon start use Dagster's
 storage as it is.

@@ -16,7 +16,7 @@ from pipelines.warehouse import db
 from pipelines.warehouse.postgres import Scope
 
 SCOPE = Scope(writes=(*MART_TABLES, "marts_state"), whole=tuple(t.name for t in metadata.sorted_tables), lock="marts")
-"""A PostgreSQL build reads every table whole (one consistent snapshot) and replaces the marts."""
+"""A PostgreSQL build reads every table whole (one consistent snapshot) and replaces the marts and their record."""
 
 LOADS = """SELECT md5(concat_ws('|',
     (SELECT count(*) || ' ' || coalesce(max(fetched_at)::VARCHAR, '') FROM raw_responses),
