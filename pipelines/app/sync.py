@@ -230,7 +230,7 @@ def _plan_login(client, login: str, instance: dg.DagsterInstance, warehouse: War
     if loaded is None or loaded.marts_built is None:
         found.marts_unknown = True
     else:
-        found.marts_built = (loaded.marts_built, loaded.marts_open_item_days)
+        found.marts_built = loaded.marts_built
 
 
 def _land_mi_report(client, keys: list[str], warehouse: WarehouseResource, log) -> int | None:

@@ -53,12 +53,10 @@ class WarehouseState:
     """MU ids with a failed root or a landed detail file not loaded yet."""
     mi_waiting: bool = False
     """A landed MI report answer is not loaded yet."""
-    marts_built: float | None = None
-    """When the marts were built (epoch seconds), if they were built from every load the warehouse holds
-    (its ``marts_state`` record matches them); None: never, or a load came after them, whichever Dagster
-    instance ran it (or a backup older than them was restored)."""
-    marts_open_item_days: int | None = None
-    """The open-item age those marts were built with."""
+    marts_built: tuple[float, int] | None = None
+    """When the marts were built (epoch seconds) and with which open-item age, if they were built from every
+    load the warehouse holds (its ``marts_state`` record matches them); None: never, or a load came after
+    them, whichever Dagster instance ran it (or a backup older than them was restored)."""
 
 
 

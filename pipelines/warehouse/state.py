@@ -48,15 +48,14 @@ def _read(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_ids: list[str]) -
     failed = {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM detail_failures").fetchall()}
     waiting = {u for u in user_ids if detail_loader.pending(conn, raw_dir, u)}
     mi_waiting = bool(mi_loader.pending(conn, raw_dir))
-    built, days = _marts_built(conn)
     return WarehouseState(loaded, corporate[0][0] if corporate else None, failed | waiting, mi_waiting,
-                          None if built is None else built.replace(tzinfo=dt.UTC).timestamp(), days)
+                          _marts_built(conn))
 
 
-def _marts_built(conn: duckdb.DuckDBPyConnection) -> tuple[dt.datetime | None, int | None]:
+def _marts_built(conn: duckdb.DuckDBPyConnection) -> tuple[float, int] | None:
     """When the marts were built and with which open-item age, if from every load the warehouse holds. A
     warehouse an older version made has no record yet (its table comes with the next write): not built."""
-    if not conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'marts_state'").fetchone()[0]:
-        return None, None
+    if not db.existing_columns(conn, "marts_state"):
+        return None
     rows = conn.execute(marts.BUILT_FROM).fetchall()
-    return rows[0] if rows else (None, None)
+    return (rows[0][0].replace(tzinfo=dt.UTC).timestamp(), rows[0][1]) if rows else None
