@@ -68,7 +68,9 @@ def machine() -> dict:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    return {"cpus": os.cpu_count(), "memory_gib": round(mem, 1), "cpu": cpu, "python": platform.python_version()}
+    # which interpreter: a distribution's optimised build and one compiled with the defaults differ here
+    return {"cpus": os.cpu_count(), "memory_gib": round(mem, 1), "cpu": cpu, "python": platform.python_version(),
+            "python_executable": os.path.realpath(sys.executable)}
 
 
 def main(argv: list[str] | None = None) -> int:
