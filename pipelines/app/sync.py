@@ -504,8 +504,8 @@ def marts_current(warehouse: WarehouseResource, built: tuple[float, int] | None)
     """The marts need no rebuild when the warehouse records that they were built from every load it
     holds (``built``: when, and with which open-item age; whichever Dagster instance ran the loads),
     today (open-item ages count days), with the open-item age configured now, and their Parquet files
-    are all there."""
-    from models import MART_TABLES
+    are all there and all of that build (not restored from another)."""
+    from pipelines.warehouse import marts
 
     if built is None:
         return False
@@ -514,7 +514,7 @@ def marts_current(warehouse: WarehouseResource, built: tuple[float, int] | None)
         return False
     if days != warehouse.settings().open_item_days:
         return False
-    return all((warehouse.marts_path() / f"{t}.parquet").exists() for t in MART_TABLES)
+    return marts.exports_built(warehouse.marts_path()) == {marts.build_stamp(dt.datetime.fromtimestamp(when, dt.UTC))}
 
 
 def initialised(instance: dg.DagsterInstance, defs: dg.Definitions, key: str):
@@ -606,7 +606,7 @@ def rebuild(warehouse: config.WarehouseConfig, log: Callable[[str], object] = pr
         mi = mi_loader.load_pending(conn, raw_dir)
         log(f"  MI report          {mi.rows:,} rows from {mi.files} file{'s' if mi.files != 1 else ''} not loaded before")
         built = marts.build(conn, warehouse.open_item_days)
-        marts.export_parquet(conn, warehouse.marts_dir)
+        marts.export_parquet(conn, warehouse.marts_dir, built)
         marts.record(conn, built)
         log(f"  marts              rebuilt and exported to {warehouse.marts_dir}")
         tables = (*SUMMARY_TABLES, "users__teams", "risk_history", *details.DETAIL_TABLES, *mi_loader.MI_TABLES,

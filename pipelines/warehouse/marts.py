@@ -210,16 +210,44 @@ def record(conn: duckdb.DuckDBPyConnection, built: Built) -> None:
                      [built.as_of, built.loads, built.open_item_days])
 
 
-def export_parquet(conn: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, Path]:
+BUILT_KEY = "whitespace_marts_built"
+"""The key of the Parquet footer entry that says which build of the marts wrote an export."""
+
+
+def build_stamp(as_of: dt.datetime) -> str:
+    """What an export of the build of ``as_of`` (UTC, whole seconds) carries under ``BUILT_KEY``, and what
+    ``marts_built`` in ``marts_state`` says of the current build."""
+    return as_of.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if as_of.tzinfo else f"{as_of:%Y-%m-%dT%H:%M:%S}Z"
+
+
+def export_parquet(conn: duckdb.DuckDBPyConnection, directory: Path, built: Built | None = None) -> dict[str, Path]:
     """Writes each mart to ``<directory>/<mart>.parquet``: a new file beside the old, then renamed
-    over it, so a reader never sees half a file."""
+    over it, so a reader never sees half a file. ``built``: the build the files come from, written in
+    each file's footer (``BUILT_KEY``), so that files restored from another build are told apart."""
     directory.mkdir(parents=True, exist_ok=True)
+    stamp = "" if built is None else f", KV_METADATA {{{BUILT_KEY}: '{build_stamp(built.as_of)}'}}"
     written = {}
     for table in MART_TABLES:
         final = directory / f"{table}.parquet"
         part = directory / f".{table}.parquet.part"
         target = str(part).replace("'", "''")
-        conn.execute(f"COPY (SELECT * FROM {db.ident(table)}) TO '{target}' (FORMAT parquet)")  # noqa: S608
+        conn.execute(f"COPY (SELECT * FROM {db.ident(table)}) TO '{target}' (FORMAT parquet{stamp})")  # noqa: S608
         os.replace(part, final)
         written[table] = final
     return written
+
+
+def exports_built(directory: Path) -> set[str | None]:
+    """The builds (``build_stamp``) the marts' exports in ``directory`` say they come from; None for a file
+    that is missing, unreadable or says nothing."""
+    found: set[str | None] = set()
+    with duckdb.connect() as conn:
+        for table in MART_TABLES:
+            path = directory / f"{table}.parquet"
+            try:
+                rows = conn.execute("SELECT decode(value) FROM parquet_kv_metadata(?) WHERE decode(key) = ?",
+                                    [str(path), BUILT_KEY]).fetchall()
+            except duckdb.Error:
+                rows = []
+            found.add(rows[0][0] if rows else None)
+    return found

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from models import MART_TABLES
@@ -190,22 +191,47 @@ def test_marts_of_a_restored_backup_taken_before_they_were_built_are_rebuilt(syn
     assert_only_the_marts_are_rebuilt(synced)
 
 
-def test_marts_are_current_only_if_built_today_with_the_open_item_age_configured_and_exported(tmp_path) -> None:
+def test_parquet_exports_restored_from_before_the_last_build_are_written_again(synced) -> None:
+    """The marts' Parquet folder restored from a backup taken before the last build (the warehouse file
+    left as it is): every file is there, and the warehouse records marts built from every load, but BI
+    reading those files reads the marts of the loads before. Each export carries the build it came from;
+    the next sync finds them not this build's and builds the marts again, files included."""
+    pipeline = synced.pipeline
+    exports = pipeline.db_path.parent / "marts"
+    backup = pipeline.db_path.parent / "marts-backup"
+    shutil.copytree(exports, backup)
+    pipeline.server.advance(changed_fraction=0.05, new_roots=3)
+    assert synced()["marts"] != changes.UNCHANGED, "the marts of the changed loads"
+    shutil.rmtree(exports)
+    shutil.copytree(backup, exports)
+    assert_only_the_marts_are_rebuilt(synced)
+    with duckdb.connect() as conn:  # the files are the warehouse's marts again
+        for table in MART_TABLES:
+            exported = conn.execute(f"SELECT * FROM read_parquet('{exports / table}.parquet') ORDER BY ALL").fetchall()
+            assert exported == pipeline.query(f"SELECT * FROM {table} ORDER BY ALL"), table
+
+
+def test_marts_are_current_only_if_built_today_with_the_open_item_age_configured_and_exported_by_that_build(tmp_path) -> None:
     from pipelines.app.sync import marts_current
     from pipelines.config import WarehouseConfig
     from pipelines.defs.resources import for_warehouse
+    from pipelines.warehouse import marts
 
     warehouse = for_warehouse(WarehouseConfig(path=tmp_path / "warehouse.duckdb", open_item_days=30))
-    warehouse.marts_path().mkdir(parents=True)
-    for table in MART_TABLES:
-        (warehouse.marts_path() / f"{table}.parquet").touch()
-    now = dt.datetime.now(dt.UTC).timestamp()
-    assert marts_current(warehouse, (now, 30))
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    with duckdb.connect() as conn:
+        for table in MART_TABLES:
+            conn.execute(f"CREATE TABLE {table} AS SELECT 1 AS n")
+        marts.export_parquet(conn, warehouse.marts_path(), marts.Built({}, now, 30))
+    assert marts_current(warehouse, (now.timestamp(), 30))
     assert not marts_current(warehouse, None), "not built from every load the warehouse holds"
-    assert not marts_current(warehouse, (now, 14)), "built with another open-item age"
-    assert not marts_current(warehouse, (now - 86_400 * 1.5, 30)), "built another day: open-item ages count days"
+    assert not marts_current(warehouse, (now.timestamp(), 14)), "built with another open-item age"
+    assert not marts_current(warehouse, (now.timestamp() - 86_400 * 1.5, 30)), "built another day: open-item ages count days"
+    assert not marts_current(warehouse, (now.timestamp() + 1, 30)), "the files are of another build"
+    (warehouse.marts_path() / f"{MART_TABLES[0]}.parquet").write_bytes(b"")
+    assert not marts_current(warehouse, (now.timestamp(), 30)), "a Parquet file is unreadable"
     (warehouse.marts_path() / f"{MART_TABLES[0]}.parquet").unlink()
-    assert not marts_current(warehouse, (now, 30)), "a Parquet file is missing"
+    assert not marts_current(warehouse, (now.timestamp(), 30)), "a Parquet file is missing"
 
 
 def assert_only_the_marts_are_rebuilt(synced: Synced) -> None:

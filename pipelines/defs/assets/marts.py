@@ -37,7 +37,7 @@ def marts(context: dg.AssetExecutionContext, config: MartsConfig, warehouse: War
     with warehouse.session(scope=mart_builder.SCOPE) as conn:
         built = mart_builder.build(conn, days)
         results = checks.evaluate(checks.MARTS, conn, open_item_days=days)
-        files = mart_builder.export_parquet(conn, warehouse.marts_path())
+        files = mart_builder.export_parquet(conn, warehouse.marts_path(), built)
         mart_builder.record(conn, built)
         previews = {t: conn.execute(f"SELECT * FROM {db.ident(t)} LIMIT 5").fetchall() for t in MART_TABLES}  # noqa: S608
         columns = {t: db.existing_columns(conn, t) for t in MART_TABLES}
