@@ -215,8 +215,8 @@ BUILT_KEY = "whitespace_marts_built"
 
 
 def build_stamp(as_of: dt.datetime) -> str:
-    """What an export of the build of ``as_of`` (UTC, whole seconds) carries under ``BUILT_KEY``, and what
-    ``marts_built`` in ``marts_state`` says of the current build."""
+    """What an export of the build of ``as_of`` (UTC, whole seconds) carries under ``BUILT_KEY``; the sync
+    compares it with that of the build ``marts_state.built_at`` records."""
     return as_of.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if as_of.tzinfo else f"{as_of:%Y-%m-%dT%H:%M:%S}Z"
 
 
