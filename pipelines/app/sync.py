@@ -500,17 +500,19 @@ def _whole_job(instance, defs: dg.Definitions, job: str, tag: str, label: str, n
     return outcome
 
 
-def marts_current(warehouse: WarehouseResource, built: tuple[float, int] | None) -> bool:
+def marts_current(warehouse: WarehouseResource, built: tuple[float, int] | None, now: float | None = None) -> bool:
     """The marts need no rebuild when the warehouse records that they were built from every load it
     holds (``built``: when, and with which open-item age; whichever Dagster instance ran the loads),
     today (open-item ages count days), with the open-item age configured now, and their Parquet files
-    are all there and all of that build (not restored from another)."""
+    are all there and all of that build (not restored from another). ``now``: the time to judge "today" by
+    (default: the clock, read once)."""
     from pipelines.warehouse import marts
 
     if built is None:
         return False
     when, days = built
-    if dt.datetime.fromtimestamp(when, dt.UTC).date() != dt.datetime.now(dt.UTC).date():
+    today = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC).date()
+    if dt.datetime.fromtimestamp(when, dt.UTC).date() != today:
         return False
     if days != warehouse.settings().open_item_days:
         return False

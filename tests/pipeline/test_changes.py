@@ -218,20 +218,21 @@ def test_marts_are_current_only_if_built_today_with_the_open_item_age_configured
     from pipelines.warehouse import marts
 
     warehouse = for_warehouse(WarehouseConfig(path=tmp_path / "warehouse.duckdb", open_item_days=30))
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    now = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)  # midday: the day cannot change during the test
+    clock = now.timestamp() + 60
     with duckdb.connect() as conn:
         for table in MART_TABLES:
             conn.execute(f"CREATE TABLE {table} AS SELECT 1 AS n")
         marts.export_parquet(conn, warehouse.marts_path(), marts.Built({}, now, 30))
-    assert marts_current(warehouse, (now.timestamp(), 30))
-    assert not marts_current(warehouse, None), "not built from every load the warehouse holds"
-    assert not marts_current(warehouse, (now.timestamp(), 14)), "built with another open-item age"
-    assert not marts_current(warehouse, (now.timestamp() - 86_400 * 1.5, 30)), "built another day: open-item ages count days"
-    assert not marts_current(warehouse, (now.timestamp() + 1, 30)), "the files are of another build"
+    assert marts_current(warehouse, (now.timestamp(), 30), clock)
+    assert not marts_current(warehouse, None, clock), "not built from every load the warehouse holds"
+    assert not marts_current(warehouse, (now.timestamp(), 14), clock), "built with another open-item age"
+    assert not marts_current(warehouse, (now.timestamp() - 86_400 * 1.5, 30), clock), "built another day: open-item ages count days"
+    assert not marts_current(warehouse, (now.timestamp() + 1, 30), clock), "the files are of another build"
     (warehouse.marts_path() / f"{MART_TABLES[0]}.parquet").write_bytes(b"")
-    assert not marts_current(warehouse, (now.timestamp(), 30)), "a Parquet file is unreadable"
+    assert not marts_current(warehouse, (now.timestamp(), 30), clock), "a Parquet file is unreadable"
     (warehouse.marts_path() / f"{MART_TABLES[0]}.parquet").unlink()
-    assert not marts_current(warehouse, (now.timestamp(), 30)), "a Parquet file is missing"
+    assert not marts_current(warehouse, (now.timestamp(), 30), clock), "a Parquet file is missing"
 
 
 def assert_only_the_marts_are_rebuilt(synced: Synced) -> None:
