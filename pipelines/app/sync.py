@@ -511,12 +511,12 @@ def marts_current(warehouse: WarehouseResource, built: tuple[float, int] | None,
     if built is None:
         return False
     when, days = built
-    today = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC).date()
-    if dt.datetime.fromtimestamp(when, dt.UTC).date() != today:
+    built_at = dt.datetime.fromtimestamp(when, dt.UTC).replace(tzinfo=None)
+    if built_at.date() != dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC).date():
         return False
     if days != warehouse.settings().open_item_days:
         return False
-    return marts.exports_built(warehouse.marts_path()) == {marts.build_stamp(dt.datetime.fromtimestamp(when, dt.UTC))}
+    return marts.exports_built(warehouse.marts_path()) == {marts.build_stamp(built_at)}
 
 
 def initialised(instance: dg.DagsterInstance, defs: dg.Definitions, key: str):

@@ -215,9 +215,9 @@ BUILT_KEY = "whitespace_marts_built"
 
 
 def build_stamp(as_of: dt.datetime) -> str:
-    """What an export of the build of ``as_of`` (UTC, whole seconds) carries under ``BUILT_KEY``; the sync
-    compares it with that of the build ``marts_state.built_at`` records."""
-    return as_of.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if as_of.tzinfo else f"{as_of:%Y-%m-%dT%H:%M:%S}Z"
+    """What an export of the build of ``as_of`` (naive UTC, whole seconds, as ``Built.as_of`` and
+    ``marts_state.built_at`` hold it) carries under ``BUILT_KEY``."""
+    return f"{as_of:%Y-%m-%dT%H:%M:%S}Z"
 
 
 def export_parquet(conn: duckdb.DuckDBPyConnection, directory: Path, built: Built | None = None) -> dict[str, Path]:
