@@ -19,7 +19,7 @@ from tests.pipeline.conftest import SUMO_IDS, Pipeline
 @pytest.fixture
 def pipeline(tmp_path, monkeypatch):
     """The pipeline fixture on a smaller sandbox: what is stored matters here, not how much."""
-    with SandboxServer(seed=11, scale=0.3) as server:
+    with SandboxServer(seed=11, scale=0.1) as server:
         yield Pipeline(server, tmp_path, monkeypatch)
 
 

@@ -45,7 +45,7 @@ class Synced:
 @pytest.fixture
 def pipeline(tmp_path, monkeypatch):
     """The pipeline fixture on a smaller sandbox: these tests sync several times each."""
-    with SandboxServer(seed=11, scale=0.3) as server:
+    with SandboxServer(seed=11, scale=0.1) as server:
         yield Pipeline(server, tmp_path, monkeypatch)
 
 

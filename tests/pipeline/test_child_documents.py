@@ -18,7 +18,7 @@ BROKER = SUMO_IDS[0]
 @pytest.fixture
 def pipeline(tmp_path, monkeypatch):
     """A smaller sandbox: these tests sync several times each."""
-    with SandboxServer(seed=11, scale=0.3) as server:
+    with SandboxServer(seed=11, scale=0.1) as server:
         yield Pipeline(server, tmp_path, monkeypatch)
 
 
