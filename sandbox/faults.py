@@ -51,6 +51,10 @@ class Faults:
     """``comma``: line sets (``GET /api/lines/{rootID}/combinedSets``) write every line percentage that has
     decimals with a decimal comma ("44,0272" for "44.0272"). Which forms people's lines take on the real
     platform is not known beyond the published example; this one is not a number a loader may guess at."""
+    mi_rows_without_root: int = 0
+    """The first this many rows of every ``POST /mireport/prepare`` answer carry no ``rootID``. The spec does
+    not say the field is always there, and whether the real report can leave it out is not known; such a
+    row cannot be tied to a placement, and a loader that drops it leaves the premiums short without a word."""
     duplicate_rows: int = 0
     """Repeat this many rows of every ``/api/risks`` answer (duplicate ids in one payload)."""
     empty_list_for: str = ""

@@ -287,7 +287,9 @@ class Handler(BaseHTTPRequestHandler):
             rows = [documents.mi_row(world.root(i), m.company_id, world.now, sb.faults.faults.status_display)
                     for i in world.root_indexes(m.company_id) if since is None or world.root(i).changed_at > since]
             sb.mi_prepared[(user.name, m.user_id)] = rows
-            return self.send_json(200, rows)
+            rootless = sb.faults.faults.mi_rows_without_root
+            return self.send_json(200, [{k: v for k, v in row.items() if k != "rootID"} if n < rootless else row
+                                        for n, row in enumerate(rows)])
         if (body.get("format") or "csv").lower() != "csv":
             return self.send_json(400, {"error": True, "reason": "the sandbox serves format csv only"})
         with sb.lock:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.client.errors import WhitespaceError
 from pipelines.landing.raw import MI_FOLDER
 from pipelines.warehouse import db
 from pipelines.warehouse.postgres import Scope
@@ -36,6 +37,27 @@ STAGE = (
        WHERE coalesce(json->>'rootID', '') <> ''
        QUALIFY row_number() OVER (PARTITION BY user_id, root_id ORDER BY filename DESC, ord DESC) = 1""",
 )
+
+UNKEYED = """SELECT filename, count(*) FROM stage_mi_all WHERE coalesce(json->>'rootID', '') = ''
+             GROUP BY ALL ORDER BY filename"""
+"""Landed rows that name no placement: per file, how many."""
+
+
+class UnkeyedMiRows(WhitespaceError):
+    """Landed MI rows without a ``rootID``: none of the landed answers is applied."""
+
+    def __init__(self, per_file: list[tuple[str, int]], raw_dir: Path) -> None:
+        rows = sum(n for _, n in per_file)
+        shown = ", ".join(Path(f).relative_to(raw_dir).as_posix() if Path(f).is_relative_to(raw_dir) else f
+                          for f, _ in per_file[:5])
+        more = f" and {len(per_file) - 5} more" if len(per_file) > 5 else ""
+        super().__init__(
+            f"{rows:,} MI report row{'s' if rows != 1 else ''} came without a rootID (in {shown}{more}), so "
+            "they cannot be tied to a placement; nothing of the MI report was loaded, since loading the rest "
+            "would leave its premiums short without a word. The answers stay landed under the raw directory "
+            "and load once the loader can key such rows (docs/data-model.md, the MI report).")
+        self.per_file = per_file
+
 
 OLDER_THAN_STORED = """
 DELETE FROM stage_mi s WHERE EXISTS (
@@ -124,6 +146,9 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetim
     with db.transaction(conn):
         if files:
             conn.execute(STAGE[0], [[str(f) for f in files]])
+            unkeyed = conn.execute(UNKEYED).fetchall()
+            if unkeyed:
+                raise UnkeyedMiRows(unkeyed, raw_dir)
             conn.execute(STAGE[1])
             per_file = dict(conn.execute("SELECT filename, count(*) FROM stage_mi_all GROUP BY 1").fetchall())
             older = conn.execute(OLDER_THAN_STORED).fetchone()[0]

@@ -76,6 +76,30 @@ def test_the_mi_report_loads_the_money_exactly(pipeline) -> None:
     assert typ.startswith("DECIMAL")
 
 
+def test_mi_rows_without_a_root_id_stop_the_load_and_say_so(pipeline) -> None:
+    """Whether the platform can send an MI row without its ``rootID`` is not known. Such a row cannot be tied
+    to a placement, and loading the others without it would leave the premiums short without a word. So
+    nothing of the answer is loaded, the run fails saying why, and the answer stays landed."""
+    pipeline.start_from("synced")
+    pipeline.server.set_faults(mi_rows_without_root=1)
+    result = pipeline.mi(raise_on_error=False)
+    assert not result.success
+    [error] = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
+    while error.cause is not None:  # Dagster's wrapping, down to the loader's own error
+        error = error.cause
+    message = error.message
+    assert "without a rootID" in message and "nothing of the MI report was loaded" in message, message
+    assert pipeline.query("SELECT count(*) FROM mi_report")[0][0] == 0
+    assert pipeline.query("SELECT count(*) FROM mi_report_loads")[0][0] == 0
+    landed = [p for u in SUMO_IDS for p in mi_dir(pipeline.raw_dir, u).glob("*.json")]
+    assert landed and all(p.name in message for p in landed), "each answer with such a row is named"
+    assert f"{len(landed)} MI report rows" in message, "one row of each organisation's answer"
+
+    pipeline.server.admin("reset")  # the platform sends whole rows again; the landed answers still lack one
+    again = pipeline.mi(raise_on_error=False)
+    assert not again.success and pipeline.query("SELECT count(*) FROM mi_report")[0][0] == 0
+
+
 def test_carrier_lines_tie_to_the_line_sets(pipeline) -> None:
     pipeline.start_from("marts")
     # the MI report's signed lines are the combinedSets' signed lines, carrier by carrier
