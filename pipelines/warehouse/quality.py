@@ -28,8 +28,13 @@ def unique_key(conn, table: str, key: str) -> Outcome:
     return Outcome(passed=dupes == 0, metadata={"duplicate_keys": dupes, "key": key})
 
 
-def has_parent(conn, child: str, parent: str, column: str, parent_column: str | None = None) -> Outcome:
-    orphans = _count(conn, f"SELECT count(*) FROM {child} WHERE {column} NOT IN (SELECT {parent_column or column} FROM {parent})")  # noqa: S608
+def has_parent(conn, child: str, parent: str, column: str) -> Outcome:
+    """Rows of ``child`` whose ``column`` (one column, or several as ``(a, b)``) matches no row of ``parent``.
+    A row with a NULL in its key matches nothing, so it counts; a NULL key in ``parent`` hides no orphan
+    (``NOT IN`` would: one NULL there and every row passes)."""
+    names = [c.strip() for c in column.strip("()").split(",")]
+    match = " AND ".join(f"p.{c} = c.{c}" for c in names)
+    orphans = _count(conn, f"SELECT count(*) FROM {child} c WHERE NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match})")  # noqa: S608
     return Outcome(passed=orphans == 0, metadata={"orphan_rows": orphans, "parent": parent})
 
 

@@ -157,3 +157,22 @@ def test_a_channel_not_shaped_company_team_fails_its_check_with_count_and_exampl
     assert outcome.metadata == {"bad_channels": 3, "examples": "Gail BKR_ALL, no team, no team"}
     conn.execute("DELETE FROM risk_channels WHERE channel NOT IN ('gailbkr_ALL', 'whitesails_MARINE')")
     assert quality.channel_format(conn).passed
+
+
+def test_a_parent_check_sees_orphans_whatever_nulls_either_side_holds() -> None:
+    """``NOT IN`` over a parent column that holds one NULL is never true, so a check built on it passes
+    whatever the children hold; and a child whose key is NULL belongs to nothing."""
+    import duckdb
+
+    with duckdb.connect() as c:
+        c.execute("CREATE TABLE parent (user_id VARCHAR, root_id VARCHAR)")
+        c.execute("CREATE TABLE child (user_id VARCHAR, root_id VARCHAR)")
+        c.execute("INSERT INTO parent VALUES ('MU-A', 'IC-1'), ('MU-A', NULL)")
+        c.execute("INSERT INTO child VALUES ('MU-A', 'IC-1'), ('MU-A', 'IC-2')")  # IC-2: an orphan
+        assert quality.has_parent(c, "child", "parent", "root_id").metadata["orphan_rows"] == 1
+        assert quality.has_parent(c, "child", "parent", "(user_id, root_id)").metadata["orphan_rows"] == 1
+        c.execute("INSERT INTO child VALUES ('MU-A', NULL)")  # a row tied to no placement
+        outcome = quality.has_parent(c, "child", "parent", "(user_id, root_id)")
+        assert not outcome.passed and outcome.metadata["orphan_rows"] == 2
+        c.execute("DELETE FROM child WHERE root_id IS DISTINCT FROM 'IC-1'")
+        assert quality.has_parent(c, "child", "parent", "(user_id, root_id)").passed
