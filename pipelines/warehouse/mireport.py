@@ -38,9 +38,9 @@ STAGE = (
        QUALIFY row_number() OVER (PARTITION BY user_id, root_id ORDER BY filename DESC, ord DESC) = 1""",
 )
 
-UNKEYED = """SELECT filename, count(*) FROM stage_mi_all WHERE coalesce(json->>'rootID', '') = ''
-             GROUP BY ALL ORDER BY filename"""
-"""Landed rows that name no placement: per file, how many."""
+PER_FILE = """SELECT filename, count(*), count(*) FILTER (WHERE coalesce(json->>'rootID', '') = '')
+              FROM stage_mi_all GROUP BY ALL ORDER BY filename"""
+"""Per landed file: its rows, and how many of them name no placement."""
 
 
 class UnkeyedMiRows(WhitespaceError):
@@ -48,8 +48,7 @@ class UnkeyedMiRows(WhitespaceError):
 
     def __init__(self, per_file: list[tuple[str, int]], raw_dir: Path) -> None:
         rows = sum(n for _, n in per_file)
-        shown = ", ".join(Path(f).relative_to(raw_dir).as_posix() if Path(f).is_relative_to(raw_dir) else f
-                          for f, _ in per_file[:5])
+        shown = ", ".join(Path(f).relative_to(raw_dir).as_posix() for f, _ in per_file[:5])
         more = f" and {len(per_file) - 5} more" if len(per_file) > 5 else ""
         super().__init__(
             f"{rows:,} MI report row{'s' if rows != 1 else ''} came without a rootID (in {shown}{more}), so "
@@ -146,11 +145,12 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetim
     with db.transaction(conn):
         if files:
             conn.execute(STAGE[0], [[str(f) for f in files]])
-            unkeyed = conn.execute(UNKEYED).fetchall()
+            counted = conn.execute(PER_FILE).fetchall()
+            unkeyed = [(f, n) for f, _, n in counted if n]
             if unkeyed:
                 raise UnkeyedMiRows(unkeyed, raw_dir)
+            per_file = {f: n for f, n, _ in counted}
             conn.execute(STAGE[1])
-            per_file = dict(conn.execute("SELECT filename, count(*) FROM stage_mi_all GROUP BY 1").fetchall())
             older = conn.execute(OLDER_THAN_STORED).fetchone()[0]
             rows = conn.execute("SELECT count(*) FROM stage_mi").fetchone()[0]
             for table in MI_TABLES:
