@@ -55,6 +55,13 @@ class Faults:
     """The first this many rows of every ``POST /mireport/prepare`` answer carry no ``rootID``. The spec does
     not say the field is always there, and whether the real report can leave it out is not known; such a
     row cannot be tied to a placement, and a loader that drops it leaves the premiums short without a word."""
+    bad_values: bool = False
+    """Values no typed column can hold, in a few documents of each kind. In every seventh root (index
+    divisible by 7) the Defined Data ``Premium_Amount`` is ``USD 98765432109876543210.55`` (20 integer
+    digits) and the line sets' first written line is ``123456789012.5`` (12). In every MI answer the first
+    row's premium has 20 integer digits, the second's reads ``EUR 1,250`` beside premiumCCY ``USD``, and
+    the third's brokerage is ``12345678901.5%``. A loader takes each as NULL beside its text, counts it,
+    and loads everything else."""
     duplicate_rows: int = 0
     """Repeat this many rows of every ``/api/risks`` answer (duplicate ids in one payload)."""
     empty_list_for: str = ""

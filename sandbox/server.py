@@ -32,6 +32,12 @@ HTML_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
     b"<body><h1>Bad Gateway</h1><p>The proxy server received an invalid response.</p></body></html>\n"
 )
+BAD_VALUES = {
+    "line": "123456789012.5",
+    "defined_premium": "USD 98765432109876543210.55",
+    "mi": (("premium", "98765432109876543210.55"), ("premium", "EUR 1,250"), ("brokerage", "12345678901.5%")),
+}
+"""What the ``bad_values`` fault sends (``sandbox/faults.py``)."""
 SUMMARY_PAGE = 60
 STREAM_BATCH = 500
 
@@ -234,6 +240,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(400, {"error": True, "reason": "Risk not found"})
             body = documents.root_instances(root) if path.startswith("/risks/") else documents.combined_sets(root)
             faults = self.sandbox.faults.faults
+            if faults.bad_values and root.index % 7 == 0 and not path.startswith("/risks/"):
+                for imp in [i for s in body for ln in s["contents"] for i in ln["impressions"]][:1]:
+                    imp["writtenLinePercentageString"] = BAD_VALUES["line"]
             comma, renamed = faults.line_pct_form == "comma", faults.contract_drift == "renamed"
             if (comma or renamed) and not path.startswith("/risks/"):  # line-set faults, one pass over impressions
                 for imp in (i for s in body for ln in s["contents"] for i in ln["impressions"]):
@@ -252,8 +261,12 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(400, {"error": True, "reason": "Risk not found"})
             if match.group(2) not in (None, "ACORDGPM"):
                 return self.send_json(400, {"error": True, "reason": f"Unknown tagset {match.group(2)}"})
-            return self.send_json(200, documents.defined_data(root, suffix or root.suffixes()[-1], m.user_id, world.now,
-                                                              match.group(2)))
+            body = documents.defined_data(root, suffix or root.suffixes()[-1], m.user_id, world.now, match.group(2))
+            if self.sandbox.faults.faults.bad_values and root.index % 7 == 0:
+                for entry in body["definedData"]:
+                    if entry["tag"] == "Premium_Amount":
+                        entry["value"] = BAD_VALUES["defined_premium"]
+            return self.send_json(200, body)
         match = re.fullmatch(r"/risks/(IC[^/]+)", path)
         if match:
             root_id, _, suffix = match.group(1).partition("::")
@@ -287,6 +300,9 @@ class Handler(BaseHTTPRequestHandler):
             rows = [documents.mi_row(world.root(i), m.company_id, world.now, sb.faults.faults.status_display)
                     for i in world.root_indexes(m.company_id) if since is None or world.root(i).changed_at > since]
             sb.mi_prepared[(user.name, m.user_id)] = rows
+            if sb.faults.faults.bad_values:
+                for row, (key, value) in zip(rows, BAD_VALUES["mi"], strict=False):
+                    row.update({key: value, **({"premiumCCY": "USD"} if value.startswith("EUR") else {})})
             rootless = sb.faults.faults.mi_rows_without_root
             return self.send_json(200, [{k: v for k, v in row.items() if k != "rootID"} if n < rootless else row
                                         for n, row in enumerate(rows)])

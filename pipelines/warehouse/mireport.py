@@ -76,7 +76,7 @@ INSERTS = {
                ws_currency(j->>'limit') AS limit_currency, ws_amount(j->>'limit') AS limit_amount,
                j->>'limit' AS limit_raw,
                coalesce(nullif(upper(trim(j->>'premiumCCY')), ''), ws_currency(j->>'premiumAll')) AS premium_currency,
-               ws_amount(j->>'premium') AS premium_amount, j->>'premium' AS premium_raw,
+               ws_amount_in(j->>'premium', coalesce(nullif(upper(trim(j->>'premiumCCY')), ''), ws_currency(j->>'premiumAll'))) AS premium_amount, j->>'premium' AS premium_raw,
                j->>'premiumAll' AS premium_all_raw,
                ws_pct(j->>'brokerage') AS brokerage_pct, j->>'brokerage' AS brokerage_raw,
                ws_ts(j->>'riskCreatedAt') AS risk_created_at, ws_ts(j->>'riskUpdatedAt') AS risk_updated_at,
