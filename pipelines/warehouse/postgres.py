@@ -44,8 +44,9 @@ USER_KEYED = ("sync_state", "raw_responses", "detail_failures", "detail_loads", 
 """Rows that belong to one organisation (``user_id``)."""
 APPEND_ONLY = ("risks_gone", "contracts_gone")
 """Tables a load only adds to: nothing is read, the new rows are copied in."""
-UPSERTED = {"schema_drift": ("endpoint", "field")}
-"""Shared by every load; merged by key (two loads may report the same field at once)."""
+UPSERTED = {name: tuple(c.name for c in metadata.tables[name].primary_key.columns) for name in ("schema_drift",)}
+"""Shared by every load; merged by the model's whole primary key (two loads may report the same field at
+once; PostgreSQL's ``ON CONFLICT`` needs the key of a constraint, so part of it fails every load)."""
 CHILD_PREFIX = "risks__"
 
 
@@ -345,8 +346,9 @@ class Session:
         for table in writes:
             if table not in self.columns:  # a child table this load created
                 _lock(cur, ["schema"])
-                comment = local.execute("SELECT comment FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()
-                _create_child(cur, table, comment[0] if comment else None)
+                # fetchall: a result left unfinished makes DuckDB 2 refuse the next ``local.sql``
+                comment = local.execute("SELECT comment FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall()
+                _create_child(cur, table, comment[0][0] if comment else None)
                 cur.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = "
                             "'public' AND table_name = $1 ORDER BY ordinal_position", [table])
                 self.columns[table] = {c: CASTS.get(k, "") for c, k in cur.fetchall()}

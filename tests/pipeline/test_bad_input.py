@@ -112,3 +112,20 @@ def test_values_no_column_can_hold_are_null_beside_their_text_and_the_rest_loads
                for m in lines_named)
     defined_named = [check_metadata(r, "defined_data_values_parse")["unparsed"] for r in synced]
     assert any(BAD_VALUES["defined_premium"] in m.get("*_Amount", {}).get("examples", []) for m in defined_named)
+
+
+def test_a_field_nobody_modelled_loads_and_is_reported_on_both_engines(warehouse) -> None:
+    """The first unknown field stopped every load into PostgreSQL (``schema_drift``'s upsert named two of
+    its key's three columns); the DuckDB file took it."""
+    pipeline = warehouse.pipeline
+    pipeline.server.set_faults(drift="added", contract_drift="renamed")
+    assert pipeline.reference().success
+    results = [pipeline.sync(mu, raise_on_error=False) for mu in SUMO_IDS]
+    assert all(r.success for r in results)
+    assert not any(check_results(r)["risks_schema_drift"] for r in results)
+    drift = set(warehouse.query("SELECT endpoint, field, kind FROM schema_drift"))
+    assert {("/risks/{riskID}", "control.placingStatus", "new_field"),
+            ("/risks/{riskID}", "control.status", "missing_field")} <= drift
+    assert any(endpoint == "/risks" and kind == "new_field" for endpoint, _, kind in drift)
+    [(risks,)] = warehouse.query("SELECT count(*) FROM risks")
+    assert risks > 0
