@@ -158,6 +158,24 @@ schema_drift = sa.Table(
     comment="Fields the pipeline does not know, kept in raw and reported here; never dropped.",
 )
 
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    col("user_id", sa.String, "MU id of the organisation whose answer held the document", primary_key=True),
+    col("endpoint", sa.String, "API path of that answer, e.g. /risks or /mireport/prepare", primary_key=True),
+    col("digest", sa.String, "MD5 of the document's text: the same document keeps its row from one answer to the next",
+        primary_key=True),
+    col("document_id", sa.String, "Its id as sent, if it had one (cut to 120 characters), whatever it looks like"),
+    col("reason", sa.String, "Why it was not loaded: not an object, no id, an id outside the platform's grammar, "
+                             "nested too deep, too large"),
+    col("position", sa.Integer, "Its place in the latest answer that held it (1 first)"),
+    col("path", sa.String, "That answer's file, relative to the raw directory (kept there as received)"),
+    col("first_seen_at", TS, "First load that set it aside (UTC)"),
+    col("last_seen_at", TS, "Latest load that set it aside (UTC)"),
+    comment="Documents set aside: kept in the raw landing, not loaded, each reported by a check "
+            "(risks_quarantine, mi_report_quarantine) while the platform still sends it.",
+)
+
 CHILD_TABLE_COLUMNS = (
     ("parent_id", sa.String, "Id of the parent row (e.g. risks.risk_id)"),
     ("position", sa.Integer, "Position in the list (0 first)"),

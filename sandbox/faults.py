@@ -62,6 +62,14 @@ class Faults:
     row's premium has 20 integer digits, the second's reads ``EUR 1,250`` beside premiumCCY ``USD``, and
     the third's brokerage is ``12345678901.5%``. A loader takes each as NULL beside its text, counts it,
     and loads everything else."""
+    hostile_documents: bool = False
+    """Documents no loader can take, beside ordinary ones: every ``/api/risks`` answer's first row carries a
+    field nested 3,000 levels deep and ends with ``42`` (not an object), a row without an id and one whose id
+    is ``IC../../../escaped::FO``; every ``POST /mireport/prepare`` answer's first row carries that deep field.
+    A loader sets each aside, reports it, and loads the rest."""
+    hostile_member: str = ""
+    """An MU id to list, for the SUMO user, among the first company's members in ``/api/shared/corporate``
+    (``MU../../escaped``: an id that would name a path outside the landing)."""
     duplicate_rows: int = 0
     """Repeat this many rows of every ``/api/risks`` answer (duplicate ids in one payload)."""
     empty_list_for: str = ""

@@ -38,6 +38,12 @@ BAD_VALUES = {
     "mi": (("premium", "98765432109876543210.55"), ("premium", "EUR 1,250"), ("brokerage", "12345678901.5%")),
 }
 """What the ``bad_values`` fault sends (``sandbox/faults.py``)."""
+DEEP_VALUE = "[" * 3000 + "]" * 3000
+"""A value nested 3,000 levels deep (the ``hostile_documents`` fault)."""
+HOSTILE_ELEMENTS = ("42", '{"umr":"B0999NOID","Status":"FirmOrder"}',
+                    '{"id":"IC../../../escaped::FO","rev":"1-0","Status":"FirmOrder"}')
+"""What the ``hostile_documents`` fault appends to every ``/api/risks`` answer: not an object, no id, an id
+outside the platform's grammar."""
 SUMMARY_PAGE = 60
 STREAM_BATCH = 500
 
@@ -218,7 +224,11 @@ class Handler(BaseHTTPRequestHandler):
         _user, m = caller
         world = self.sandbox.world
         if path == "/shared/corporate":
-            return self.send_json(200, documents.corporate(frozenset(self.sandbox.departed)))
+            body = documents.corporate(frozenset(self.sandbox.departed))
+            if self.sandbox.faults.faults.hostile_member:
+                body[0]["members"].append({"name": USERS[0].name, "uniqueID": self.sandbox.faults.faults.hostile_member,
+                                           "currentState": "Live", "teams": []})
+            return self.send_json(200, body)
         if path == "/user/myDetails":
             return self.send_json(200, documents.my_details(m.user_id))
         if path == "/risks":
@@ -304,8 +314,13 @@ class Handler(BaseHTTPRequestHandler):
                 for row, (key, value) in zip(rows, BAD_VALUES["mi"], strict=False):
                     row.update({key: value, **({"premiumCCY": "USD"} if value.startswith("EUR") else {})})
             rootless = sb.faults.faults.mi_rows_without_root
-            return self.send_json(200, [{k: v for k, v in row.items() if k != "rootID"} if n < rootless else row
-                                        for n, row in enumerate(rows)])
+            answer = [{k: v for k, v in row.items() if k != "rootID"} if n < rootless else row
+                      for n, row in enumerate(rows)]
+            if not (sb.faults.faults.hostile_documents and answer):
+                return self.send_json(200, answer)
+            text = json.dumps(answer, separators=(",", ":"))  # the first row nested too deep: only as text
+            return self.send_body(200, ("[" + text[1:].replace("{", '{"notes":' + DEEP_VALUE + ",", 1)).encode(),
+                                  "application/json")
         if (body.get("format") or "csv").lower() != "csv":
             return self.send_json(400, {"error": True, "reason": "the sandbox serves format csv only"})
         with sb.lock:
@@ -348,14 +363,20 @@ class Handler(BaseHTTPRequestHandler):
             first, batch, repeated = True, [], []
             lagging = faults.stale_list_for == company_id  # this organisation's view is a tick behind
             world = self.sandbox.previous_world if lagging else self.sandbox.world
+            hostile = faults.hostile_documents
             for row in documents.risk_rows(world, company_id, drift, faults.status_display):
                 if len(repeated) < dupes:
                     repeated.append(row)
-                batch.append(json.dumps(row, separators=(",", ":")))
+                text = json.dumps(row, separators=(",", ":"))
+                if hostile:  # the first row carries a field nested too deep for most parsers
+                    text, hostile = text[:-1] + ',"notes":' + DEEP_VALUE + "}", False
+                batch.append(text)
                 if len(batch) >= STREAM_BATCH:
                     yield (b"[" if first else b",") + ",".join(batch).encode()
                     first, batch = False, []
             batch.extend(json.dumps(r, separators=(",", ":")) for r in repeated)
+            if faults.hostile_documents:
+                batch.extend(HOSTILE_ELEMENTS)
             tail = ",".join(batch).encode()
             yield (b"[" if first else (b"," if tail else b"")) + tail + b"]"
 

@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -19,8 +20,9 @@ from typing import Any
 
 import httpx
 
-from pipelines.client import endpoints, retry
+from pipelines.client import documents, endpoints, retry
 from pipelines.client.auth import BearerAuth, TokenManager
+from pipelines.client.documents import InvalidId
 from pipelines.client.errors import (
     ApiError,
     ConfigError,
@@ -29,7 +31,7 @@ from pipelines.client.errors import (
     TransportError,
     stops_everything,
 )
-from pipelines.client.jsonscan import scan_json_array
+from pipelines.client.jsonscan import inspect_json_array
 from pipelines.client.settings import Settings
 from pipelines.client.tls import tls
 
@@ -41,6 +43,7 @@ for a slow answer at the head without idle workers, and a bound on what is held.
 EXCERPT = 120
 _TEXT = Path("<text>")  # marker: return the body's text rather than parse or land it
 _BYTES = Path("<bytes>")  # marker: return the body as received, whatever it is (CSV)
+_ROWS_TEXT = Path("<rows>")  # marker: the text of an array of rows, one of which may nest too deep to parse here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +57,16 @@ class Download:
     """Elements of the JSON array (or 1 for an object)."""
     fetched_at: dt.datetime
     url: str
+    set_aside: tuple[documents.SetAside, ...] = ()
+    """Elements of the array the loaders must not take, and why (``jsonscan.inspect_json_array``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Landing:
+    """Where an answer is landed, and what makes one of its elements one to set aside."""
+
+    path: Path
+    problem: Callable[[Any], tuple[str, object] | None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +131,9 @@ class WhitespaceClient:
         return self.get_json(endpoints.RISKS)
 
     def download_risks(self, dest: Path) -> Download:
-        return self.download(endpoints.RISKS, dest)
+        """``GET /api/risks`` streamed to ``dest``; its elements the loader cannot take are named in the
+        answer's ``set_aside`` (not an object, no id, an id outside the grammar, too deep or too large)."""
+        return self.download(endpoints.RISKS, dest, problem=documents.risk_list_problem)
 
     def risk_text(self, risk_id: str) -> str:
         """``GET /api/risks/{riskID}`` as received."""
@@ -134,7 +149,7 @@ class WhitespaceClient:
 
     def mi_prepare_text(self) -> str:
         """``POST $ROOT/mireport/prepare``: this organisation's MI rows changed since the last fetch, as received."""
-        return self._request(endpoints.MI_PREPARE, None, _TEXT, True, {}, base=self.root_url)
+        return self._request(endpoints.MI_PREPARE, None, _ROWS_TEXT, True, {}, base=self.root_url)
 
     def mi_fetch(self) -> bytes:
         """``POST $ROOT/mireport/fetch`` (tall CSV): what was prepared. The platform's "changed since"
@@ -204,7 +219,8 @@ class WhitespaceClient:
             return [Organisation(mu) for mu in self.settings.user_ids]
         try:
             me = self.for_user(None).my_details()
-            return [Organisation(me["uniqueID"], me.get("companyId", ""), me.get("companyName", ""))]
+            return _valid([Organisation(me.get("uniqueID"), me.get("companyId", ""), me.get("companyName", ""))],
+                          endpoints.MY_DETAILS)
         except InvalidUserId:
             pass  # a SUMO login: look its memberships up by name
         name = (self.settings.user_name or "").strip()
@@ -216,6 +232,7 @@ class WhitespaceClient:
             for member in company.get("members") or []
             if str(member.get("name", "")).strip().casefold() == name.casefold() and member.get("uniqueID")
         ]
+        found = _valid(found, endpoints.CORPORATE)
         if not found:
             raise ConfigError(
                 f"No member named {name!r} in /api/shared/corporate: check WHITESPACE_USER_NAME (as Whitespace "
@@ -234,9 +251,11 @@ class WhitespaceClient:
         """The answer's JSON text exactly as received (checked to be whole JSON), for lossless landing."""
         return self._request(path, params, _TEXT, True)
 
-    def download(self, path: str, dest: Path, params: dict | None = None) -> Download:
-        """Streams a JSON answer to ``dest`` as received (atomically), checking it is whole JSON."""
-        return self._request(path, params, Path(dest), True)
+    def download(self, path: str, dest: Path, params: dict | None = None,
+                 problem: Callable[[Any], tuple[str, object] | None] | None = None) -> Download:
+        """Streams a JSON answer to ``dest`` as received (atomically), checking it is whole JSON. An array's
+        elements that are too deep or too large, or that ``problem`` finds wrong, are named in its ``set_aside``."""
+        return self._request(path, params, _Landing(Path(dest), problem), True)
 
     def _request(self, path: str, params: dict | None, dest: Path | None, send_user_id: bool,
                  body: dict | None = None, base: str | None = None) -> Any:
@@ -268,16 +287,24 @@ class WhitespaceClient:
                 raise self._error(status, url, body, response.headers.get("Retry-After"))
             if dest is _BYTES:
                 return response.read()
-            if dest is None or dest is _TEXT:
+            if dest is None or dest is _TEXT or dest is _ROWS_TEXT:
                 body = response.read()
                 try:
                     parsed = json.loads(body)
+                except RecursionError:  # deeper than Python's parser goes: the answer, or one row of it
+                    if dest is not _ROWS_TEXT:
+                        raise ApiError(f"The answer is nested deeper than {sys.getrecursionlimit():,} levels, so it "
+                                       "is not loaded", status, url, _excerpt(body)) from None
+                    if documents.depth(body.decode("utf-8", "replace"))[1] < 0:
+                        raise ApiError("The answer is not valid JSON", status, url, _excerpt(body), transient=True) from None
+                    parsed = None
                 except ValueError:
                     raise ApiError("The answer is not valid JSON", status, url, _excerpt(body), transient=True) from None
                 return parsed if dest is None else body.decode("utf-8")
             return self._land(response, url, dest)
 
-    def _land(self, response: httpx.Response, url: str, dest: Path) -> Download:
+    def _land(self, response: httpx.Response, url: str, landing: _Landing) -> Download:
+        dest = landing.path
         dest.parent.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-", suffix=".json")
@@ -288,7 +315,7 @@ class WhitespaceClient:
                     size += len(chunk)
                     out.write(chunk)
             try:
-                items = _count_items(Path(tmp))
+                items, set_aside = _count_items(Path(tmp), landing.problem)
             except ValueError as exc:
                 with open(tmp, "rb") as f:
                     head = f.read(EXCERPT)
@@ -297,7 +324,7 @@ class WhitespaceClient:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return Download(dest, digest.hexdigest(), size, items, dt.datetime.now(dt.UTC), url)
+        return Download(dest, digest.hexdigest(), size, items, dt.datetime.now(dt.UTC), url, tuple(set_aside))
 
     def _error(self, status: int, url: str, body: bytes, retry_after: str | None) -> ApiError:
         try:
@@ -318,15 +345,49 @@ class WhitespaceClient:
         return error
 
 
-def _count_items(path: Path) -> int:
-    """Elements of a JSON array (checked one at a time), or 1 for any other JSON value."""
+_SAID: set = set()
+_SAID_LOCK = threading.Lock()
+
+
+def _once(what: object) -> bool:
+    """True the first time this process is told ``what``: a warning repeated by every discovery of a run
+    (the sync's, then its MI step's) is said once."""
+    with _SAID_LOCK:
+        if what in _SAID:
+            return False
+        _SAID.add(what)
+        return True
+
+
+def _valid(found: list[Organisation], where: str) -> list[Organisation]:
+    """The organisations whose MU id is in the platform's grammar; each other one is named in one line
+    and left out (an id from the platform becomes a folder of the landing and a header)."""
+    kept = []
+    for org in found:
+        if documents.is_user_id(org.user_id):
+            kept.append(org)
+        elif _once(("refused MU id", org.user_id)):
+            log.warning("%s named the MU id %s (company %s), which is outside the platform's id grammar: that "
+                        "organisation is not synced; the others are.", where, documents.shown(org.user_id),
+                        documents.shown(str(org.company_id)))
+    if found and not kept:
+        raise InvalidId("MU id", found[0].user_id)
+    return kept
+
+
+def _count_items(path: Path, problem=None) -> tuple[int, list[documents.SetAside]]:
+    """Elements of a JSON array (checked one at a time), or 1 for any other JSON value; and the
+    elements to set aside (``inspect_json_array``)."""
     with open(path, "rb") as f:
         is_array = f.read(4096).lstrip()[:1] == b"["
     if is_array:
-        return scan_json_array(path)
+        return inspect_json_array(path, problem)
     with open(path, "rb") as f:
-        json.load(f)
-    return 1
+        try:
+            json.load(f)
+        except RecursionError:
+            raise ValueError(f"nested deeper than Python's parser goes ({sys.getrecursionlimit()} levels)") from None
+    return 1, []
 
 
 def _excerpt(body: bytes) -> str:

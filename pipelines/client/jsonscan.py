@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import codecs
+import io
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pipelines.client import documents
+
 _WS = " \t\r\n"
+_ENDS = ",]" + _WS
+"""What may follow a whole element of an array."""
 
 
 class _Reader:
-    def __init__(self, path: Path, chunk: int) -> None:
-        self.file = open(path, "rb")  # noqa: SIM115 - closed by scan_json_array
+    def __init__(self, path: Path | bytes, chunk: int) -> None:
+        # closed by iter_json_array; ``bytes``: the array's text itself
+        self.file = io.BytesIO(path) if isinstance(path, bytes) else open(path, "rb")  # noqa: SIM115
         self.chunk = chunk
         self.decoder = codecs.getincrementaldecoder("utf-8")()
         self.buf = ""
@@ -24,7 +31,9 @@ class _Reader:
     def fill(self) -> bool:
         if self.eof:
             return False
-        data = self.file.read(self.chunk)
+        # at least as much as is held unread: an element longer than a chunk is re-read whole at each fill,
+        # so reading as much again each time keeps that linear in its size, not quadratic
+        data = self.file.read(max(self.chunk, len(self.buf) - self.pos))
         self.eof = not data
         self.buf = self.buf[self.pos :] + self.decoder.decode(data, final=self.eof)
         self.pos = 0
@@ -41,8 +50,16 @@ class _Reader:
                 return ""
 
 
-def iter_json_array(path: Path, chunk: int = 1 << 20) -> Iterator[Any]:
-    """The elements of the JSON array in ``path``, one at a time; ``ValueError`` if it is not one."""
+_LEADING_ID = re.compile(r'\{\s*"[iI][dD]"\s*:\s*("(?:[^"\\]|\\.)*")')
+TOO_DEEP = object()
+"""What ``iter_json_array`` yields for an element nested too deep for Python's parser to build."""
+
+
+def iter_json_array(path: Path | bytes, chunk: int = 1 << 20, spans: bool = False) -> Iterator[Any]:
+    """The elements of the JSON array in ``path``, one at a time; ``ValueError`` if it is not one. An
+    element nested too deep for Python's parser is ``TOO_DEEP`` (its extent found by counting brackets),
+    never a ``RecursionError``. ``spans``: (element, text, start, end) instead, its text being
+    ``text[start:end]`` (not copied: most callers never need it)."""
     decoder = json.JSONDecoder()
     r = _Reader(path, chunk)
     try:
@@ -57,16 +74,20 @@ def iter_json_array(path: Path, chunk: int = 1 << 20) -> Iterator[Any]:
                 r.peek()
                 try:
                     element, end = decoder.raw_decode(r.buf, r.pos)
-                    complete = end < len(r.buf) or r.eof
+                    # a number cut by the chunk ("0." of "0.5") parses too: whole only if what follows ends it
+                    complete = r.eof or (end < len(r.buf) and r.buf[end] in _ENDS)
                 except json.JSONDecodeError:
                     complete = False
+                except RecursionError:
+                    element, end = TOO_DEEP, documents.depth(r.buf, r.pos)[1]
+                    complete = end >= 0 and (r.eof or (end < len(r.buf) and r.buf[end] in _ENDS))
                 if not complete:
                     if not r.fill():
                         raise ValueError(f"JSON array cut short after {count} elements") from None
                     continue
                 count += 1
+                yield (element, r.buf, r.pos, end) if spans else element
                 r.pos = end
-                yield element
                 sep = r.peek()
                 r.pos += 1
                 if sep == "]":
@@ -79,6 +100,34 @@ def iter_json_array(path: Path, chunk: int = 1 << 20) -> Iterator[Any]:
         r.file.close()
 
 
-def scan_json_array(path: Path, chunk: int = 1 << 20) -> int:
-    """The number of elements of the JSON array in ``path``; ``ValueError`` if it is not one."""
+def scan_json_array(path: Path | bytes, chunk: int = 1 << 20) -> int:
+    """The number of elements of the JSON array in ``path`` (or in that text); ``ValueError`` if it is not one."""
     return sum(1 for _ in iter_json_array(path, chunk))
+
+
+def inspect_json_array(path: Path, problem: Callable[[Any], tuple[str, object] | None] | None = None,
+                       max_depth: int = documents.MAX_DEPTH, max_bytes: int = documents.MAX_BYTES,
+                       chunk: int = 1 << 20) -> tuple[int, list[documents.SetAside]]:
+    """The number of elements of the JSON array in ``path``, and the ones a loader must set aside:
+    deeper than ``max_depth``, longer than ``max_bytes`` characters, or what ``problem`` finds wrong
+    with an element (it returns the reason and the element's id as sent). ``ValueError`` if the file
+    is not a JSON array."""
+    count, aside = 0, []
+    for element, text, start, end in iter_json_array(path, chunk, spans=True):
+        count += 1
+        found: tuple[str, object] | None = None
+        if end - start > max_bytes:
+            found = (f"larger than {max_bytes:,} characters", None)
+        elif element is TOO_DEEP or documents.too_deep(text, start, end, max_depth):
+            found = (f"nested deeper than {max_depth} levels", None)
+        elif problem is not None:
+            found = problem(element)
+        if found is not None:
+            reason, document_id = found
+            if document_id is None and isinstance(element, dict):
+                document_id = element.get("id")
+            elif document_id is None and element is TOO_DEEP:  # its id, if it comes first
+                named = _LEADING_ID.match(text, start, min(end, start + 4096))
+                document_id = json.loads(named.group(1)) if named else None
+            aside.append(documents.SetAside.of(count, reason, text[start:end], document_id))
+    return count, aside

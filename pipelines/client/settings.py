@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from urllib.parse import urlsplit
 
+from pipelines.client import documents
 from pipelines.client.errors import ConfigError
 from pipelines.client.redact import Secret, redact
 
@@ -42,9 +43,10 @@ class Settings:
         _check_url("WHITESPACE_API_URL", self.api_url)
         if "/" in self.bucket.strip("/"):
             raise ConfigError(f"WHITESPACE_BUCKET is a bucket name, not a path: {self.bucket!r}.")
-        bad = [u for u in self.user_ids if not u.startswith("MU")]
+        bad = [u for u in self.user_ids if not documents.is_user_id(u)]
         if bad:
-            raise ConfigError(f"WHITESPACE_USER_IDS holds {bad[0]!r}, which is not an MU id (MU followed by a UUID).")
+            raise ConfigError(f"WHITESPACE_USER_IDS holds {documents.shown(bad[0])}, which is not an MU id (MU followed "
+                              "by a UUID).")
         if self.timeout <= 0:
             raise ConfigError("WHITESPACE_TIMEOUT_SECONDS must be more than 0.")
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from pipelines.client import endpoints
 from pipelines.warehouse import quality
 from pipelines.warehouse.quality import Outcome
 
@@ -62,7 +63,11 @@ RISKS = (
     Check("risk_visibility_matches_api", "risk_visibility",
           "the organisation's rows equal the distinct ids the API returned",
           lambda conn, user_id, landed, api_ids=None, **_: quality.partition_matches_api(
-              conn, user_id, str(landed.path), landed.items, api_ids)),
+              conn, user_id, str(landed.path), landed.items, api_ids, tuple(a.position for a in landed.set_aside))),
+    Check("risks_quarantine", "risks",
+          "every element of the organisation's risk list was loaded: none set aside (not an object, no id or one "
+          "outside the platform's grammar, nested too deep, too large; kept in the landing, listed in quarantine)",
+          lambda conn, user_id, **_: quality.quarantined(conn, endpoints.RISKS, user_id), warn_only=True),
 )
 
 DETAILS = (
@@ -91,6 +96,10 @@ MI_REPORT = (
           "every limit, premium, currency, brokerage, period and line % the platform sent parsed exactly "
           "(else NULL, the text kept beside it)",
           lambda conn, **_: quality.unparsed_values(conn), warn_only=True),
+    Check("mi_report_quarantine", "mi_report",
+          "every MI report row landed was loaded: none set aside (no rootID or one outside the platform's grammar, "
+          "not an object, nested too deep, too large; kept in the landing, listed in quarantine)",
+          lambda conn, **_: quality.quarantined(conn, endpoints.MI_REPORT), warn_only=True),
     Check("mi_report_current", "mi_report",
           "every placement a synced organisation sees has an MI row at least as new as its risk list's last change",
           lambda conn, **_: quality.mi_current(conn), warn_only=True),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.client import WhitespaceClient
+from pipelines.client import WhitespaceClient, documents
 from pipelines.extract import feed
 from pipelines.landing.raw import DETAILS_FOLDER, Landed, details_dir, landing_path, write_atomically
 
@@ -67,7 +67,7 @@ def roots_in_list(list_path: Path) -> dict[str, tuple[str, str]]:
         ).fetchall()
     docs: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for risk_id, rev in rows:
-        if risk_id:
+        if documents.is_risk_id(risk_id):  # an id outside the grammar never reaches a URL (its row is set aside)
             docs[risk_id.partition("::")[0]].append((risk_id, rev))
     out = {}
     for root, items in docs.items():

@@ -18,11 +18,11 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.client import WhitespaceClient
+from pipelines.client.jsonscan import scan_json_array
 from pipelines.landing.raw import mi_dir, write_atomically
 
 LOCK = ".mireport.lock"
@@ -62,15 +62,16 @@ def extract(client: WhitespaceClient, user_ids: list[str], raw_dir: Path, log=la
     with exclusive(raw_dir):
         for user_id, text in client.each(lambda u: client.for_user(u).mi_prepare_text(), user_ids):
             requests += 1
-            answer = json.loads(text)
-            if not isinstance(answer, list):
-                raise ValueError(f"POST /mireport/prepare answered a {type(answer).__name__}, not a list of rows")
-            rows[user_id] = len(answer)
-            if answer:
+            try:  # counted without building the rows: one may nest deeper than Python's parser goes
+                count = scan_json_array(text.encode())
+            except ValueError:
+                raise ValueError(f"POST /mireport/prepare answered {text[:60]!r}, not a list of rows") from None
+            rows[user_id] = count
+            if count:
                 path = mi_dir(raw_dir, user_id) / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}.json"
                 write_atomically(path, text, durable=True)
                 landed[user_id] = path
-                log(f"{user_id}: {len(answer)} MI rows landed")
+                log(f"{user_id}: {count} MI rows landed")
         # only now may the platform forget what it answered
         for _user_id, _ in client.each(lambda u: client.for_user(u).mi_fetch(), list(landed)):
             requests += 1

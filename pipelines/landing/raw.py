@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipelines.client import Download, WhitespaceError, endpoints
+from pipelines.client import Download, WhitespaceError, documents, endpoints
 
 DETAILS_FOLDER = "risk_details"
 MI_FOLDER = "mireport"
@@ -39,12 +39,21 @@ class Landed:
     bytes: int
     items: int
     company_id: str = ""
+    set_aside: tuple[documents.SetAside, ...] = ()
+    """Elements of the answer the loaders do not take (quarantined), found as it was landed."""
 
     def manifest(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["path"] = self.path.name
         d["fetched_at"] = self.fetched_at.isoformat()
+        if not self.set_aside:
+            del d["set_aside"]
         return d
+
+    @property
+    def accepted(self) -> int:
+        """The elements the loaders take."""
+        return self.items - len(self.set_aside)
 
     def relative_to(self, root: Path) -> str:
         return self.path.relative_to(root).as_posix()
@@ -54,9 +63,15 @@ def _slug(endpoint: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", endpoint).strip("_") or "root"
 
 
+def organisation_dir(raw_dir: Path, user_id: str) -> Path:
+    """An organisation's folder of the landing (``_``: the login-less corporate list). Only an MU id in the
+    platform's grammar names one (``documents.InvalidId`` otherwise): no id can name a path outside it."""
+    return Path(raw_dir) / (documents.check_user_id(user_id) or "_")
+
+
 def landing_path(raw_dir: Path, user_id: str, endpoint: str, fetched_at: dt.datetime, tag: str = "") -> Path:
     stamp = fetched_at.strftime("%Y%m%dT%H%M%S%fZ")
-    return Path(raw_dir) / (user_id or "_") / _slug(endpoint) / f"{stamp}{'-' + tag if tag else ''}.json"
+    return organisation_dir(raw_dir, user_id) / _slug(endpoint) / f"{stamp}{'-' + _slug(tag) if tag else ''}.json"
 
 
 def download_risk_list(client, raw_dir: Path, user_id: str) -> Download:
@@ -68,7 +83,7 @@ def download_risk_list(client, raw_dir: Path, user_id: str) -> Download:
 def record(download: Download, raw_dir: Path, user_id: str, endpoint: str, company_id: str = "") -> Landed:
     """Writes the manifest of a body the client already streamed to its landing path."""
     landed = Landed(download.path, user_id, endpoint, download.fetched_at, download.sha256, download.size,
-                    download.items, company_id)
+                    download.items, company_id, download.set_aside)
     write_manifest(landed)
     return landed
 
@@ -132,6 +147,7 @@ def read_manifest(meta: Path) -> Landed:
         bytes=d["bytes"],
         items=d["items"],
         company_id=d.get("company_id", ""),
+        set_aside=tuple(documents.SetAside(**a) for a in d.get("set_aside", ())),
     )
 
 
@@ -168,7 +184,7 @@ def require_latest(raw_dir: Path, endpoint: str, user_id: str) -> Landed:
 
 def details_dir(raw_dir: Path, user_id: str) -> Path:
     """An organisation's landed contracts and line sets (``*.jsonl``) and their index."""
-    return Path(raw_dir) / (user_id or "_") / DETAILS_FOLDER
+    return organisation_dir(raw_dir, user_id) / DETAILS_FOLDER
 
 
 def reusable(raw_dir: Path, user_id: str, endpoint: str, sha256: str) -> Landed | None:
@@ -182,4 +198,4 @@ def reusable(raw_dir: Path, user_id: str, endpoint: str, sha256: str) -> Landed 
 
 def mi_dir(raw_dir: Path, user_id: str) -> Path:
     """An organisation's landed MI report answers (``*.json``, oldest first by name)."""
-    return Path(raw_dir) / (user_id or "_") / MI_FOLDER
+    return organisation_dir(raw_dir, user_id) / MI_FOLDER

@@ -14,19 +14,20 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.client.errors import WhitespaceError
+from pipelines.client import documents, endpoints
+from pipelines.client.documents import SetAside
 from pipelines.landing.raw import MI_FOLDER
-from pipelines.warehouse import db
+from pipelines.warehouse import db, quarantine
 from pipelines.warehouse.postgres import Scope
 
 MI_TABLES = ("mi_report", "mi_report_carriers")
 assert MI_FOLDER == "mireport", "STAGE reads the organisation from the landing path"
 
 STAGE = (
-    # Every row of every pending file, read once.
+    # Every row of every pending file, read once, with its place in its file (from 1).
     """CREATE OR REPLACE TEMP TABLE stage_mi_all AS
-       SELECT filename, row_number() OVER () AS ord, json
-       FROM read_json_objects(?, format = 'array', filename = true)""",
+       SELECT filename, ord, ord - min(ord) OVER (PARTITION BY filename) + 1 AS position, json
+       FROM read_json_objects(?, format = 'array', filename = true) WITH ORDINALITY AS e(json, filename, ord)""",
     # Per organisation and placement, the row landed last.
     """CREATE OR REPLACE TEMP TABLE stage_mi AS
        SELECT regexp_extract(filename, '([^/]+)/mireport/[^/]+$', 1) AS user_id,
@@ -34,28 +35,26 @@ STAGE = (
               CAST(strptime(regexp_extract(filename, '([0-9]{8}T[0-9]{12})Z\\.json$', 1), '%Y%m%dT%H%M%S%f')
                    AS TIMESTAMP) AS landed_at
        FROM stage_mi_all
-       WHERE coalesce(json->>'rootID', '') <> ''
        QUALIFY row_number() OVER (PARTITION BY user_id, root_id ORDER BY filename DESC, ord DESC) = 1""",
 )
 
-PER_FILE = """SELECT filename, count(*), count(*) FILTER (WHERE coalesce(json->>'rootID', '') = '')
-              FROM stage_mi_all GROUP BY ALL ORDER BY filename"""
-"""Per landed file: its rows, and how many of them name no placement."""
+PER_FILE = "SELECT filename, count(*) FROM stage_mi_all GROUP BY ALL ORDER BY filename"
+"""Per landed file: its rows."""
 
-
-class UnkeyedMiRows(WhitespaceError):
-    """Landed MI rows without a ``rootID``: none of the landed answers is applied."""
-
-    def __init__(self, per_file: list[tuple[str, int]], raw_dir: Path) -> None:
-        rows = sum(n for _, n in per_file)
-        shown = ", ".join(Path(f).relative_to(raw_dir).as_posix() for f, _ in per_file[:5])
-        more = f" and {len(per_file) - 5} more" if len(per_file) > 5 else ""
-        super().__init__(
-            f"{rows:,} MI report row{'s' if rows != 1 else ''} came without a rootID (in {shown}{more}), so "
-            "they cannot be tied to a placement; nothing of the MI report was loaded, since loading the rest "
-            "would leave its premiums short without a word. The answers stay landed under the raw directory "
-            "and load once the loader can key such rows (docs/data-model.md, the MI report).")
-        self.per_file = per_file
+MAY_SET_ASIDE = """
+SELECT filename, ord, position, json, json->>'rootID',
+       CASE WHEN json_type(json) <> 'OBJECT' THEN 'not a JSON object'
+            WHEN length(json) > $max_bytes THEN 'larger than ' || format('{:,}', $max_bytes) || ' characters'
+            WHEN coalesce(json->>'rootID', '') = '' THEN 'no rootID: it cannot be tied to a placement'
+            WHEN NOT regexp_full_match(json->>'rootID', $root_id) THEN 'rootID outside the platform''s id grammar'
+            ELSE 'deep' END
+FROM stage_mi_all
+WHERE json_type(json) <> 'OBJECT' OR length(json) > $max_bytes OR coalesce(json->>'rootID', '') = ''
+   OR NOT regexp_full_match(json->>'rootID', $root_id)
+   OR length(json) - length(replace(replace(json, '[', ''), '{', '')) > $max_depth
+"""
+"""Rows to set aside, and the ones with more brackets than the depth limit (``deep``: their depth is
+then counted exactly in Python, strings skipped)."""
 
 
 OLDER_THAN_STORED = """
@@ -119,6 +118,8 @@ class MiLoad:
     rows: int
     older: int
     counts: dict[str, int]
+    set_aside: list = dataclasses.field(default_factory=list)
+    """Rows set aside (``quarantine``), not loaded."""
 
 
 def pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path) -> list[Path]:
@@ -134,7 +135,7 @@ def scope(raw_dir: Path) -> Scope:
     def users(conn: duckdb.DuckDBPyConnection) -> set[str]:
         return {f.relative_to(raw_dir).parts[0] for f in pending(conn, raw_dir)}
 
-    return Scope(writes=(*MI_TABLES, "mi_report_loads"), reads=("risk_visibility", "risks", "sync_state"),
+    return Scope(writes=(*MI_TABLES, "mi_report_loads", "quarantine"), reads=("risk_visibility", "risks", "sync_state"),
                  whole=("mi_report_loads",), users_from=users, lock="mi")
 
 
@@ -142,14 +143,12 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetim
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     files = pending(conn, raw_dir)
     rows = older = 0
+    set_aside: list[SetAside] = []
     with db.transaction(conn):
         if files:
             conn.execute(STAGE[0], [[str(f) for f in files]])
-            counted = conn.execute(PER_FILE).fetchall()
-            unkeyed = [(f, n) for f, _, n in counted if n]
-            if unkeyed:
-                raise UnkeyedMiRows(unkeyed, raw_dir)
-            per_file = {f: n for f, n, _ in counted}
+            per_file = dict(conn.execute(PER_FILE).fetchall())
+            set_aside = _set_aside(conn, raw_dir, now)
             conn.execute(STAGE[1])
             older = conn.execute(OLDER_THAN_STORED).fetchone()[0]
             rows = conn.execute("SELECT count(*) FROM stage_mi").fetchone()[0]
@@ -164,4 +163,27 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetim
             conn.execute("DROP TABLE stage_mi")
             conn.execute("DROP TABLE stage_mi_all")
     counts = {t: db.row_count(conn, t) for t in MI_TABLES}
-    return MiLoad(len(files), rows, older, counts)
+    return MiLoad(len(files), rows, older, counts, set_aside)
+
+
+def _set_aside(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetime) -> list[SetAside]:
+    """Takes the rows no placement can be loaded from out of ``stage_mi_all`` and records them in
+    ``quarantine``: not an object, no ``rootID`` or one outside the grammar, too deep, too large."""
+    found = conn.execute(MAY_SET_ASIDE, {"max_bytes": documents.MAX_BYTES, "max_depth": documents.MAX_DEPTH,
+                                         "root_id": documents.ROOT_ID.pattern}).fetchall()
+    aside: dict[str, list[tuple[int, SetAside]]] = {}
+    for filename, ord_, position, text, root_id, reason in found:
+        if reason == "deep":
+            if not documents.too_deep(text):
+                continue
+            reason = f"nested deeper than {documents.MAX_DEPTH} levels"
+        aside.setdefault(filename, []).append((ord_, SetAside.of(position, reason, text, root_id)))
+    for filename, rows in aside.items():
+        path = Path(filename)
+        quarantine.record(conn, path.parent.parent.name, endpoints.MI_REPORT, path.relative_to(raw_dir).as_posix(),
+                          [a for _, a in rows], now, whole=False)
+    taken = [o for rows in aside.values() for o, _ in rows]
+    if taken:
+        conn.execute("DELETE FROM stage_mi_all WHERE list_contains(?, ord)", [taken])
+    return [a for rows in aside.values() for _, a in rows]
+

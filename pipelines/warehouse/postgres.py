@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("whitespace.warehouse")
 
 USER_KEYED = ("sync_state", "raw_responses", "detail_failures", "detail_loads", "mi_report", "mi_report_carriers",
-              "mi_report_loads")
+              "mi_report_loads", "quarantine")
 """Rows that belong to one organisation (``user_id``)."""
 APPEND_ONLY = ("risks_gone", "contracts_gone")
 """Tables a load only adds to: nothing is read, the new rows are copied in."""

@@ -65,19 +65,23 @@ def unparsed_timestamps(conn) -> Outcome:
     return Outcome(passed=bad[0] == 0, metadata={"unreadable_timestamps": bad[0], "examples": bad[1] or []})
 
 
-def api_distinct_ids(conn, raw_path: str, items: int) -> int:
-    """The distinct ids of a landed risk list, counted anew from the file (whatever spelling of ``id``)."""
+def api_distinct_ids(conn, raw_path: str, items: int, set_aside: list[int] | tuple[int, ...] = ()) -> int:
+    """The distinct ids of a landed risk list, counted anew from the file (whatever spelling of ``id``),
+    less its elements at the positions ``set_aside`` (quarantined as it was landed)."""
     return _count(
         conn,
-        "SELECT count(DISTINCT coalesce(json->>'id', json->>'Id', json->>'ID')) FROM read_json_objects(?, format = 'array')",
-        [raw_path],
+        "SELECT count(DISTINCT coalesce(json->>'id', json->>'Id', json->>'ID')) "
+        "FROM read_json_objects(?, format = 'array') WITH ORDINALITY AS e(json, ord) "
+        "WHERE NOT list_contains(?::BIGINT[], ord)",
+        [raw_path, list(set_aside)],
     ) if items else 0
 
 
-def partition_matches_api(conn, user_id: str, raw_path: str, items: int, counted: Future[int] | None = None) -> Outcome:
-    """This organisation's visible risks equal the distinct ids of the API answer, counted anew
-    (``counted``: that count, taken beside the load with ``db.beside``)."""
-    expected = counted.result() if counted is not None else api_distinct_ids(conn, raw_path, items)
+def partition_matches_api(conn, user_id: str, raw_path: str, items: int, counted: Future[int] | None = None,
+                          set_aside: tuple[int, ...] = ()) -> Outcome:
+    """This organisation's visible risks equal the distinct ids of the API answer less the elements set
+    aside, counted anew (``counted``: that count, taken beside the load with ``db.beside``)."""
+    expected = counted.result() if counted is not None else api_distinct_ids(conn, raw_path, items, set_aside)
     actual = _count(conn, "SELECT count(*) FROM risk_visibility WHERE user_id = ?", [user_id])
     return Outcome(passed=expected == actual, metadata={"api_distinct_ids": expected, "warehouse_rows": actual})
 
@@ -88,6 +92,21 @@ def signed_total(conn) -> Outcome:
            GROUP BY 1 HAVING sum(signed_pct) > 100 LIMIT 5"""
     ).fetchall()
     return Outcome(passed=not over, metadata={"roots_over_100": len(over), "examples": str(over)})
+
+
+def quarantined(conn, endpoint: str, user_id: str | None = None) -> Outcome:
+    """Documents of the endpoint's answers set aside (not loaded, kept in the landing): how many, why,
+    and which (for one organisation, or for all)."""
+    where, params = ("endpoint = ? AND user_id = ?", [endpoint, user_id]) if user_id else ("endpoint = ?", [endpoint])
+    rows = conn.execute(f"SELECT user_id, document_id, reason, position, path FROM quarantine WHERE {where} "  # noqa: S608
+                        "ORDER BY user_id, path, position", params).fetchall()
+    reasons: dict[str, int] = {}
+    for r in rows:
+        reasons[r[2]] = reasons.get(r[2], 0) + 1
+    return Outcome(passed=not rows, metadata={
+        "set_aside": len(rows), "reasons": reasons,
+        "examples": [{"organisation": u, "id": i, "reason": why, "position": pos, "file": f}
+                     for u, i, why, pos, f in rows[:10]]})
 
 
 # -- marts: each ties back to the base tables ---------------------------------------------------

@@ -23,7 +23,7 @@ import duckdb
 from models.tables import risks as risks_table
 from pipelines.client import WhitespaceError, endpoints
 from pipelines.landing.raw import Landed
-from pipelines.warehouse import db
+from pipelines.warehouse import db, quarantine
 from pipelines.warehouse.postgres import Scope
 
 # warehouse column -> (API field, JSON types the field is expected to have)
@@ -64,6 +64,8 @@ class RiskLoad:
     """Elements parsed and staged: all of them in a whole load, the changed ones in a delta load."""
     delta: bool = False
     """A delta load (``_delta_scan``): the elements equal to their stored documents were not read again."""
+    set_aside: tuple = ()
+    """The answer's elements not loaded (``Landed.set_aside``, recorded in ``quarantine``)."""
 
 
 def _pointer(key: str) -> str:
@@ -72,6 +74,8 @@ def _pointer(key: str) -> str:
 
 FILE = "read_json_objects(?, format = 'array')"
 """The landed answer's elements, each as JSON text (``json``): the source of a whole load."""
+ACCEPTED = "(SELECT json FROM accepted_risks)"
+"""The elements of an answer that has some set aside (``Landed.set_aside``): the others, in their order."""
 CHANGED = "(SELECT json FROM scan_risks WHERE json IS NOT NULL)"
 """The elements a delta load reads: the ones whose text is not the stored document's (``_delta_scan``)."""
 
@@ -85,7 +89,10 @@ def inspect_keys(conn: duckdb.DuckDBPyConnection, path: str, source: str = FILE)
     for (structure,) in conn.execute(
         f"SELECT DISTINCT json_structure(json) FROM {source}", [path] if source == FILE else []  # noqa: S608 - a constant
     ).fetchall():
-        shape = json.loads(structure)
+        try:
+            shape = json.loads(structure)
+        except RecursionError:  # a document too deep for Python: set aside as it was landed, not read here
+            continue
         if not isinstance(shape, dict):
             continue
         for key, kind in shape.items():
@@ -110,6 +117,19 @@ def _drift(keys: dict[str, set[str]]) -> list[dict[str, Any]]:
         elif types - FIELDS[column][1] - {"NULL"}:
             out.append({"field": key, "kind": "type_change", "json_types": sorted(types)})
     return out
+
+
+def elements(conn: duckdb.DuckDBPyConnection, landed: Landed) -> tuple[str, int]:
+    """The source of the answer's elements the loader takes, and how many there are: the file itself, or,
+    when some of its elements were set aside as it was landed, ``accepted_risks`` (the others)."""
+    if not landed.set_aside:
+        return FILE, landed.items
+    conn.execute(
+        """CREATE OR REPLACE TEMP TABLE accepted_risks AS
+           SELECT json FROM read_json_objects(?, format = 'array') WITH ORDINALITY AS e(json, ord)
+           WHERE NOT list_contains(?::BIGINT[], ord) ORDER BY ord""",
+        [str(landed.path), [a.position for a in landed.set_aside]])
+    return ACCEPTED, landed.accepted
 
 
 def stage(conn: duckdb.DuckDBPyConnection, path: str, keys: dict[str, set[str]], items: int,
@@ -204,19 +224,21 @@ APPLIED = "SELECT risk_id FROM applied"
 
 
 WRITES = ("risks", "risk_channels", "risks__*", "risk_visibility", "risk_history", "risks_gone", "detail_failures",
-          "sync_state", "raw_responses", "schema_drift")
+          "sync_state", "raw_responses", "schema_drift", "quarantine")
 """What a risk list's load (and an organisation's retirement) writes."""
 
 
 def scope(landed: Landed) -> Scope:
     """A PostgreSQL load of ``landed``: its organisation's rows and every root it lists or saw before."""
     def staged_roots(conn: duckdb.DuckDBPyConnection) -> list[str]:
-        if not landed.items:
+        source, items = elements(conn, landed)
+        if not items:
             return []
         path = str(landed.path)
-        stage(conn, path, inspect_keys(conn, path), landed.items)
+        stage(conn, path, inspect_keys(conn, path, source), items, source)
         roots = [r for (r,) in conn.execute("SELECT DISTINCT root_id FROM stage_risks").fetchall()]
         conn.execute("DROP TABLE stage_risks")
+        conn.execute("DROP TABLE IF EXISTS accepted_risks")
         return roots
 
     return Scope(writes=WRITES, users=(landed.user_id,), staged_roots=staged_roots)
@@ -249,18 +271,19 @@ def load_list(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str
                             [user]).fetchone()
     if previous and previous[:2] == (landed.sha256, landed.items):
         return _same_answer(conn, landed, raw_rel_path, previous[2], now)
-    delta = bool(previous and previous[2]) and _delta_scan(conn, path, landed.items)
-    source, parsed = (CHANGED, _count(conn, CHANGED)) if delta else (FILE, landed.items)
-    if delta or not parsed:
+    answer, accepted = elements(conn, landed)
+    delta = bool(previous and previous[2]) and _delta_scan(conn, path, accepted, answer)
+    source, parsed = (CHANGED, _count(conn, CHANGED)) if delta else (answer, accepted)
+    if delta or not parsed or source != FILE:
         keys = inspect_keys(conn, path, source) if parsed else {}
         without_id, with_id = stage(conn, path, keys, parsed, source)
     else:
         keys, (without_id, with_id) = _inspect_and_stage(conn, path, parsed)
     drift = _drift(keys)
     if delta:  # the scan found an id on every element, each id once
-        without_id, with_id = 0, landed.items
+        without_id, with_id = 0, accepted
     conn.execute(LISTED_DELTA if delta else LISTED_WHOLE)
-    distinct = landed.items if delta else _count(conn, "stage_risks")
+    distinct = accepted if delta else _count(conn, "stage_risks")
     try:
         if previous and previous[2] and distinct < previous[2] * (1 - max_shrink):
             raise SuspiciousShrink(user, previous[2], distinct, max_shrink)
@@ -277,7 +300,7 @@ def load_list(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str
                 ORDER BY updated_at DESC NULLS LAST, risk_id LIMIT 5"""  # noqa: S608 - constants
         ).fetchall()
     finally:
-        for table in ("stage_risks", "applied", "scan_risks"):
+        for table in ("stage_risks", "applied", "scan_risks", "accepted_risks"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.execute("DROP VIEW IF EXISTS listed")
     removed, child_tables = children
@@ -286,7 +309,7 @@ def load_list(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str
         skipped_without_id=without_id, added=added, changed=changed, gone=gone,
         unchanged=unchanged, channels=int(channels),
         removed_from_warehouse=removed, drift=drift, child_tables=child_tables,
-        preview=_rows(preview), parsed=parsed, delta=delta,
+        preview=_rows(preview), parsed=parsed, delta=delta, set_aside=landed.set_aside,
     )
 
 
@@ -325,7 +348,7 @@ def _count(conn: duckdb.DuckDBPyConnection, relation: str) -> int:
     return conn.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]  # noqa: S608 - constants only
 
 
-def _delta_scan(conn: duckdb.DuckDBPyConnection, path: str, items: int) -> bool:
+def _delta_scan(conn: duckdb.DuckDBPyConnection, path: str, items: int, source: str = FILE) -> bool:
     """``scan_risks``: each element's ``id``, and its text where that is not, byte for byte, the text of
     a document the warehouse holds. True when a delta load may use it, which needs:
 
@@ -355,9 +378,9 @@ def _delta_scan(conn: duckdb.DuckDBPyConnection, path: str, items: int) -> bool:
             f"""CREATE OR REPLACE TEMP TABLE scan_risks AS
                 SELECT coalesce(r.risk_id, json_extract_string(e.json, '/id')) AS risk_id,
                        CASE WHEN r.risk_id IS NULL THEN e.json END AS json
-                FROM (SELECT json, md5(json) AS md5 FROM {FILE}) e
+                FROM (SELECT json, md5(json) AS md5 FROM {source}) e
                 LEFT JOIN (SELECT risk_id, raw_md5 FROM risks WHERE raw_md5 IS NOT NULL) r ON r.raw_md5 = e.md5""",  # noqa: S608 - a constant
-            [path],
+            [path] if source == FILE else [],
         )
     finally:
         conn.execute("RESET disabled_optimizers")
@@ -437,7 +460,8 @@ def _same_answer(conn, landed: Landed, raw_rel_path: str, distinct: int, now: dt
                                ORDER BY updated_at DESC NULLS LAST, risk_id LIMIT 5""", [user]).fetchall()  # noqa: S608
     return RiskLoad(user_id=user, api_items=landed.items, distinct_risks=distinct, duplicates=0,
                     skipped_without_id=0, added=0, changed=0, gone=0, unchanged=distinct, channels=int(channels),
-                    removed_from_warehouse=0, drift=[], child_tables=[], preview=_rows(preview), parsed=0, delta=True)
+                    removed_from_warehouse=0, drift=[], child_tables=[], preview=_rows(preview), parsed=0, delta=True,
+                    set_aside=landed.set_aside)
 
 
 def _load_child(conn: duckdb.DuckDBPyConnection, field: str) -> str:
@@ -510,10 +534,12 @@ def retire(conn: duckdb.DuckDBPyConnection, user_id: str, now: dt.datetime | Non
         conn.execute("DELETE FROM risk_visibility WHERE user_id = ?", [user_id])
         conn.execute("DELETE FROM detail_failures WHERE user_id = ?", [user_id])
         conn.execute("DELETE FROM sync_state WHERE user_id = ?", [user_id])
+        conn.execute("DELETE FROM quarantine WHERE user_id = ?", [user_id])
         return _remove_invisible(conn, [], now, f"organisation {user_id} left the login")
 
 
 def _record(conn, landed: Landed, raw_rel_path: str, distinct: int, drift: list[dict], now: dt.datetime) -> None:
+    quarantine.record(conn, landed.user_id, endpoints.RISKS, raw_rel_path, landed.set_aside, now, whole=True)
     fetched = landed.fetched_at.astimezone(dt.UTC).replace(tzinfo=None)
     conn.execute(
         f"INSERT OR REPLACE INTO raw_responses ({RAW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608

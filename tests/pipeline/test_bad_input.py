@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import dagster as dg
+import duckdb
 import pytest
 import sqlalchemy as sa
 
@@ -129,3 +130,85 @@ def test_a_field_nobody_modelled_loads_and_is_reported_on_both_engines(warehouse
     assert any(endpoint == "/risks" and kind == "new_field" for endpoint, _, kind in drift)
     [(risks,)] = warehouse.query("SELECT count(*) FROM risks")
     assert risks > 0
+
+
+def test_documents_no_loader_can_take_are_set_aside_reported_and_the_rest_loads(warehouse) -> None:
+    """A list row nested 3,000 levels deep stopped its organisation (``RecursionError`` in the change check and
+    the download), an MI row as deep stopped the MI report; a row that is not an object, has no id, or has an
+    id outside the grammar was dropped without a word, or sent to the API as a URL."""
+    pipeline = warehouse.pipeline
+    pipeline.server.set_faults(hostile_documents=True)
+    assert pipeline.reference().success
+    results = [pipeline.sync(mu) for mu in SUMO_IDS]
+    assert all(r.success for r in results)
+    mi = pipeline.mi()
+    assert mi.success
+
+    world = pipeline.server.world
+    aside = warehouse.query("SELECT user_id, endpoint, document_id, reason, position, path FROM quarantine")
+    lists = [row for row in aside if row[1] == "/risks"]
+    for mu in SUMO_IDS:
+        reasons = sorted(why for u, _, _, why, _, _ in lists if u == mu)
+        assert reasons == sorted(["nested deeper than 64 levels", "not a JSON object (a int)", "no id",
+                                  "id outside the platform's id grammar"]), (mu, reasons)
+    assert {i for _, _, i, why, _, _ in lists if why.startswith("id outside")} == {"IC../../../escaped::FO"}
+    assert all((pipeline.raw_dir / path).exists() for *_, path in aside), "each kept in the landing"
+
+    # everything else of each list loaded: every risk the organisation sees but the first row's
+    for mu, result in zip(SUMO_IDS, results, strict=True):
+        checks = check_results(result)
+        assert checks["risks_quarantine"] is False
+        assert checks["risk_visibility_matches_api"], "the risks loaded equal the answer's, less those set aside"
+        company = MEMBERSHIP_BY_MU[mu][1].company_id
+        [(seen,)] = warehouse.query("SELECT count(*) FROM risk_visibility WHERE user_id = ?", [mu])
+        listed = sum(1 for _ in world_rows(world, company))
+        assert seen == listed - 1
+    [(escaped,)] = warehouse.query("SELECT count(*) FROM risks WHERE risk_id LIKE '%..%'")
+    assert escaped == 0
+    assert not any("escaped" in str(p) for p in pipeline.raw_dir.rglob("*"))
+    asked = pipeline.server.sandbox.stats_snapshot()
+    assert not any("escaped" in str(path) for path in asked), "an id outside the grammar never became a URL"
+
+    # the MI report: the deep row of each answer set aside, the rest loaded
+    mi_aside = [row for row in aside if row[1] == "/mireport/prepare"]
+    assert sorted(u for u, *_ in mi_aside) == sorted(SUMO_IDS)
+    assert {why for _, _, _, why, _, _ in mi_aside} == {"nested deeper than 64 levels"}
+    assert check_results(mi)["mi_report_quarantine"] is False
+    [(placements,)] = warehouse.query("SELECT count(*) FROM mi_report")
+    assert placements == sum(len(list(world.root_indexes(MEMBERSHIP_BY_MU[mu][1].company_id))) for mu in SUMO_IDS) - 3
+
+    # the platform stops sending them: the list's records leave with them, the MI rows' stay (never sent again)
+    pipeline.server.set_faults(hostile_documents=False)
+    again = pipeline.sync(SUMO_IDS[0])
+    assert check_results(again)["risks_quarantine"]
+    left = warehouse.query("SELECT endpoint FROM quarantine WHERE user_id = ?", [SUMO_IDS[0]])
+    assert [e for (e,) in left] == ["/mireport/prepare"]
+
+
+def world_rows(world, company_id: str):
+    from sandbox import documents
+
+    return documents.risk_rows(world, company_id)
+
+
+def test_an_mu_id_outside_the_grammar_is_named_once_and_the_other_organisations_sync(tmp_path) -> None:
+    """``uniqueID`` from the corporate list became a folder of the landing: ``MU../../../escaped`` wrote the
+    risk list, its manifest and an MI answer outside it."""
+    from sandbox import BUCKET, SUMO_REFRESH_TOKEN
+    from tests.pipeline.test_cli import run
+
+    hostile = "MU../../../escaped"
+    with SandboxServer(seed=5, scale=0.1) as server:
+        server.set_faults(hostile_member=hostile)
+        env = {"WHITESPACE_SYNC_URL": server.sync_url, "WHITESPACE_BUCKET": BUCKET,
+               "WHITESPACE_API_URL": server.api_url, "WHITESPACE_REFRESH_TOKEN": SUMO_REFRESH_TOKEN,
+               "WHITESPACE_USER_NAME": "Sam Sumo"}
+        out = run(["sync"], tmp_path, env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    said = [line for line in (out.stdout + out.stderr).splitlines() if hostile in line]
+    assert len(said) == 1 and "outside the platform's id grammar" in said[0], said
+    assert "[3/3]" in out.stdout
+    assert not any("escaped" in p.name for p in tmp_path.rglob("*")), "nothing written under that id, anywhere"
+    assert not any("escaped" in p.name for p in tmp_path.parent.rglob("*escaped*"))
+    with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT count(DISTINCT user_id) FROM risk_visibility").fetchone()[0] == 3

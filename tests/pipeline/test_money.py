@@ -76,28 +76,28 @@ def test_the_mi_report_loads_the_money_exactly(pipeline) -> None:
     assert typ.startswith("DECIMAL")
 
 
-def test_mi_rows_without_a_root_id_stop_the_load_and_say_so(pipeline) -> None:
+def test_mi_rows_without_a_root_id_are_set_aside_and_reported_and_the_rest_loads(pipeline) -> None:
     """Whether the platform can send an MI row without its ``rootID`` is not known. Such a row cannot be tied
-    to a placement, and loading the others without it would leave the premiums short without a word. So
-    nothing of the answer is loaded, the run fails saying why, and the answer stays landed."""
+    to a placement: it is set aside (kept in the landing, recorded in ``quarantine``), two checks name it
+    (the row set aside, the placement without its money), and every other row loads."""
     pipeline.start_from("synced")
     pipeline.server.set_faults(mi_rows_without_root=1)
-    result = pipeline.mi(raise_on_error=False)
-    assert not result.success
-    [error] = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
-    while error.cause is not None:  # Dagster's wrapping, down to the loader's own error
-        error = error.cause
-    message = error.message
-    assert "without a rootID" in message and "nothing of the MI report was loaded" in message, message
-    assert pipeline.query("SELECT count(*) FROM mi_report")[0][0] == 0
-    assert pipeline.query("SELECT count(*) FROM mi_report_loads")[0][0] == 0
-    landed = [p for u in SUMO_IDS for p in mi_dir(pipeline.raw_dir, u).glob("*.json")]
-    assert landed and all(p.name in message for p in landed), "each answer with such a row is named"
-    assert f"{len(landed)} MI report rows" in message, "one row of each organisation's answer"
+    result = pipeline.mi()
+    checks = check_results(result)
+    assert checks["mi_report_quarantine"] is False and checks["mi_report_current"] is False
+    landed = {p.relative_to(pipeline.raw_dir).as_posix() for u in SUMO_IDS for p in mi_dir(pipeline.raw_dir, u).glob("*.json")}
+    aside = pipeline.query("SELECT user_id, reason, position, path FROM quarantine WHERE endpoint = '/mireport/prepare'")
+    assert sorted(u for u, *_ in aside) == sorted(SUMO_IDS), "the first row of each organisation's answer"
+    assert all(why.startswith("no rootID") and pos == 1 and path in landed for _, why, pos, path in aside)
+    for user_id in SUMO_IDS:
+        want = truth(pipeline, user_id)
+        got = stored(pipeline, user_id)
+        assert len(got) == len(want) - 1 and set(got) < set(want), "every other placement's row is loaded"
+        assert all(got[k] == want[k] for k in got)
 
-    pipeline.server.admin("reset")  # the platform sends whole rows again; the landed answers still lack one
-    again = pipeline.mi(raise_on_error=False)
-    assert not again.success and pipeline.query("SELECT count(*) FROM mi_report")[0][0] == 0
+    pipeline.server.admin("reset")  # the platform sends whole rows again, but only rows changed since
+    again = pipeline.mi()
+    assert check_results(again)["mi_report_quarantine"] is False, "still reported: its money is still missing"
 
 
 def test_carrier_lines_tie_to_the_line_sets(pipeline) -> None:

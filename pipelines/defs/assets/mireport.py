@@ -45,10 +45,14 @@ def mi_report_tables(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         result = mi_loader.load_pending(conn, warehouse.raw_path())
         results = checks.evaluate(checks.MI_REPORT, conn)
     context.log.info("MI report: %d rows from %d files", result.rows, result.files)
+    if result.set_aside:
+        context.log.warning("%d MI report row(s) set aside, not loaded (in quarantine): %s", len(result.set_aside),
+                            "; ".join(f"{a.document_id or 'row'} #{a.position}: {a.reason}" for a in result.set_aside[:5]))
     for table in mi_loader.MI_TABLES:
         yield dg.MaterializeResult(asset_key=table, metadata={
             "dagster/row_count": result.counts[table],
-            **({"files_loaded": result.files, "rows_applied": result.rows, "rows_kept_newer": result.older}
+            **({"files_loaded": result.files, "rows_applied": result.rows, "rows_kept_newer": result.older,
+                "rows_set_aside": len(result.set_aside)}
                if table == "mi_report" else {}),
         })
     yield from results

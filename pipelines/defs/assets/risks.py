@@ -96,7 +96,8 @@ def risk_tables(context: dg.AssetExecutionContext, config: RiskTablesConfig, war
             before = raw.landed_before(raw_dir, endpoints.RISKS, landed)
             accepted = config.accept_shrink or (before is not None and before.sha256 == landed.sha256)
             with (session(risk_loader.scope(landed)) as conn,  # the answer's ids counted anew beside the load
-                  db.beside(conn, quality.api_distinct_ids, str(landed.path), landed.items) as api_ids):
+                  db.beside(conn, quality.api_distinct_ids, str(landed.path), landed.items,
+                            [a.position for a in landed.set_aside]) as api_ids):
                 result = risk_loader.load_list(conn, landed, landed.relative_to(raw_dir),
                                                max_shrink=1.0 if accepted else warehouse.settings().max_shrink)
                 totals = {t: db.row_count(conn, t) for t in RISK_TABLES}
@@ -112,6 +113,9 @@ def _record(context: dg.AssetExecutionContext, keys: list[str], key: str, user_i
             totals: dict[str, int]) -> None:
     """One organisation's load, as the metadata of its partition of each table."""
     drift = result.drift
+    if result.set_aside:
+        context.log.warning("%d element(s) of the risk list of %s set aside, not loaded (in quarantine): %s", len(
+            result.set_aside), user_id, "; ".join(f"#{a.position} {a.reason}" for a in result.set_aside[:5]))
     if drift:
         context.log.warning("Schema drift in /api/risks for %s: %s", user_id, drift)
     metadata = {
@@ -125,6 +129,7 @@ def _record(context: dg.AssetExecutionContext, keys: list[str], key: str, user_i
             "unchanged": result.unchanged,
             "duplicates_in_answer": result.duplicates,
             "skipped_without_id": result.skipped_without_id,
+            "set_aside": len(result.set_aside),
             "documents_parsed": result.parsed,
             "load": "delta" if result.delta else "whole",
             "removed_from_warehouse": result.removed_from_warehouse,
