@@ -70,6 +70,9 @@ class Faults:
     hostile_member: str = ""
     """An MU id to list, for the SUMO user, among the first company's members in ``/api/shared/corporate``
     (``MU../../escaped``: an id that would name a path outside the landing)."""
+    corporate: str = ""
+    """``/api/shared/corporate``: ``empty`` answers ``[]``; ``keyless`` adds a company without ``companyId``,
+    a team without ``channel`` and a member without ``uniqueID`` to the first company, beside its own."""
     duplicate_rows: int = 0
     """Repeat this many rows of every ``/api/risks`` answer (duplicate ids in one payload)."""
     empty_list_for: str = ""

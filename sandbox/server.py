@@ -225,6 +225,12 @@ class Handler(BaseHTTPRequestHandler):
         world = self.sandbox.world
         if path == "/shared/corporate":
             body = documents.corporate(frozenset(self.sandbox.departed))
+            if self.sandbox.faults.faults.corporate == "empty":
+                body = []
+            elif self.sandbox.faults.faults.corporate == "keyless":
+                body.append({"name": "Nameless Holdings", "role": "broker", "members": [], "teams": []})
+                body[0]["teams"].append({"teamId": "LOST", "name": "Lost team", "isInactive": False})
+                body[0]["members"].append({"name": "No Id", "currentState": "Live", "teams": []})
             if self.sandbox.faults.faults.hostile_member:
                 body[0]["members"].append({"name": USERS[0].name, "uniqueID": self.sandbox.faults.faults.hostile_member,
                                            "currentState": "Live", "teams": []})

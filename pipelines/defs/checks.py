@@ -107,6 +107,10 @@ MI_REPORT = (
 
 REFERENCE = (
     unique("organisations", "company_id", "company_id is unique"),
+    Check("organisations_quarantine", "organisations",
+          "every company, team and member of the corporate list was loaded: none set aside (no companyId, no channel, "
+          "no uniqueID or one outside the platform's grammar; kept in the landing, listed in quarantine)",
+          lambda conn, **_: quality.quarantined(conn, endpoints.CORPORATE), warn_only=True),
     has_parent("teams", "organisations", "company_id", "every team belongs to a known organisation"),
     unique("users", "user_id", "user_id (MU id) is unique"),
     has_parent("users__teams", "users", "user_id", "every row has its user"),

@@ -6,9 +6,10 @@ import datetime as dt
 
 import duckdb
 
-from pipelines.client import endpoints
+from pipelines.client import WhitespaceError, documents, endpoints
+from pipelines.client.documents import SetAside
 from pipelines.landing.raw import Landed
-from pipelines.warehouse import db
+from pipelines.warehouse import db, quarantine
 from pipelines.warehouse.postgres import Scope
 from pipelines.warehouse.risks import RAW_COLUMNS
 
@@ -31,7 +32,7 @@ STATEMENTS = {
         SELECT m->>'uniqueID', m->>'name', company_id, m->>'currentState'
         FROM (SELECT raw->>'companyId' AS company_id, ord,
                      unnest(coalesce(TRY_CAST(raw->'members' AS JSON[]), [])) AS m FROM stage_corporate)
-        WHERE coalesce(m->>'uniqueID', '') <> ''
+        WHERE regexp_full_match(coalesce(m->>'uniqueID', ''), $mu_id)
         QUALIFY row_number() OVER (PARTITION BY m->>'uniqueID' ORDER BY ord DESC) = 1""",
     "users__teams": """
         INSERT INTO users__teams (user_id, position, channel)
@@ -39,28 +40,79 @@ STATEMENTS = {
           SELECT user_id, unnest(channels) AS channel, unnest(range(1, len(channels) + 1)) AS pos FROM (
             SELECT m->>'uniqueID' AS user_id, coalesce(TRY_CAST(m->'teams' AS VARCHAR[]), []) AS channels
             FROM (SELECT ord, unnest(coalesce(TRY_CAST(raw->'members' AS JSON[]), [])) AS m FROM stage_corporate)
-            WHERE coalesce(m->>'uniqueID', '') <> ''
+            WHERE regexp_full_match(coalesce(m->>'uniqueID', ''), $mu_id)
             QUALIFY row_number() OVER (PARTITION BY m->>'uniqueID' ORDER BY ord DESC) = 1))""",
 }
 
 
-SCOPE = Scope(writes=(*STATEMENTS, "raw_responses"), whole=tuple(STATEMENTS), users=("",), lock="reference")
+SET_ASIDE = """
+SELECT ord, raw, NULL, 'not a JSON object (a company)' FROM stage_corporate WHERE json_type(raw) <> 'OBJECT'
+UNION ALL
+SELECT ord, raw, NULL, 'company without companyId' FROM stage_corporate
+WHERE json_type(raw) = 'OBJECT' AND coalesce(raw->>'companyId', '') = ''
+UNION ALL
+SELECT ord, t, t->>'teamId', 'team without channel (company ' || coalesce(company_id, '?') || ')' FROM (
+  SELECT ord, raw->>'companyId' AS company_id, unnest(coalesce(TRY_CAST(raw->'teams' AS JSON[]), [])) AS t
+  FROM stage_corporate WHERE json_type(raw) = 'OBJECT')
+WHERE coalesce(t->>'channel', '') = ''
+UNION ALL
+SELECT ord, m, m->>'uniqueID', CASE WHEN coalesce(m->>'uniqueID', '') = '' THEN 'member without uniqueID'
+                                    ELSE 'member whose uniqueID is outside the platform''s id grammar' END
+                                 || ' (company ' || coalesce(company_id, '?') || ')' FROM (
+  SELECT ord, raw->>'companyId' AS company_id, unnest(coalesce(TRY_CAST(raw->'members' AS JSON[]), [])) AS m
+  FROM stage_corporate WHERE json_type(raw) = 'OBJECT')
+WHERE NOT regexp_full_match(coalesce(m->>'uniqueID', ''), $mu_id)
+ORDER BY ALL
+"""
+"""Companies, teams and members the reference tables cannot key: each is set aside (``quarantine``) and
+counted, never dropped without a word. A member keeps a folder of the landing only with an MU id in the
+platform's grammar."""
+
+
+class SuspiciousCorporateAnswer(WhitespaceError):
+    """A corporate list that would drop more of the known companies than allowed: it is not applied."""
+
+    def __init__(self, before: int, after: int, items: int, allowed: float) -> None:
+        super().__init__(
+            f"The corporate list (/shared/corporate) came back with {after:,} compan{'y' if after == 1 else 'ies'} "
+            f"({items:,} elements) where the warehouse holds {before:,}: more than WHITESPACE_MAX_SHRINK allows "
+            f"({allowed:.0%}) would go, so organisations, teams and users were left as they were. If the platform "
+            "really dropped them, sync again: the same answer twice in a row is accepted.")
+        self.before, self.after = before, after
+
+
+SCOPE = Scope(writes=(*STATEMENTS, "raw_responses", "quarantine"), whole=tuple(STATEMENTS), users=("",),
+              lock="reference")
 """A PostgreSQL load replaces the reference tables whole, and the corporate list's own row of raw_responses."""
 
 
-def load_corporate(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str) -> dict[str, int]:
-    """Replaces the reference tables with the landed corporate list, in one transaction."""
+def load_corporate(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path: str, max_shrink: float = 1.0,
+                   now: dt.datetime | None = None) -> dict[str, int]:
+    """Replaces the reference tables with the landed corporate list, in one transaction. Companies, teams
+    and members without their key are set aside (``quarantine``). An answer that would drop more than
+    ``max_shrink`` of the companies the warehouse holds (an empty one included) raises
+    ``SuspiciousCorporateAnswer`` and changes nothing."""
+    now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     conn.execute(
-        "CREATE OR REPLACE TEMP TABLE stage_corporate AS "
-        "SELECT json AS raw, row_number() OVER () AS ord FROM read_json_objects(?, format = 'array')",
+        "CREATE OR REPLACE TEMP TABLE stage_corporate AS SELECT json AS raw, ord "
+        "FROM read_json_objects(?, format = 'array') WITH ORDINALITY AS e(json, ord)",
         [str(landed.path)],
     )
+    before = conn.execute("SELECT count(*) FROM organisations").fetchone()[0]
+    after = conn.execute("SELECT count(DISTINCT raw->>'companyId') FILTER (WHERE raw->>'companyId' <> '') "
+                         "FROM stage_corporate WHERE json_type(raw) = 'OBJECT'").fetchone()[0]
+    if before and after < before * (1 - max_shrink):
+        conn.execute("DROP TABLE IF EXISTS stage_corporate")
+        raise SuspiciousCorporateAnswer(before, after, landed.items, max_shrink)
+    aside = [SetAside.of(ord_, why, text, key) for ord_, text, key, why in
+             conn.execute(SET_ASIDE, {"mu_id": documents.MU_ID.pattern}).fetchall()]
     counts: dict[str, int] = {}
     fetched = landed.fetched_at.astimezone(dt.UTC).replace(tzinfo=None)
     with db.transaction(conn):
+        counts["set_aside"] = quarantine.record(conn, "", endpoints.CORPORATE, raw_rel_path, aside, now, whole=True)
         for table, insert in STATEMENTS.items():
             conn.execute(f"DELETE FROM {db.ident(table)}")  # noqa: S608 - a fixed table name
-            conn.execute(insert)
+            conn.execute(insert, {"mu_id": documents.MU_ID.pattern} if "$mu_id" in insert else None)
             counts[table] = conn.execute(f"SELECT count(*) FROM {db.ident(table)}").fetchone()[0]  # noqa: S608
         conn.execute(
             f"INSERT OR REPLACE INTO raw_responses ({RAW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608

@@ -85,8 +85,9 @@ class Pipeline:
         """The project's definitions bound to this sandbox and warehouse (``login`` overrides fields)."""
         return build(resources.for_sandbox(self.server, warehouse or self.warehouse, **login))
 
-    def reference(self) -> dg.ExecuteInProcessResult:
-        return self.defs.resolve_job_def("reference_data").execute_in_process(instance=self.instance)
+    def reference(self, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+        return self.defs.resolve_job_def("reference_data").execute_in_process(instance=self.instance,
+                                                                             raise_on_error=raise_on_error)
 
     def sync(self, user_id: str, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
         return self.defs.resolve_job_def("sync_organisation").execute_in_process(

@@ -212,3 +212,32 @@ def test_an_mu_id_outside_the_grammar_is_named_once_and_the_other_organisations_
     assert not any("escaped" in p.name for p in tmp_path.parent.rglob("*escaped*"))
     with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as conn:
         assert conn.execute("SELECT count(DISTINCT user_id) FROM risk_visibility").fetchone()[0] == 3
+
+
+def test_reference_rows_without_their_key_are_counted_and_an_empty_answer_wipes_nothing(warehouse) -> None:
+    """Companies without ``companyId``, teams without ``channel`` and members without ``uniqueID`` were dropped
+    without a count; a ``[]`` corporate answer emptied organisations, teams and users."""
+    pipeline = warehouse.pipeline
+    assert pipeline.reference().success
+    before = {t: warehouse.query(f"SELECT count(*) FROM {t}")[0][0] for t in ("organisations", "teams", "users")}
+
+    pipeline.server.set_faults(corporate="keyless")
+    keyless = pipeline.reference()
+    assert keyless.success and check_results(keyless)["organisations_quarantine"] is False
+    reasons = sorted(r for (r,) in warehouse.query("SELECT reason FROM quarantine WHERE endpoint = '/shared/corporate'"))
+    assert [r.split(" (")[0] for r in reasons] == ["company without companyId", "member without uniqueID",
+                                                   "team without channel"]
+    assert {t: warehouse.query(f"SELECT count(*) FROM {t}")[0][0] for t in before} == before, "the rest loads"
+
+    pipeline.server.set_faults(corporate="empty")
+    empty = pipeline.reference(raise_on_error=False)
+    assert not empty.success
+    [error] = [e.step_failure_data.error for e in empty.all_events if e.is_step_failure]
+    while error.cause is not None:
+        error = error.cause
+    assert "came back with 0 companies" in error.message and "left as they were" in error.message, error.message
+    assert {t: warehouse.query(f"SELECT count(*) FROM {t}")[0][0] for t in before} == before, "nothing wiped"
+
+    pipeline.server.set_faults(corporate="")
+    fixed = pipeline.reference()
+    assert fixed.success and check_results(fixed)["organisations_quarantine"], "the fixed answer clears the record"

@@ -24,9 +24,9 @@ def doc(root: str, generation: int, updated: str, status: str) -> dict:
 def test_the_newest_revision_wins_whichever_organisation_loads_first(tmp_path, order) -> None:
     lists = {
         "fresh": land(tmp_path, [doc(ROOT_A, 3, "2025-06-03 10:00:00", "Signed"),
-                                 doc(ROOT_B, 1, "2025-05-01 10:00:00", "FirmOrder")], "MU-FRESH"),
+                                 doc(ROOT_B, 1, "2025-05-01 10:00:00", "FirmOrder")], "MUFRESH"),
         "stale": land(tmp_path, [doc(ROOT_A, 2, "2025-06-01 10:00:00", "FirmOrder"),
-                                 doc(ROOT_B, 1, "2025-05-01 10:00:00", "FirmOrder")], "MU-STALE"),
+                                 doc(ROOT_B, 1, "2025-05-01 10:00:00", "FirmOrder")], "MUSTALE"),
     }
     with db.session(tmp_path / "w.duckdb") as conn:
         for name in order:
@@ -86,18 +86,18 @@ def detail_file(raw_dir, user_id: str, root: str, suffix: str, generation: int, 
     path.write_text(json.dumps(line) + "\n")
 
 
-@pytest.mark.parametrize("order", [("MU-FRESH", "MU-STALE"), ("MU-STALE", "MU-FRESH")])
+@pytest.mark.parametrize("order", [("MUFRESH", "MUSTALE"), ("MUSTALE", "MUFRESH")])
 def test_the_most_advanced_contract_wins_whichever_organisation_loads_first(tmp_path, order) -> None:
     from pipelines.warehouse import details
 
     raw_dir = tmp_path / "raw"
-    detail_file(raw_dir, "MU-FRESH", ROOT_A, "FO", 3, "Signed")
-    detail_file(raw_dir, "MU-STALE", ROOT_A, "QR1", 1, "QuotationRequest")  # its view still lists the quote
+    detail_file(raw_dir, "MUFRESH", ROOT_A, "FO", 3, "Signed")
+    detail_file(raw_dir, "MUSTALE", ROOT_A, "QR1", 1, "QuotationRequest")  # its view still lists the quote
     with db.session(tmp_path / "w.duckdb") as conn:
-        risks.load_list(conn, land(tmp_path, [doc(ROOT_A, 3, "2025-06-03 10:00:00", "Signed")], "MU-FRESH"), "f.json")
+        risks.load_list(conn, land(tmp_path, [doc(ROOT_A, 3, "2025-06-03 10:00:00", "Signed")], "MUFRESH"), "f.json")
         loaded = [details.load_pending(conn, raw_dir, user) for user in order]
         assert conn.execute("SELECT risk_id, status FROM contracts").fetchall() == [(f"{ROOT_A}::FO", "Signed")]
-        assert sum(r.older for r in loaded) == (1 if order[0] == "MU-FRESH" else 0)
+        assert sum(r.older for r in loaded) == (1 if order[0] == "MUFRESH" else 0)
 
 
 def test_of_two_fetches_of_the_same_contract_the_later_line_sets_win(tmp_path) -> None:
@@ -115,16 +115,16 @@ def test_of_two_fetches_of_the_same_contract_the_later_line_sets_win(tmp_path) -
             {"stamperChannel": "x_Y", "impressions": [{"writtenLinePercentageString": "50",
                                                         "signedLinePercentageString": signed}]}]}])
 
-    for user, fetched, signed in (("MU-LATER", "2025-06-03T10:00:00+00:00", "40"),
-                                  ("MU-EARLIER", "2025-06-01T10:00:00+00:00", "50")):
+    for user, fetched, signed in (("MULATER", "2025-06-03T10:00:00+00:00", "40"),
+                                  ("MUEARLIER", "2025-06-01T10:00:00+00:00", "50")):
         folder = details_dir(raw_dir, user)
         folder.mkdir(parents=True)
         (folder / "x.jsonl").write_text(json.dumps({
             "root_id": ROOT_A, "risk_id": f"{ROOT_A}::FO", "contract": json.dumps(contract), "lines": lines(signed),
             "error": None, "fetched_at": fetched}) + "\n")
     with db.session(tmp_path / "w.duckdb") as conn:
-        risks.load_list(conn, land(tmp_path, [doc(ROOT_A, 3, "2025-06-03 10:00:00", "Signed")], "MU-LATER"), "f.json")
-        for user in ("MU-LATER", "MU-EARLIER"):  # the earlier fetch loads last
+        risks.load_list(conn, land(tmp_path, [doc(ROOT_A, 3, "2025-06-03 10:00:00", "Signed")], "MULATER"), "f.json")
+        for user in ("MULATER", "MUEARLIER"):  # the earlier fetch loads last
             details.load_pending(conn, raw_dir, user)
         assert conn.execute("SELECT signed_pct FROM market_lines").fetchall() == [(40,)]
 
@@ -149,8 +149,8 @@ def test_an_older_revision_does_not_overwrite_the_list_fields_of_the_newer_one(t
     fresh = dict(doc(ROOT_A, 3, "2025-06-03 10:00:00", "Signed"), labels=["renewal", "priority"])
     stale = dict(doc(ROOT_A, 2, "2025-06-01 10:00:00", "FirmOrder"), labels=["draft"])
     with db.session(tmp_path / "w.duckdb") as conn:
-        risks.load_list(conn, land(tmp_path, [fresh], "MU-FRESH"), "fresh.json")
-        risks.load_list(conn, land(tmp_path, [stale], "MU-STALE"), "stale.json")
+        risks.load_list(conn, land(tmp_path, [fresh], "MUFRESH"), "fresh.json")
+        risks.load_list(conn, land(tmp_path, [stale], "MUSTALE"), "stale.json")
         labels = conn.execute("SELECT value FROM risks__labels ORDER BY position").fetchall()
         assert [json.loads(v) for (v,) in labels] == ["renewal", "priority"]
         assert conn.execute("SELECT rev FROM risks").fetchone() == (f"3-{'a' * 32}",)

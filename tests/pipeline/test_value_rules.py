@@ -13,8 +13,11 @@ from hypothesis import strategies as st
 
 from pipelines.warehouse import macros
 
-MONEY = re.compile(r"^\s*(?:([A-Za-z]{3})\s*)?([0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(\.[0-9]{1,2})?\s*(?:\(\s*[0-9.]+\s*%\s*\))?\s*$")
-PCT = re.compile(r"^\s*[0-9]+(\.[0-9]{1,8})?\s*%?\s*$")
+WS = "[ \t\n\f\r]"
+"""RE2's ``\\s`` (DuckDB's regular expressions): ASCII white space without the vertical tab."""
+MONEY = re.compile(rf"^{WS}*(?:([A-Za-z]{{3}}){WS}*)?([0-9]{{1,3}}(?:,[0-9]{{3}})+|[0-9]+)(\.[0-9]{{1,2}})?{WS}*"
+                   rf"(?:\({WS}*[0-9.]+{WS}*%{WS}*\))?{WS}*\Z")
+PCT = re.compile(rf"^{WS}*[0-9]+(\.[0-9]{{1,8}})?{WS}*%?{WS}*\Z")
 AMOUNT_LIMIT = Decimal(10) ** 18
 """DECIMAL(20, 2) holds 18 integer digits."""
 PCT_LIMIT = Decimal(10) ** 10
@@ -68,7 +71,7 @@ def test_no_text_makes_a_value_rule_raise_and_what_parses_is_what_the_text_says(
         assert PCT.fullmatch(text) and pct == Decimal(re.search(r"[0-9]+(\.[0-9]+)?", text).group(0))
     elif PCT.fullmatch(text):
         assert Decimal(re.search(r"[0-9]+(\.[0-9]+)?", text).group(0)) >= PCT_LIMIT, f"{text!r} fits"
-    if re.fullmatch(r"\s*[0-9]+(\.[0-9]+)?\s*", text) and Decimal(text.strip()) < Decimal(10) ** 9:
+    if re.fullmatch(rf"{WS}*[0-9]+(\.[0-9]+)?{WS}*", text) and Decimal(text.strip()) < Decimal(10) ** 9:
         assert ts is None, f"{text!r} is no epoch time of the platform's"
     assert flag in (None, True, False) and (date is None or 1 <= date.year <= 294247)
 
