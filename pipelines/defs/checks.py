@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from models import marts as marts_models
 from pipelines.client import endpoints
 from pipelines.warehouse import quality
 from pipelines.warehouse.quality import Outcome
@@ -124,6 +125,8 @@ def _tie(name: str) -> Check:
 
 
 MARTS = (
+    *(unique(mart.name, ", ".join(mart.info["key"]), f"({', '.join(mart.info['key'])}) is unique: the mart's "
+             "declared key, which PostgreSQL holds it to") for mart in marts_models.MARTS),
     *(_tie(name) for name in quality.MART_TIES),
     Check("mart_carrier_shares_sum_to_premium", "mart_carrier_shares",
           "for every fully signed placement, the carriers' signed premium shares add up to its premium",

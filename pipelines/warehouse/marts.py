@@ -136,9 +136,11 @@ BUILD = {
         FROM m_mi m JOIN lines l USING (user_id, root_id)""",
     "mart_premium_monthly": """
         SELECT CAST(date_trunc('month', period_from) AS DATE), company_id, organisation, contract_type,
-               carrier_company_id, carrier, currency, count(*), sum(written_premium), sum(signed_premium),
+               carrier_company_id, min(carrier), currency, count(*), sum(written_premium), sum(signed_premium),
                sum(signed_brokerage)
-        FROM mart_carrier_shares GROUP BY ALL""",
+        FROM mart_carrier_shares
+        -- the mart's key: a carrier company that goes by two names is one row (the first name), never two
+        GROUP BY 1, company_id, organisation, contract_type, carrier_company_id, currency""",
     "mart_book_premium": """
         SELECT CAST(date_trunc('month', period_from) AS DATE), company_id, organisation, contract_type,
                premium_currency, count(*), sum(premium_amount),
