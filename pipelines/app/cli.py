@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from pipelines import config
-from pipelines.client import WhitespaceError
+from pipelines.client import WhitespaceError, redact
 
 
 def _sandbox(args: argparse.Namespace) -> int:
@@ -304,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    masked = _Masked(config.secret_values())  # every logger's records, third parties' (httpx) included
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(masked)
     if not args.verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     if not args.debug:
@@ -325,6 +328,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {type(exc).__name__}: {describe(exc)} (whitespace-etl --debug ... shows the traceback)",
               file=sys.stderr)
         return 1
+
+
+class _Masked(logging.Filter):
+    """Masks the configured secrets (tokens, the webhook URL, the SMTP and PostgreSQL passwords) and anything
+    shaped like a token in every record a handler writes, whichever logger made it."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        super().__init__()
+        self.secrets = sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        record.msg, record.args = redact(text), ()
+        return True
 
 
 def describe(exc: BaseException) -> str:

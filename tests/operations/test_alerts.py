@@ -144,3 +144,20 @@ def test_a_check_over_several_organisations_alerts_for_each_one_that_starts_fail
     evaluated()
     evaluated(SUMO_IDS[0])  # passed in between: failing again is news again
     assert len(new_messages(receivers, 0)) == 3
+
+
+def test_no_secret_reaches_the_output_of_a_verbose_command(tmp_path) -> None:
+    """``whitespace-etl -v alert-test`` printed the webhook URL (httpx's INFO line): the redaction knew tokens,
+    Bearer values and JWTs only. Every secret set, each command at -v: none in what it prints."""
+    from tests.pipeline.test_cli import run
+
+    with Receivers() as rx:
+        env = {**rx.env, "WHITESPACE_REFRESH_TOKEN": SUMO_REFRESH_TOKEN,
+               "WHITESPACE_WAREHOUSE": str(tmp_path / "data" / "warehouse.duckdb")}
+        said = run(["-v", "alert-test"], tmp_path, env)
+        assert said.returncode == 0, said.stdout + said.stderr
+        assert rx.webhook.posts, "the test message went out"
+    output = said.stdout + said.stderr
+    assert "HTTP Request" in output, "the verbose log of the request is there, the secret masked"
+    for secret in (WEBHOOK_PATH.rsplit("/", 1)[1], SMTP_PASSWORD, SUMO_REFRESH_TOKEN):
+        assert secret not in output, secret
