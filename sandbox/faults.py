@@ -70,6 +70,10 @@ class Faults:
     hostile_member: str = ""
     """An MU id to list, for the SUMO user, among the first company's members in ``/api/shared/corporate``
     (``MU../../escaped``: an id that would name a path outside the landing)."""
+    nul_text: bool = False
+    """Text with a NUL character (U+0000, ``\\u0000`` in JSON): in every ``/api/risks`` answer's first row's
+    ``InsuredName``, every MI prepare answer's first row's ``insured``, and the contracts (``GET
+    /api/risks/{riskID}``) of every eleventh root. A DuckDB file can keep it, PostgreSQL cannot."""
     corporate: str = ""
     """``/api/shared/corporate``: ``empty`` answers ``[]``; ``keyless`` adds a company without ``companyId``,
     a team without ``channel`` and a member without ``uniqueID`` to the first company, beside its own."""

@@ -292,6 +292,8 @@ class Handler(BaseHTTPRequestHandler):
             body = documents.placing(root, suffix)
             if self.sandbox.faults.faults.contract_drift == "renamed":
                 body["control"]["placingStatus"] = body["control"].pop("status")
+            if self.sandbox.faults.faults.nul_text and root.index % 11 == 0:
+                body["control"]["insuredName"] += "\x00"
             return self.send_json(200, body)
         self.send_json(404, {"error": True, "reason": "Unknown API path"})
 
@@ -319,6 +321,8 @@ class Handler(BaseHTTPRequestHandler):
             if sb.faults.faults.bad_values:
                 for row, (key, value) in zip(rows, BAD_VALUES["mi"], strict=False):
                     row.update({key: value, **({"premiumCCY": "USD"} if value.startswith("EUR") else {})})
+            if sb.faults.faults.nul_text and rows:
+                rows[0] = {**rows[0], "insured": f"{rows[0]['insured']}\x00 Ltd"}
             rootless = sb.faults.faults.mi_rows_without_root
             answer = [{k: v for k, v in row.items() if k != "rootID"} if n < rootless else row
                       for n, row in enumerate(rows)]
@@ -369,11 +373,14 @@ class Handler(BaseHTTPRequestHandler):
             first, batch, repeated = True, [], []
             lagging = faults.stale_list_for == company_id  # this organisation's view is a tick behind
             world = self.sandbox.previous_world if lagging else self.sandbox.world
-            hostile = faults.hostile_documents
+            hostile, nul = faults.hostile_documents, faults.nul_text
             for row in documents.risk_rows(world, company_id, drift, faults.status_display):
                 if len(repeated) < dupes:
                     repeated.append(row)
                 text = json.dumps(row, separators=(",", ":"))
+                if nul and "InsuredName" in row:
+                    row, nul = {**row, "InsuredName": row["InsuredName"] + "\x00 Ltd"}, False
+                    text = json.dumps(row, separators=(",", ":"))
                 if hostile:  # the first row carries a field nested too deep for most parsers
                     text, hostile = text[:-1] + ',"notes":' + DEEP_VALUE + "}", False
                 batch.append(text)

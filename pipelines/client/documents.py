@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -101,6 +102,39 @@ def too_deep(text: str, start: int = 0, end: int | None = None, limit: int = MAX
     if text.count("[", start, stop) + text.count("{", start, stop) <= limit:
         return False
     return depth(text, start, stop)[0] > limit
+
+
+NUL_ESCAPE = "\\u0000"
+"""How a NUL character is written in JSON text."""
+NUL_REASON = "holds a NUL character (U+0000), which PostgreSQL cannot store"
+"""Why a document with one is set aside on either engine: the DuckDB file could keep it, a PostgreSQL
+warehouse cannot, and both must give the same answers."""
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a parsed JSON value holds U+0000 in any string or key."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if "\x00" in v:
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
+
+
+def text_has_nul(text: str) -> bool:
+    """Whether JSON text holds U+0000 (its escape, read as JSON: ``\\\\u0000`` is a backslash, not one)."""
+    if NUL_ESCAPE not in text:
+        return False
+    try:
+        return has_nul(json.loads(text))
+    except (ValueError, RecursionError):
+        return True  # cannot tell: the safe side
 
 
 @dataclasses.dataclass(frozen=True)

@@ -120,6 +120,8 @@ def inspect_json_array(path: Path, problem: Callable[[Any], tuple[str, object] |
             found = (f"larger than {max_bytes:,} characters", None)
         elif element is TOO_DEEP or documents.too_deep(text, start, end, max_depth):
             found = (f"nested deeper than {max_depth} levels", None)
+        elif text.find(documents.NUL_ESCAPE, start, end) >= 0 and documents.has_nul(element):
+            found = (documents.NUL_REASON, None)
         elif problem is not None:
             found = problem(element)
         if found is not None:

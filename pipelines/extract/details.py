@@ -111,7 +111,10 @@ def fetch(client: WhitespaceClient, raw_dir: Path, list_landed: Landed, log=lamb
 
     def one(item: tuple[str, str, str]) -> tuple[str, str, str]:
         root, lead, _sig = item
-        return client.risk_text(lead), client.combined_sets_text(root), client.defined_data_text(lead)
+        texts = client.risk_text(lead), client.combined_sets_text(root), client.defined_data_text(lead)
+        if any(documents.text_has_nul(t) for t in texts):  # recorded as the root's failure, reported, asked again
+            raise ValueError(f"its contract, lines or defined data {documents.NUL_REASON}")
+        return texts
 
     now = dt.datetime.now(dt.UTC)
     path = landing_path(raw_dir, user_id, DETAILS_FOLDER, now).with_suffix(".jsonl")

@@ -47,14 +47,15 @@ SELECT filename, ord, position, json, json->>'rootID',
             WHEN length(json) > $max_bytes THEN 'larger than ' || format('{:,}', $max_bytes) || ' characters'
             WHEN coalesce(json->>'rootID', '') = '' THEN 'no rootID: it cannot be tied to a placement'
             WHEN NOT regexp_full_match(json->>'rootID', $root_id) THEN 'rootID outside the platform''s id grammar'
-            ELSE 'deep' END
+            ELSE 'deep or NUL' END
 FROM stage_mi_all
 WHERE json_type(json) <> 'OBJECT' OR length(json) > $max_bytes OR coalesce(json->>'rootID', '') = ''
    OR NOT regexp_full_match(json->>'rootID', $root_id)
    OR length(json) - length(replace(replace(json, '[', ''), '{', '')) > $max_depth
+   OR strpos(json, '\\u0000') > 0
 """
-"""Rows to set aside, and the ones with more brackets than the depth limit (``deep``: their depth is
-then counted exactly in Python, strings skipped)."""
+"""Rows to set aside, and the ones with more brackets than the depth limit or a NUL's escape (``deep or
+NUL``: their depth is then counted exactly in Python, strings skipped, and the escape read as JSON)."""
 
 
 OLDER_THAN_STORED = """
@@ -173,10 +174,13 @@ def _set_aside(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetime)
                                          "root_id": documents.ROOT_ID.pattern}).fetchall()
     aside: dict[str, list[tuple[int, SetAside]]] = {}
     for filename, ord_, position, text, root_id, reason in found:
-        if reason == "deep":
-            if not documents.too_deep(text):
+        if reason == "deep or NUL":
+            if documents.too_deep(text):
+                reason = f"nested deeper than {documents.MAX_DEPTH} levels"
+            elif documents.text_has_nul(text):
+                reason = documents.NUL_REASON
+            else:
                 continue
-            reason = f"nested deeper than {documents.MAX_DEPTH} levels"
         aside.setdefault(filename, []).append((ord_, SetAside.of(position, reason, text, root_id)))
     for filename, rows in aside.items():
         path = Path(filename)

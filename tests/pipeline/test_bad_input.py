@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipelines import config
+from pipelines.client.documents import NUL_REASON
 from pipelines.warehouse import postgres
 from sandbox import SandboxServer
 from sandbox.server import BAD_VALUES
@@ -241,3 +242,42 @@ def test_reference_rows_without_their_key_are_counted_and_an_empty_answer_wipes_
     pipeline.server.set_faults(corporate="")
     fixed = pipeline.reference()
     assert fixed.success and check_results(fixed)["organisations_quarantine"], "the fixed answer clears the record"
+
+
+def test_a_nul_character_is_set_aside_alike_on_both_engines(tmp_path, monkeypatch, request) -> None:
+    """A DuckDB file can store U+0000, PostgreSQL cannot: the same answers must give the same warehouse on
+    both, so a document holding one is set aside on both (kept in the landing, reported)."""
+    found = {}
+    for engine in ENGINES:
+        with SandboxServer(seed=11, scale=0.1) as server:
+            pipeline = Pipeline(server, tmp_path / engine, monkeypatch)
+            settings = pipeline.warehouse
+            if engine == "postgresql":
+                base = request.getfixturevalue("postgres_server")
+                engine_ = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+                with engine_.connect() as conn:
+                    conn.execute(sa.text('DROP DATABASE IF EXISTS "bad_nul"'))
+                    conn.execute(sa.text('CREATE DATABASE "bad_nul"'))
+                engine_.dispose()
+                settings = config.WarehouseConfig(path=pipeline.db_path, url=base.rsplit("/", 1)[0] + "/bad_nul")
+            warehouse = Warehouse(pipeline, settings)
+            server.set_faults(nul_text=True)
+            assert pipeline.reference().success
+            results = [pipeline.sync(mu) for mu in SUMO_IDS]
+            assert all(r.success for r in results) and pipeline.mi().success, engine
+            if engine == "duckdb":  # the file could have kept one; it keeps none
+                for table, column in (("risks", "insured_name"), ("contracts", "insured_name"), ("mi_report", "insured")):
+                    assert pipeline.query(f"SELECT count(*) FROM {table} WHERE strpos({column}, chr(0)) > 0") == [(0,)]
+            found[engine] = {
+                "aside": sorted(warehouse.query("SELECT user_id, endpoint, document_id, reason FROM quarantine")),
+                "failed": sorted(warehouse.query("SELECT user_id, root_id, error FROM detail_failures")),
+                "risks": sorted(r for (r,) in warehouse.query("SELECT risk_id FROM risks")),
+                "mi": sorted(warehouse.query("SELECT user_id, root_id, insured FROM mi_report")),
+            }
+    duck, pg = found["duckdb"], found["postgresql"]
+    assert duck == pg
+    reasons = {(endpoint, reason) for _, endpoint, _, reason in duck["aside"]}
+    assert reasons == {("/risks", NUL_REASON), ("/mireport/prepare", NUL_REASON)}
+    assert len(duck["aside"]) == 2 * len(SUMO_IDS)
+    assert duck["failed"] and all(NUL_REASON in error for *_, error in duck["failed"])
+    assert duck["risks"] and duck["mi"]
