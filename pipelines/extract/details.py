@@ -22,9 +22,11 @@ import duckdb
 
 from pipelines.client import WhitespaceClient, documents
 from pipelines.extract import feed
-from pipelines.landing.raw import DETAILS_FOLDER, Landed, details_dir, landing_path, write_atomically
+from pipelines.landing.raw import DETAILS_FOLDER, Landed, details_dir, landing_path, locked, write_atomically
 
 INDEX = "index.json"
+LOCK = ".fetch.lock"
+"""Held while an organisation's contracts and lines are fetched and its index and feed cursor written."""
 CALLS_PER_ROOT = 3
 """A changed root costs its contract, its line sets and its Defined Data."""
 
@@ -98,7 +100,18 @@ def plan(list_path: Path, index: dict[str, str], named: frozenset[str] = frozens
 def fetch(client: WhitespaceClient, raw_dir: Path, list_landed: Landed, log=lambda *a: None, full: bool = False,
           reconcile_every: dt.timedelta | None = None) -> Fetched:
     """Fetches what changed for one organisation (revisions, the activity feed, a due reconciliation,
-    or everything when ``full``), lands it, then advances that organisation's index and feed cursor."""
+    or everything when ``full``), lands it, then advances that organisation's index and feed cursor.
+
+    One fetch of an organisation at a time, whichever process runs it (a CLI sync and a scheduled run):
+    the index and the cursor are read, and written back, under the organisation's lock. Two at once
+    would each write back what it read: one could restore a signature the other had just dropped for a
+    failed root, and that change would wait for the next reconciliation."""
+    with locked(details_dir(raw_dir, list_landed.user_id) / LOCK):
+        return _fetch(client, raw_dir, list_landed, log, full, reconcile_every)
+
+
+def _fetch(client: WhitespaceClient, raw_dir: Path, list_landed: Landed, log, full: bool,
+           reconcile_every: dt.timedelta | None) -> Fetched:
     user_id = list_landed.user_id
     index = read_index(raw_dir, user_id)
     state = feed.read_state(raw_dir, user_id)

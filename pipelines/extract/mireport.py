@@ -14,16 +14,13 @@ a change made between a prepare and its fetch, the ``mi_report_current`` check m
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
-from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.client import WhitespaceClient
 from pipelines.client.jsonscan import scan_json_array
-from pipelines.landing.raw import mi_dir, write_atomically
+from pipelines.landing.raw import locked, mi_dir, write_atomically
 
 LOCK = ".mireport.lock"
 
@@ -37,16 +34,9 @@ class MiExtract:
     requests: int
 
 
-@contextlib.contextmanager
-def exclusive(raw_dir: Path) -> Iterator[None]:
+def exclusive(raw_dir: Path):
     """One MI extraction at a time against a landing: two at once would each move the other's cursor."""
-    Path(raw_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(raw_dir) / LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return locked(Path(raw_dir) / LOCK)
 
 
 def extract(client: WhitespaceClient, user_ids: list[str], raw_dir: Path, log=lambda *a: None) -> MiExtract:

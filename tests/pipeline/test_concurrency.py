@@ -79,3 +79,53 @@ def test_a_second_writer_waits_its_turn_without_waiting_on_duckdbs_lock(tmp_path
     with db.session(no_wait) as conn:
         assert conn.execute("SELECT n FROM held").fetchall() == [(1,)], "the first writer finished first"
     assert holder.wait(timeout=30) == 0
+
+
+def test_two_fetches_of_one_organisation_take_turns_with_its_index(tmp_path: Path, monkeypatch) -> None:
+    """The detail index and the feed cursor were read, changed and written back with no lock: a CLI sync and a
+    scheduled run of one organisation could write back an old signature over a failure the other had recorded.
+    Two fetches at once now take turns: the second plans from what the first wrote."""
+    import threading
+
+    from pipelines.client import WhitespaceClient
+    from pipelines.client.settings import Settings
+    from pipelines.extract import details
+    from pipelines.landing import raw
+
+    events: list[tuple[str, str]] = []
+    plan, write = details.plan, details._write_json_atomically  # noqa: SLF001
+    monkeypatch.setattr(details, "plan", lambda *a, **k: events.append(("plan", threading.current_thread().name))
+                        or plan(*a, **k))
+    monkeypatch.setattr(details, "_write_json_atomically", lambda path, payload: events.append(
+        ("index", threading.current_thread().name)) or write(path, payload))
+    a_fetching, b_started = threading.Event(), threading.Event()
+    with SandboxServer(seed=3, scale=0.1) as server:
+        settings = Settings.from_values(server.sync_url, BUCKET, server.api_url, SUMO_REFRESH_TOKEN,
+                                        user_name=SUMO_USER_NAME)
+        with WhitespaceClient(settings) as client:
+            bound = client.for_user(SUMO_IDS[0])
+            landed = raw.record(raw.download_risk_list(bound, tmp_path, SUMO_IDS[0]), tmp_path, SUMO_IDS[0], "/risks")
+            risk_text = bound.risk_text
+
+            def first_waits(risk_id: str) -> str:  # A, inside its fetch, waits until B has set out to fetch too
+                if threading.current_thread().name.startswith("whitespace") and not a_fetching.is_set():
+                    a_fetching.set()
+                    assert b_started.wait(60)
+                return risk_text(risk_id)
+
+            monkeypatch.setattr(bound, "risk_text", first_waits)
+
+            def b() -> None:
+                assert a_fetching.wait(60)
+                b_started.set()
+                details.fetch(bound, tmp_path, landed)
+
+            fetches = [threading.Thread(target=details.fetch, args=(bound, tmp_path, landed), name="A"),
+                       threading.Thread(target=b, name="B")]
+            for t in fetches:
+                t.start()
+            for t in fetches:
+                t.join(120)
+    assert [e for e in events if e[1] in ("A", "B")] == [("plan", "A"), ("index", "A"), ("plan", "B")], events
+    index = details.read_index(tmp_path, SUMO_IDS[0])
+    assert index == {root: sig for root, (_lead, sig) in details.roots_in_list(landed.path).items()}
