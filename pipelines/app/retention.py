@@ -40,7 +40,7 @@ STAMP = re.compile(r"^(\d{8}T\d{12})Z")
 NEWEST_DETAIL_LINES = """
 SELECT DISTINCT filename FROM (
   SELECT filename FROM read_json(?, format = 'newline_delimited', filename = true,
-                                 columns = {root_id: 'VARCHAR', gone: 'BOOLEAN'})
+                                 columns = {{root_id: 'VARCHAR', gone: 'BOOLEAN'}}{options})
   WHERE NOT coalesce(gone, FALSE) AND root_id IS NOT NULL
   QUALIFY row_number() OVER (PARTITION BY root_id ORDER BY filename DESC) = 1)
 """
@@ -48,7 +48,7 @@ SELECT DISTINCT filename FROM (
 
 NEWEST_MI_ROWS = """
 SELECT DISTINCT filename FROM (
-  SELECT filename FROM read_json_objects(?, format = 'array', filename = true)
+  SELECT filename FROM read_json_objects(?, format = 'array', filename = true{options})
   WHERE coalesce(json->>'rootID', '') <> ''
   QUALIFY row_number() OVER (PARTITION BY json->>'rootID' ORDER BY filename DESC) = 1)
 """
@@ -82,7 +82,7 @@ def _newest_holders(sql: str, files: list[Path]) -> set[Path]:
     if not files:
         return set()
     with duckdb.connect() as mem:
-        return {Path(r[0]) for r in mem.execute(sql, [[str(f) for f in files]]).fetchall()}
+        return {Path(r[0]) for r in raw.read_objects(mem, sql, [[str(f) for f in files]], files)}
 
 
 BOOKKEEPING = ("raw_responses", "sync_state", "detail_loads", "mi_report_loads")

@@ -33,8 +33,9 @@ RISK_ID = re.compile(rf"IC{_GROUPS}(?:::[A-Za-z0-9_-]{{1,64}}){{0,15}}")
 
 MAX_DEPTH = 64
 """Nesting levels a document may have (objects and arrays inside each other)."""
-MAX_BYTES = 64 << 20
-"""Characters one document may have (64 MiB)."""
+MAX_BYTES = 16 << 20
+"""Characters one document may have (16 MiB, DuckDB's default for one JSON object: a larger one in a file is
+read only with a limit raised for it, at a cost in memory)."""
 ID_SHOWN = 120
 """At most this much of a refused id is kept and shown."""
 
@@ -148,11 +149,14 @@ class SetAside:
     """Its id as sent, when it has one (cut short), whatever it looks like."""
     digest: str
     """The MD5 of its text: the same document keeps its record from one answer to the next."""
+    chars: int = 0
+    """The length of its text (a reader of the answer must allow an element that large)."""
 
     @classmethod
     def of(cls, position: int, reason: str, text: str, document_id: object = None) -> SetAside:
         shown_id = None if document_id is None else str(document_id)[:ID_SHOWN]
-        return cls(position, reason, shown_id, hashlib.md5(text.encode("utf-8", "surrogatepass")).hexdigest())  # noqa: S324 - an identity, not a secret
+        digest = hashlib.md5(text.encode("utf-8", "surrogatepass")).hexdigest()  # noqa: S324 - an identity, not a secret
+        return cls(position, reason, shown_id, digest, len(text))
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

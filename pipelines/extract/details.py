@@ -22,7 +22,15 @@ import duckdb
 
 from pipelines.client import WhitespaceClient, documents
 from pipelines.extract import feed
-from pipelines.landing.raw import DETAILS_FOLDER, Landed, details_dir, landing_path, locked, write_atomically
+from pipelines.landing.raw import (
+    DETAILS_FOLDER,
+    Landed,
+    details_dir,
+    landing_path,
+    locked,
+    read_objects,
+    write_atomically,
+)
 
 INDEX = "index.json"
 LOCK = ".fetch.lock"
@@ -61,12 +69,12 @@ def _rank(risk_id: str) -> tuple:
 def roots_in_list(list_path: Path) -> dict[str, tuple[str, str]]:
     """root id -> (lead risk id, signature of all its documents' revisions), from a landed risk list."""
     with duckdb.connect() as conn:
-        rows = conn.execute(
+        rows = read_objects(
+            conn,
             """SELECT coalesce(json->>'id', json->>'Id', json->>'ID'),
                       coalesce(json->>'rev', json->>'Rev', json->>'REV', '')
-               FROM read_json_objects(?, format = 'array')""",
-            [str(list_path)],
-        ).fetchall()
+               FROM read_json_objects(?, format = 'array'{options})""",
+            [str(list_path)], list_path)
     docs: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for risk_id, rev in rows:
         if documents.is_risk_id(risk_id):  # an id outside the grammar never reaches a URL (its row is set aside)

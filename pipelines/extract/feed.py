@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.client import WhitespaceClient
-from pipelines.landing.raw import details_dir, write_atomically
+from pipelines.landing.raw import details_dir, read_objects, write_atomically
 
 ACTIVITIES = ("Signed Lines", "Line Written")
 """Activity kinds that can mean a root's lines changed without its placing revision changing. Which
@@ -79,9 +79,9 @@ def platform_time(value: object) -> dt.datetime | None:
 def newest_change(list_path: Path) -> str | None:
     """The newest ``updatedAt`` of a landed risk list: where a first cursor starts."""
     with duckdb.connect() as conn:
-        values = conn.execute(
-            """SELECT DISTINCT coalesce(json->>'updatedAt', json->>'UpdatedAt', json->>'updatedat')
-               FROM read_json_objects(?, format = 'array')""", [str(list_path)]).fetchall()
+        values = read_objects(conn, """SELECT DISTINCT coalesce(json->>'updatedAt', json->>'UpdatedAt', json->>'updatedat')
+                                       FROM read_json_objects(?, format = 'array'{options})""",
+                              [str(list_path)], list_path)
     times = [t for (v,) in values if (t := platform_time(v)) is not None]
     return max(times).strftime(PLATFORM_TIME) if times else None
 

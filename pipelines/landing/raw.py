@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from pipelines.client import Download, WhitespaceError, documents, endpoints
 
 DETAILS_FOLDER = "risk_details"
@@ -57,6 +59,11 @@ class Landed:
     def accepted(self) -> int:
         """The elements the loaders take."""
         return self.items - len(self.set_aside)
+
+    @property
+    def read_option(self) -> str:
+        """What a ``read_json_objects`` of this answer needs to get past its largest element set aside."""
+        return read_option(max((a.chars for a in self.set_aside), default=0))
 
     def relative_to(self, root: Path) -> str:
         return self.path.relative_to(root).as_posix()
@@ -133,6 +140,30 @@ def write_atomically(path: Path, text: str, durable: bool = False) -> None:
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+READ_LIMIT = 16 << 20
+"""DuckDB's default ``maximum_object_size``: one element of a JSON file larger than about twice this stops
+``read_json_objects`` ("maximum_object_size exceeded")."""
+
+
+def read_option(largest: int) -> str:
+    """The option a ``read_json_objects`` call needs for a file whose largest element is ``largest``
+    characters: none up to DuckDB's default (a larger limit costs memory on every read), else just enough."""
+    return f", maximum_object_size = {largest + 1024}" if largest > READ_LIMIT else ""
+
+
+def read_objects(conn, sql: str, params: list, paths: list[Path] | Path) -> list[tuple]:
+    """Runs ``sql``, whose ``read_json_objects`` calls end in ``{options}``, over landed files: with DuckDB's
+    default limit first, and only if one element of theirs exceeds it, again with the largest file's size
+    (no element is larger than its file). One document of hundreds of MB never stops a read for good."""
+    try:
+        return conn.execute(sql.format(options=""), params).fetchall()
+    except duckdb.InvalidInputException as exc:
+        if "maximum_object_size" not in str(exc):
+            raise
+    largest = max(Path(p).stat().st_size for p in ([paths] if isinstance(paths, Path | str) else paths))
+    return conn.execute(sql.format(options=read_option(max(largest, READ_LIMIT + 1))), params).fetchall()
 
 
 @contextlib.contextmanager

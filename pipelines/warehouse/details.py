@@ -11,7 +11,7 @@ import duckdb
 
 from models.tables import contracts as contracts_table
 from pipelines.client import endpoints
-from pipelines.landing.raw import details_dir
+from pipelines.landing.raw import details_dir, read_objects
 from pipelines.warehouse import db
 from pipelines.warehouse.postgres import Scope
 
@@ -23,9 +23,9 @@ CREATE OR REPLACE TEMP TABLE stage_details AS
 SELECT root_id, risk_id, error, TRY_CAST(contract AS JSON) AS c, TRY_CAST(lines AS JSON) AS l,
        TRY_CAST(defined_data AS JSON) AS d, ws_ts(fetched_at) AS fetched_at
 FROM (SELECT *, row_number() OVER () AS ord
-      FROM read_json(?, format = 'newline_delimited', filename = true, columns = {
+      FROM read_json(?, format = 'newline_delimited', filename = true, columns = {{
              root_id: 'VARCHAR', risk_id: 'VARCHAR', contract: 'VARCHAR', lines: 'VARCHAR', error: 'VARCHAR',
-             gone: 'BOOLEAN', fetched_at: 'VARCHAR', defined_data: 'VARCHAR'}))
+             gone: 'BOOLEAN', fetched_at: 'VARCHAR', defined_data: 'VARCHAR'}}{options}))
 WHERE NOT coalesce(gone, FALSE)
 QUALIFY row_number() OVER (PARTITION BY root_id ORDER BY filename DESC, ord DESC) = 1
 """
@@ -213,9 +213,10 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, user_id: str, n
     failed: dict[str, str] = {}
     roots = older = 0
     drift: list[dict] = []
+    if files:  # read before the transaction: a read retried with a larger limit must not abort it
+        read_objects(conn, STAGE, [[str(f) for f in files]], files)
     with db.transaction(conn):
         if files:
-            conn.execute(STAGE, [[str(f) for f in files]])
             roots = conn.execute("SELECT count(*) FROM stage_details WHERE error IS NULL").fetchone()[0]
             failed = dict(conn.execute("SELECT root_id, error FROM stage_details WHERE error IS NOT NULL").fetchall())
             conn.execute("DELETE FROM stage_details WHERE error IS NOT NULL")

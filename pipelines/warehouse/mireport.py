@@ -16,7 +16,7 @@ import duckdb
 
 from pipelines.client import documents, endpoints
 from pipelines.client.documents import SetAside
-from pipelines.landing.raw import MI_FOLDER
+from pipelines.landing.raw import MI_FOLDER, read_objects
 from pipelines.warehouse import db, quarantine
 from pipelines.warehouse.postgres import Scope
 
@@ -27,7 +27,7 @@ STAGE = (
     # Every row of every pending file, read once, with its place in its file (from 1).
     """CREATE OR REPLACE TEMP TABLE stage_mi_all AS
        SELECT filename, ord, ord - min(ord) OVER (PARTITION BY filename) + 1 AS position, json
-       FROM read_json_objects(?, format = 'array', filename = true) WITH ORDINALITY AS e(json, filename, ord)""",
+       FROM read_json_objects(?, format = 'array', filename = true{options}) WITH ORDINALITY AS e(json, filename, ord)""",
     # Per organisation and placement, the row landed last.
     """CREATE OR REPLACE TEMP TABLE stage_mi AS
        SELECT regexp_extract(filename, '([^/]+)/mireport/[^/]+$', 1) AS user_id,
@@ -145,9 +145,10 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetim
     files = pending(conn, raw_dir)
     rows = older = 0
     set_aside: list[SetAside] = []
+    if files:  # read before the transaction: a read retried with a larger limit must not abort it
+        read_objects(conn, STAGE[0], [[str(f) for f in files]], files)
     with db.transaction(conn):
         if files:
-            conn.execute(STAGE[0], [[str(f) for f in files]])
             per_file = dict(conn.execute(PER_FILE).fetchall())
             set_aside = _set_aside(conn, raw_dir, now)
             conn.execute(STAGE[1])

@@ -65,16 +65,15 @@ def unparsed_timestamps(conn) -> Outcome:
     return Outcome(passed=bad[0] == 0, metadata={"unreadable_timestamps": bad[0], "examples": bad[1] or []})
 
 
-def api_distinct_ids(conn, raw_path: str, items: int, set_aside: list[int] | tuple[int, ...] = ()) -> int:
+def api_distinct_ids(conn, raw_path: str, items: int, set_aside: list[int] | tuple[int, ...] = (),
+                     read_option: str = "") -> int:
     """The distinct ids of a landed risk list, counted anew from the file (whatever spelling of ``id``),
-    less its elements at the positions ``set_aside`` (quarantined as it was landed)."""
-    return _count(
-        conn,
-        "SELECT count(DISTINCT coalesce(json->>'id', json->>'Id', json->>'ID')) "
-        "FROM read_json_objects(?, format = 'array') WITH ORDINALITY AS e(json, ord) "
-        "WHERE NOT list_contains(?::BIGINT[], ord)",
-        [raw_path, list(set_aside)],
-    ) if items else 0
+    less its elements at the positions ``set_aside`` (quarantined as it was landed; ``read_option``: what
+    reading past the largest of them needs, ``Landed.read_option``)."""
+    sql = ("SELECT count(DISTINCT coalesce(json->>'id', json->>'Id', json->>'ID')) "  # noqa: S608 - a number
+           f"FROM read_json_objects(?, format = 'array'{read_option}) WITH ORDINALITY AS e(json, ord) "
+           "WHERE NOT list_contains(?::BIGINT[], ord)")
+    return _count(conn, sql, [raw_path, list(set_aside)]) if items else 0
 
 
 def partition_matches_api(conn, user_id: str, raw_path: str, items: int, counted: Future[int] | None = None,

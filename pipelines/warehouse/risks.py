@@ -125,9 +125,9 @@ def elements(conn: duckdb.DuckDBPyConnection, landed: Landed) -> tuple[str, int]
     if not landed.set_aside:
         return FILE, landed.items
     conn.execute(
-        """CREATE OR REPLACE TEMP TABLE accepted_risks AS
-           SELECT json FROM read_json_objects(?, format = 'array') WITH ORDINALITY AS e(json, ord)
-           WHERE NOT list_contains(?::BIGINT[], ord) ORDER BY ord""",
+        f"""CREATE OR REPLACE TEMP TABLE accepted_risks AS
+            SELECT json FROM read_json_objects(?, format = 'array'{landed.read_option}) WITH ORDINALITY AS e(json, ord)
+            WHERE NOT list_contains(?::BIGINT[], ord) ORDER BY ord""",  # noqa: S608 - a number
         [str(landed.path), [a.position for a in landed.set_aside]])
     return ACCEPTED, landed.accepted
 

@@ -216,3 +216,22 @@ def test_contracts_lines_and_defined_data_load_whatever_they_hold(conn, tmp_path
     assert snapshot() == first
     assert {r for (r,) in conn.execute("SELECT root_id FROM contracts WHERE root_id = ANY(?)", [roots]).fetchall()} \
         == set(roots), "every root's contract is loaded, whatever it held"
+
+
+def test_an_element_larger_than_duckdb_reads_by_default_is_set_aside_and_the_rest_loads(conn, tmp_path) -> None:
+    """DuckDB's ``read_json_objects`` stops at an element of more than about 32 MB ("maximum_object_size
+    exceeded"): one such row stopped every read of its answer, each sync."""
+    from pipelines.extract import details, feed
+    from pipelines.warehouse import quality
+
+    user, big = "MUBIGROW", "x" * (40 << 20)
+    text = json.dumps([{"id": "IC0BADBAD0-1::FO", "rev": "1-a", "updatedAt": "2026-01-01 10:00:00"},
+                       {"id": "IC0BADBAD0-2::FO", "notes": big}, {"id": "IC0BADBAD0-3::FO", "rev": "1-b"}])
+    landed = land(tmp_path, user, text)
+    assert [(a.position, a.reason) for a in landed.set_aside] == [(2, f"larger than {documents.MAX_BYTES:,} characters")]
+    risks.load_list(conn, landed, "x.json")
+    assert {r for (r,) in conn.execute("SELECT risk_id FROM risk_visibility WHERE user_id = ?", [user]).fetchall()} \
+        == {"IC0BADBAD0-1::FO", "IC0BADBAD0-3::FO"}
+    assert quality.api_distinct_ids(conn, str(landed.path), landed.items, [2], landed.read_option) == 2
+    assert set(details.roots_in_list(landed.path)) == {"IC0BADBAD0-1", "IC0BADBAD0-2", "IC0BADBAD0-3"}
+    assert feed.newest_change(landed.path) == "2026-01-01 10:00:00"

@@ -97,7 +97,7 @@ def risk_tables(context: dg.AssetExecutionContext, config: RiskTablesConfig, war
             accepted = config.accept_shrink or (before is not None and before.sha256 == landed.sha256)
             with (session(risk_loader.scope(landed)) as conn,  # the answer's ids counted anew beside the load
                   db.beside(conn, quality.api_distinct_ids, str(landed.path), landed.items,
-                            [a.position for a in landed.set_aside]) as api_ids):
+                            [a.position for a in landed.set_aside], landed.read_option) as api_ids):
                 result = risk_loader.load_list(conn, landed, landed.relative_to(raw_dir),
                                                max_shrink=1.0 if accepted else warehouse.settings().max_shrink)
                 totals = {t: db.row_count(conn, t) for t in RISK_TABLES}
