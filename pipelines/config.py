@@ -27,6 +27,8 @@ LOGIN = {
     "user_ids": ("WHITESPACE_USER_IDS", "comma-separated MU ids to sync (skips discovery)"),
     "user_name": ("WHITESPACE_USER_NAME", "your name as Whitespace shows it: how a SUMO login finds its MU ids"),
     "timeout_seconds": ("WHITESPACE_TIMEOUT_SECONDS", "per-request timeout in seconds (default 60)"),
+    "max_answer_mb": ("WHITESPACE_MAX_ANSWER_MB", "the largest API answer taken, in MB (4,000): a larger one fails "
+                                                  "that request only, with an error saying so"),
 }
 REQUIRED = ("sync_url", "bucket", "api_url", "refresh_token")
 """The login's fields without which nothing can be fetched."""
@@ -79,6 +81,8 @@ VARIABLES = {name: meaning for table in (LOGIN, LOGINS, PER_LOGIN, WAREHOUSE, OP
 
 DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
 DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_ANSWER_MB = 4000.0
+"""Ten times the risk list of a 1,000,000-risk book (about 400 MB): no real answer comes near it."""
 DEFAULT_LOCK_WAIT = 300.0
 DEFAULT_MEMORY = "768MB"
 """DuckDB's working memory; past it, it spills beside the warehouse, so a load of a million risks stays under 1 GiB."""
@@ -188,6 +192,8 @@ def login_from_values(values: Mapping[str, str], max_concurrency: int = 8, login
         str(values.get("user_name") or "").strip() or None,
         timeout=number("WHITESPACE_TIMEOUT_SECONDS", str(values.get("timeout_seconds") or ""), DEFAULT_TIMEOUT),
         max_concurrency=max_concurrency, token_variable=variable("refresh_token"),
+        max_answer_bytes=int(_positive("WHITESPACE_MAX_ANSWER_MB", str(values.get("max_answer_mb") or ""),
+                                       DEFAULT_MAX_ANSWER_MB, "4000") * 1_000_000),
     )
 
 
@@ -297,7 +303,11 @@ def dagster_home(env: Mapping[str, str] | None = None) -> Path | None:
 
 
 def _above_zero(env: Mapping[str, str] | None, name: str, default: float, hint: str) -> float:
-    value = number(name, _get(env, name), default)
+    return _positive(name, _get(env, name), default, hint)
+
+
+def _positive(name: str, text: str, default: float, hint: str) -> float:
+    value = number(name, text, default)
     if value == 0:
         raise ConfigError(f"{name} must be more than 0 ({hint}).")
     return value

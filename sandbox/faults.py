@@ -77,6 +77,9 @@ class Faults:
     corporate: str = ""
     """``/api/shared/corporate``: ``empty`` answers ``[]``; ``keyless`` adds a company without ``companyId``,
     a team without ``channel`` and a member without ``uniqueID`` to the first company, beside its own."""
+    corporate_padding_mb: int = 0
+    """``/api/shared/corporate`` ends with one more company whose ``notes`` are this many MB of text, streamed:
+    an answer as large as a client must land without holding it."""
     duplicate_rows: int = 0
     """Repeat this many rows of every ``/api/risks`` answer (duplicate ids in one payload)."""
     empty_list_for: str = ""

@@ -234,6 +234,18 @@ class Handler(BaseHTTPRequestHandler):
             if self.sandbox.faults.faults.hostile_member:
                 body[0]["members"].append({"name": USERS[0].name, "uniqueID": self.sandbox.faults.faults.hostile_member,
                                            "currentState": "Live", "teams": []})
+            padding = self.sandbox.faults.faults.corporate_padding_mb
+            if padding:  # streamed a MB at a time: the sandbox holds no more of it than the client should
+                text = json.dumps(body, separators=(",", ":"))
+                megabyte = b"x" * 1_000_000
+
+                def chunks():
+                    yield (text[:-1] + ',{"companyId":"PADDING","name":"Padding Ltd","notes":"').encode()
+                    for _ in range(padding):
+                        yield megabyte
+                    yield b'"}]'
+
+                return self.send_stream(chunks())
             return self.send_json(200, body)
         if path == "/user/myDetails":
             return self.send_json(200, documents.my_details(m.user_id))

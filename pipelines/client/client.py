@@ -24,6 +24,7 @@ from pipelines.client import documents, endpoints, retry
 from pipelines.client.auth import BearerAuth, TokenManager
 from pipelines.client.documents import InvalidId
 from pipelines.client.errors import (
+    AnswerTooLarge,
     ApiError,
     ConfigError,
     InvalidUserId,
@@ -31,7 +32,7 @@ from pipelines.client.errors import (
     TransportError,
     stops_everything,
 )
-from pipelines.client.jsonscan import inspect_json_array
+from pipelines.client.jsonscan import inspect_json_array, iter_json_array
 from pipelines.client.settings import Settings
 from pipelines.client.tls import tls
 
@@ -121,7 +122,12 @@ class WhitespaceClient:
         return self.get_json(endpoints.VERSION)
 
     def corporate(self) -> list[dict]:
+        """``GET /api/shared/corporate`` parsed in memory (small answers); ``download_corporate`` streams it."""
         return self.get_json(endpoints.CORPORATE, send_user_id=False)
+
+    def download_corporate(self, dest: Path) -> Download:
+        """``GET /api/shared/corporate`` streamed to ``dest`` as received: memory stays flat whatever its size."""
+        return self._request(endpoints.CORPORATE, None, _Landing(Path(dest)), False)
 
     def my_details(self) -> dict:
         return self.get_json(endpoints.MY_DETAILS)
@@ -226,12 +232,14 @@ class WhitespaceClient:
         name = (self.settings.user_name or "").strip()
         if not name:
             raise InvalidUserId(None, self._shown(endpoints.MY_DETAILS))
-        found = [
-            Organisation(member["uniqueID"], company.get("companyId", ""), company.get("name", ""))
-            for company in self.corporate()
-            for member in company.get("members") or []
-            if str(member.get("name", "")).strip().casefold() == name.casefold() and member.get("uniqueID")
-        ]
+        with tempfile.TemporaryDirectory(prefix="whitespace-corporate-") as folder:  # one company held at a time
+            answer = self.download_corporate(Path(folder) / "corporate.json").path
+            found = [
+                Organisation(member["uniqueID"], company.get("companyId", ""), company.get("name", ""))
+                for company in iter_json_array(answer) if isinstance(company, dict)
+                for member in company.get("members") or [] if isinstance(member, dict)
+                if str(member.get("name", "")).strip().casefold() == name.casefold() and member.get("uniqueID")
+            ]
         found = _valid(found, endpoints.CORPORATE)
         if not found:
             raise ConfigError(
@@ -285,10 +293,13 @@ class WhitespaceClient:
             if status != 200:
                 body = response.read()
                 raise self._error(status, url, body, response.headers.get("Retry-After"))
+            announced = response.headers.get("Content-Length", "")
+            if announced.isdigit() and int(announced) > self.settings.max_answer_bytes:
+                raise AnswerTooLarge(self.settings.max_answer_bytes, int(announced), url)
             if dest is _BYTES:
-                return response.read()
+                return self._read(response, url)
             if dest is None or dest is _TEXT or dest is _ROWS_TEXT:
-                body = response.read()
+                body = self._read(response, url)
                 try:
                     parsed = json.loads(body)
                 except RecursionError:  # deeper than Python's parser goes: the answer, or one row of it
@@ -303,6 +314,16 @@ class WhitespaceClient:
                 return parsed if dest is None else body.decode("utf-8")
             return self._land(response, url, dest)
 
+    def _read(self, response: httpx.Response, url: str) -> bytes:
+        """The body, read as it arrives: no more than ``max_answer_bytes`` of it is ever held."""
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.settings.max_answer_bytes:
+                raise AnswerTooLarge(self.settings.max_answer_bytes, size, url)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     def _land(self, response: httpx.Response, url: str, landing: _Landing) -> Download:
         dest = landing.path
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -313,6 +334,8 @@ class WhitespaceClient:
                 for chunk in response.iter_bytes():
                     digest.update(chunk)
                     size += len(chunk)
+                    if size > self.settings.max_answer_bytes:
+                        raise AnswerTooLarge(self.settings.max_answer_bytes, size, url)
                     out.write(chunk)
             try:
                 items, set_aside = _count_items(Path(tmp), landing.problem)

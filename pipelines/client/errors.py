@@ -54,6 +54,15 @@ class ApiError(WhitespaceError):
         self.transient = transient
 
 
+class AnswerTooLarge(ApiError):
+    """An answer larger than ``WHITESPACE_MAX_ANSWER_MB``: that request fails, nothing of it is kept."""
+
+    def __init__(self, limit: int, size: int, url: str) -> None:
+        super().__init__(f"The answer is larger than WHITESPACE_MAX_ANSWER_MB allows ({limit / 1e6:,.0f} MB; "
+                         f"{size / 1e6:,.0f} MB or more came): nothing of it was kept. Raise the setting if the "
+                         "platform really sends that much", 200, url)
+
+
 class NotAuthorised(ApiError):
     """``401 Invalid WSAUTH`` that a fresh token did not cure."""
 

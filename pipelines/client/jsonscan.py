@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import codecs
+import dataclasses
+import hashlib
 import io
 import json
 import re
@@ -53,13 +55,91 @@ class _Reader:
 _LEADING_ID = re.compile(r'\{\s*"[iI][dD]"\s*:\s*("(?:[^"\\]|\\.)*")')
 TOO_DEEP = object()
 """What ``iter_json_array`` yields for an element nested too deep for Python's parser to build."""
+_OUTSIDE = re.compile(r'["\[\]{}]')
+_INSIDE = re.compile(r'["\\]')
 
 
-def iter_json_array(path: Path | bytes, chunk: int = 1 << 20, spans: bool = False) -> Iterator[Any]:
+@dataclasses.dataclass(frozen=True)
+class TooLarge:
+    """What ``iter_json_array`` yields for an element longer than its ``max_element``: passed over as it
+    streams by, never held whole."""
+
+    chars: int
+    digest: str
+    """The MD5 of its text (``documents.SetAside.digest``)."""
+    head: str
+    """Its first 4,096 characters (where its id is, when it comes first)."""
+
+
+class _Skipper:
+    """Finds where one JSON value ends in text that arrives piece by piece: brackets counted, strings and
+    their escapes passed over; what it has seen is not kept."""
+
+    def __init__(self) -> None:
+        self.level, self.in_string, self.escaped, self.started, self.scalar = 0, False, False, False, False
+
+    def feed(self, text: str, i: int) -> int:
+        """Where the value ends in ``text`` (reading from ``i``), or -1 when it goes on in the next piece."""
+        n = len(text)
+        if not self.started and i < n:
+            self.started, self.scalar = True, text[i] not in '"[{'
+        if self.scalar:  # a number or a literal: it ends where the array goes on
+            m = re.compile(r"[,\]\s]").search(text, i)
+            return m.start() if m else -1
+        while i < n:
+            if self.escaped:
+                i, self.escaped = i + 1, False
+                continue
+            if self.in_string:
+                m = _INSIDE.search(text, i)
+                if m is None:
+                    return -1
+                i = m.end()
+                if m.group() == "\\":
+                    self.escaped = True
+                    continue
+                self.in_string = False
+                if self.level == 0:
+                    return i
+                continue
+            m = _OUTSIDE.search(text, i)
+            if m is None:
+                return -1
+            i, token = m.end(), m.group()
+            if token == '"':
+                self.in_string = True
+            elif token in "[{":
+                self.level += 1
+            else:
+                self.level -= 1
+                if self.level == 0:
+                    return i
+        return -1
+
+
+def _pass_over(r: _Reader) -> TooLarge:
+    """Reads past the element at ``r.pos``, a piece at a time, and leaves ``r.pos`` just after it."""
+    head, digest, chars, skipper, pos = r.buf[r.pos : r.pos + 4096], hashlib.md5(), 0, _Skipper(), r.pos  # noqa: S324
+    while True:
+        end = skipper.feed(r.buf, pos)
+        piece = r.buf[pos : end if end >= 0 else len(r.buf)]
+        digest.update(piece.encode("utf-8", "surrogatepass"))
+        chars += len(piece)
+        if end >= 0:
+            r.pos = end
+            return TooLarge(chars, digest.hexdigest(), head)
+        r.buf, r.pos, pos = "", 0, 0
+        if not r.fill():
+            raise ValueError("JSON array cut short inside an element")
+
+
+def iter_json_array(path: Path | bytes, chunk: int = 1 << 20, spans: bool = False,
+                    max_element: int = documents.MAX_BYTES) -> Iterator[Any]:
     """The elements of the JSON array in ``path``, one at a time; ``ValueError`` if it is not one. An
     element nested too deep for Python's parser is ``TOO_DEEP`` (its extent found by counting brackets),
     never a ``RecursionError``. ``spans``: (element, text, start, end) instead, its text being
-    ``text[start:end]`` (not copied: most callers never need it)."""
+    ``text[start:end]`` (not copied: most callers never need it). An element longer than ``max_element``
+    characters is a ``TooLarge``, passed over as it streams by: memory stays flat whatever its size."""
     decoder = json.JSONDecoder()
     r = _Reader(path, chunk)
     try:
@@ -81,13 +161,18 @@ def iter_json_array(path: Path | bytes, chunk: int = 1 << 20, spans: bool = Fals
                 except RecursionError:
                     element, end = TOO_DEEP, documents.depth(r.buf, r.pos)[1]
                     complete = end >= 0 and (r.eof or (end < len(r.buf) and r.buf[end] in _ENDS))
-                if not complete:
+                if not complete and len(r.buf) - r.pos > max_element:
+                    count += 1
+                    large = _pass_over(r)
+                    yield (large, "", 0, 0) if spans else large
+                elif not complete:
                     if not r.fill():
                         raise ValueError(f"JSON array cut short after {count} elements") from None
                     continue
-                count += 1
-                yield (element, r.buf, r.pos, end) if spans else element
-                r.pos = end
+                else:
+                    count += 1
+                    yield (element, r.buf, r.pos, end) if spans else element
+                    r.pos = end
                 sep = r.peek()
                 r.pos += 1
                 if sep == "]":
@@ -113,9 +198,15 @@ def inspect_json_array(path: Path, problem: Callable[[Any], tuple[str, object] |
     with an element (it returns the reason and the element's id as sent). ``ValueError`` if the file
     is not a JSON array."""
     count, aside = 0, []
-    for element, text, start, end in iter_json_array(path, chunk, spans=True):
+    for element, text, start, end in iter_json_array(path, chunk, spans=True, max_element=max_bytes):
         count += 1
         found: tuple[str, object] | None = None
+        if isinstance(element, TooLarge):
+            named = _LEADING_ID.match(element.head)
+            aside.append(documents.SetAside(count, f"larger than {max_bytes:,} characters",
+                                            json.loads(named.group(1))[: documents.ID_SHOWN] if named else None,
+                                            element.digest, element.chars))
+            continue
         if end - start > max_bytes:
             found = (f"larger than {max_bytes:,} characters", None)
         elif element is TOO_DEEP or documents.too_deep(text, start, end, max_depth):

@@ -32,6 +32,8 @@ class Settings:
     max_concurrency: int = 8
     token_variable: str = "WHITESPACE_REFRESH_TOKEN"
     """The variable the renewable token was read from (named when it is rejected)."""
+    max_answer_bytes: int = 4_000_000_000
+    """The largest answer taken (``WHITESPACE_MAX_ANSWER_MB``): a larger one fails that request only."""
 
     def __post_init__(self) -> None:
         missing = [name for name, value in (("WHITESPACE_SYNC_URL", self.sync_url), ("WHITESPACE_BUCKET", self.bucket),

@@ -44,6 +44,8 @@ class WhitespaceResource(dg.ConfigurableResource):
     user_name: str = ""
     timeout_seconds: str = ""
     """Per-request timeout in seconds; empty means 60."""
+    max_answer_mb: str = ""
+    """The largest API answer taken, in MB; empty means 4,000."""
     max_concurrency: int = 8
     logins: list[Login] = []
     """Several logins to the same platform (the URLs, bucket and timeout above are shared); empty: the
@@ -97,7 +99,7 @@ class WhitespaceResource(dg.ConfigurableResource):
         from sandbox import SandboxServer  # only when the sandbox was asked for
 
         with SandboxServer(seed=self.sandbox_seed, scale=self.sandbox_scale) as server:
-            values = {**server.login(), "timeout_seconds": self.timeout_seconds}
+            values = {**server.login(), "timeout_seconds": self.timeout_seconds, "max_answer_mb": self.max_answer_mb}
             with WhitespaceClient(config.login_from_values(values, self.max_concurrency)) as client:
                 yield client
 

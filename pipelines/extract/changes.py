@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 from pathlib import Path
 
 from pipelines.client import WhitespaceClient, endpoints
@@ -118,13 +117,13 @@ def _details_reason(client: WhitespaceClient, raw_dir: Path, previous: Landed, u
 
 def check_corporate(client: WhitespaceClient, raw_dir: Path, state: WarehouseState | None,
                     previous: Landed | None) -> Check:
-    """The same for ``/api/shared/corporate`` (a small answer, held parsed)."""
-    payload = client.corporate()
-    sha256 = hashlib.sha256(raw.encode_json(payload)).hexdigest()
-    reason = _answer_reason(state, previous, sha256, state.corporate if state else None, "corporate list")
+    """The same for ``/api/shared/corporate``, streamed to the landing as received."""
+    download = raw.download_corporate(client, raw_dir)
+    reason = _answer_reason(state, previous, download.sha256, state.corporate if state else None, "corporate list")
     if reason is None:
+        download.path.unlink()
         return Check(CORPORATE, UNCHANGED, previous)
-    return Check(CORPORATE, reason, raw.land_json(raw_dir, CORPORATE, endpoints.CORPORATE, payload))
+    return Check(CORPORATE, reason, raw.record(download, raw_dir, CORPORATE, endpoints.CORPORATE))
 
 
 def check_all(client: WhitespaceClient, user_ids: list[str], raw_dir: Path, state: WarehouseState | None,

@@ -9,7 +9,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -90,30 +89,15 @@ def download_risk_list(client, raw_dir: Path, user_id: str) -> Download:
     return client.download_risks(dest)
 
 
+def download_corporate(client, raw_dir: Path) -> Download:
+    """Streams the corporate list (``/shared/corporate``) to its landing path (``record`` writes its manifest)."""
+    return client.download_corporate(landing_path(raw_dir, "", endpoints.CORPORATE, dt.datetime.now(dt.UTC)))
+
+
 def record(download: Download, raw_dir: Path, user_id: str, endpoint: str, company_id: str = "") -> Landed:
     """Writes the manifest of a body the client already streamed to its landing path."""
     landed = Landed(download.path, user_id, endpoint, download.fetched_at, download.sha256, download.size,
                     download.items, company_id, download.set_aside)
-    write_manifest(landed)
-    return landed
-
-
-def encode_json(payload: Any) -> bytes:
-    """How an answer held parsed is written to disk (and hashed)."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def land_json(raw_dir: Path, user_id: str, endpoint: str, payload: Any, company_id: str = "") -> Landed:
-    """Lands an answer the caller already holds parsed (small reference answers)."""
-    body = encode_json(payload)
-    fetched_at = dt.datetime.now(dt.UTC)
-    path = landing_path(raw_dir, user_id, endpoint, fetched_at)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    tmp.write_bytes(body)
-    os.replace(tmp, path)
-    items = len(payload) if isinstance(payload, list) else 1
-    landed = Landed(path, user_id, endpoint, fetched_at, hashlib.sha256(body).hexdigest(), len(body), items, company_id)
     write_manifest(landed)
     return landed
 

@@ -93,10 +93,11 @@ def load_corporate(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path
     ``max_shrink`` of the companies the warehouse holds (an empty one included) raises
     ``SuspiciousCorporateAnswer`` and changes nothing."""
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
-    conn.execute(
-        "CREATE OR REPLACE TEMP TABLE stage_corporate AS SELECT json AS raw, ord "
-        "FROM read_json_objects(?, format = 'array') WITH ORDINALITY AS e(json, ord)",
-        [str(landed.path)],
+    conn.execute(  # without the companies set aside as the answer was landed (too large, too deep, NUL)
+        "CREATE OR REPLACE TEMP TABLE stage_corporate AS SELECT json AS raw, ord "  # noqa: S608 - a number
+        f"FROM read_json_objects(?, format = 'array'{landed.read_option}) WITH ORDINALITY AS e(json, ord) "
+        "WHERE NOT list_contains(?::BIGINT[], ord)",
+        [str(landed.path), [a.position for a in landed.set_aside]],
     )
     before = conn.execute("SELECT count(*) FROM organisations").fetchone()[0]
     after = conn.execute("SELECT count(DISTINCT raw->>'companyId') FILTER (WHERE raw->>'companyId' <> '') "
@@ -104,8 +105,8 @@ def load_corporate(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path
     if before and after < before * (1 - max_shrink):
         conn.execute("DROP TABLE IF EXISTS stage_corporate")
         raise SuspiciousCorporateAnswer(before, after, landed.items, max_shrink)
-    aside = [SetAside.of(ord_, why, text, key) for ord_, text, key, why in
-             conn.execute(SET_ASIDE, {"mu_id": documents.MU_ID.pattern}).fetchall()]
+    aside = [*landed.set_aside, *(SetAside.of(ord_, why, text, key) for ord_, text, key, why in
+                                  conn.execute(SET_ASIDE, {"mu_id": documents.MU_ID.pattern}).fetchall())]
     counts: dict[str, int] = {}
     fetched = landed.fetched_at.astimezone(dt.UTC).replace(tzinfo=None)
     with db.transaction(conn):

@@ -80,7 +80,8 @@ def test_every_element_is_counted_and_exactly_the_bad_ones_are_set_aside(tmp_pat
     expected = set()
     for position, text in enumerate(texts, 1):
         deep = text.startswith('{"id":"IC1::FO","x":[[')
-        if deep or _depth(json.loads(text)) > documents.MAX_DEPTH or documents.risk_list_problem(json.loads(text)):
+        if deep or _depth(json.loads(text)) > documents.MAX_DEPTH or documents.has_nul(json.loads(text)) \
+                or documents.risk_list_problem(json.loads(text)):
             expected.add(position)
     assert {a.position for a in aside} == expected
     assert all(a.reason.startswith("nested deeper") for a in aside if texts[a.position - 1].startswith('{"id":"IC1::FO","x":[['))
@@ -101,3 +102,23 @@ def test_a_refused_mu_id_is_a_clear_error(value) -> None:
         return
     with pytest.raises(InvalidId, match="outside the platform's id grammar"):
         documents.check_user_id(value)
+
+
+@SETTINGS
+@given(items=st.lists(elements, max_size=8), limit=st.integers(2, 80), chunk=st.sampled_from([3, 16, 1 << 20]))
+def test_an_element_over_the_size_limit_is_passed_over_whole_whatever_the_chunks(tmp_path_factory, items, limit,
+                                                                                  chunk) -> None:
+    """An element longer than the limit is read past a piece at a time (never held whole): the same count,
+    positions, lengths and digests as when it is read whole."""
+    import hashlib
+
+    texts = [json.dumps(e) for e in items]
+    path = Path(tmp_path_factory.mktemp("answer")) / "big.json"
+    path.write_text("[" + ",".join(texts) + "]")
+    count, aside = inspect_json_array(path, max_bytes=limit, chunk=chunk)
+    assert count == len(texts)
+    large = {a.position: a for a in aside if a.reason.startswith("larger than")}
+    assert set(large) == {k for k, t in enumerate(texts, 1) if len(t) > limit}
+    for position, a in large.items():
+        text = texts[position - 1]
+        assert (a.chars, a.digest) == (len(text), hashlib.md5(text.encode()).hexdigest())

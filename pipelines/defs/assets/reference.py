@@ -19,8 +19,8 @@ def raw_corporate(config: LandedConfig, whitespace: WhitespaceResource, warehous
     fetched_by = "the sync's change check"
     if landed is None:
         with whitespace.working_client() as client:  # the same platform-wide list for every login
-            payload = client.corporate()
-        landed = raw.land_json(warehouse.raw_path(), "", endpoints.CORPORATE, payload)
+            download = raw.download_corporate(client, warehouse.raw_path())
+        landed = raw.record(download, warehouse.raw_path(), "", endpoints.CORPORATE)
         fetched_by = "this run"
     return dg.MaterializeResult(metadata={
         "companies": landed.items, "bytes": landed.bytes, "sha256": landed.sha256, "fetched_by": fetched_by,
