@@ -69,7 +69,8 @@ def risk_row(root: Root, suffix: str, drift: str = "", status_display: bool = Fa
     return row
 
 
-HOSTILE_NAME = "Robert'); DROP TABLE risks;-- \"quoted\" \u00fc\u4e2d\U0001F600\u202e \x00"
+# Control characters and escapes, but no NUL: a NUL is set aside on either engine, the nul_text fault sends it.
+HOSTILE_NAME = "Robert'); DROP TABLE risks;-- \"quoted\" \u00fc\u4e2d\U0001F600\u202e \x07\x1b[31m"
 
 
 def hostile(row: dict[str, Any], index: int) -> None:

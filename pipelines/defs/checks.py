@@ -85,6 +85,10 @@ DETAILS = (
     Check("defined_data_values_parse", "defined_data",
           "every amount, percentage and date tag of Defined Data parsed exactly (else NULL, the text kept)",
           lambda conn, **_: quality.unparsed_values(conn, quality.DEFINED_DATA_VALUES), warn_only=True),
+    Check("contracts_values_parse", "contracts",
+          "every facility flag, timestamp, inception and expiry date of the contracts parsed (else NULL, the text "
+          "kept in raw)",
+          lambda conn, **_: quality.unparsed_values(conn, quality.CONTRACT_VALUES), warn_only=True),
     Check("contracts_schema_drift", "contracts",
           "contracts and line impressions carry only known fields, and every field the loader reads",
           lambda conn, drift, **_: quality.detail_drift(drift), warn_only=True),
@@ -113,6 +117,9 @@ REFERENCE = (
           "no uniqueID or one outside the platform's grammar; kept in the landing, listed in quarantine)",
           lambda conn, **_: quality.quarantined(conn, endpoints.CORPORATE), warn_only=True),
     has_parent("teams", "organisations", "company_id", "every team belongs to a known organisation"),
+    Check("organisations_values_parse", "organisations",
+          "every flag and timestamp of the companies parsed (else NULL, the text kept in raw)",
+          lambda conn, **_: quality.unparsed_values(conn, quality.REFERENCE_VALUES), warn_only=True),
     unique("users", "user_id", "user_id (MU id) is unique"),
     has_parent("users__teams", "users", "user_id", "every row has its user"),
 )

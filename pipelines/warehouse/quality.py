@@ -240,6 +240,9 @@ MI_VALUES = (
     ("periodTo", "mi_report", "raw->>'periodTo'", "period_to"),
     ("writtenLinePerc", "mi_report_carriers", "written_raw", "written_pct"),
     ("signedLinePerc", "mi_report_carriers", "signed_raw", "signed_pct"),
+    ("riskCreatedAt", "mi_report", "raw->>'riskCreatedAt'", "risk_created_at"),
+    ("riskUpdatedAt", "mi_report", "raw->>'riskUpdatedAt'", "risk_updated_at"),
+    ("dataVersion", "mi_report", "raw->>'dataVersion'", "data_version"),
 )
 
 
@@ -255,6 +258,23 @@ def unparsed_values(conn, values=MI_VALUES) -> Outcome:
             found[field] = {"values": n, "examples": examples}
     return Outcome(passed=not found, metadata={"unparsed": found, "fields_checked": len(values)})
 
+
+CONTRACT_VALUES = (
+    ("control.isFacility", "contracts", "raw->'control'->>'isFacility'", "is_facility"),
+    ("createdAt", "contracts", "raw->>'createdAt'", "created_at"),
+    ("updatedAt", "contracts", "raw->>'updatedAt'", "updated_at"),
+    ("Inception_Date", "contracts", "ws_placeholder(raw, 'Inception_Date')", "inception_date"),
+    ("Expiry_Date", "contracts", "ws_placeholder(raw, 'Expiry_Date')", "expiry_date"),
+)
+"""The contract's typed fields, each beside the text it was read from (kept in ``raw``)."""
+
+REFERENCE_VALUES = (
+    ("isOffline", "organisations", "raw->>'isOffline'", "is_offline"),
+    ("isTestOnly", "organisations", "raw->>'isTestOnly'", "is_test_only"),
+    ("createdAt", "organisations", "raw->>'createdAt'", "created_at"),
+    ("updatedAt", "organisations", "raw->>'updatedAt'", "updated_at"),
+)
+"""The companies' typed fields, each beside the text it was read from (kept in ``raw``)."""
 
 MARKET_LINE_VALUES = (
     ("writtenLinePercentageString", "market_lines", "written_raw", "written_pct"),

@@ -18,15 +18,19 @@ from tests.conftest import settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
 LAND = """
-import resource, sys
+import resource, sys, tracemalloc
 from pathlib import Path
 from pipelines.client import Settings, WhitespaceClient
 from pipelines.landing import raw
 settings = Settings.from_values(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], user_name=sys.argv[5])
 with WhitespaceClient(settings) as client:
+    tracemalloc.start()
     landed = raw.download_corporate(client, Path(sys.argv[6]))
-print(landed.size, landed.items, len(landed.set_aside), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    peak = tracemalloc.get_traced_memory()[1]
+print(landed.size, landed.items, len(landed.set_aside), peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
+"""Lands the corporate list in a process of its own; prints its size, elements, elements set aside, the most
+memory Python held at once while landing it, and the process's peak resident size (KiB)."""
 
 
 def test_an_answer_over_the_limit_fails_that_request_only_and_leaves_nothing(sandbox, waits, tmp_path) -> None:
@@ -51,6 +55,8 @@ def test_landing_a_huge_answer_keeps_memory_flat(tmp_path) -> None:
         out = subprocess.run([sys.executable, "-c", LAND, server.sync_url, BUCKET, server.api_url, SUMO_REFRESH_TOKEN,
                               SUMO_USER_NAME, str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    size, items, aside, peak_kib = map(int, out.stdout.split())
+    size, items, aside, held, peak_kib = map(int, out.stdout.split())
     assert size > megabytes * 1_000_000 and aside == 1, "landed whole, its one huge company set aside"
-    assert peak_kib < 200 * 1024, f"peak {peak_kib / 1024:.0f} MB"
+    # What Python held at once, counted allocation by allocation (the resident size also counts what the
+    # allocator has not handed back yet, which the machine's load moves): a 250 MB answer in 100 MB.
+    assert held < 100_000_000, f"held {held / 1e6:.0f} MB at once (resident peak {peak_kib / 1024:.0f} MB)"

@@ -89,3 +89,23 @@ def test_a_date_without_dashes_is_not_read_as_an_epoch_time(conn) -> None:
     got = conn.execute("SELECT ws_ts('20240301'), ws_ts('0'), ws_ts('1700000000'), ws_ts('1700000000000')").fetchone()
     assert got[0] is None and got[1] is None
     assert got[2] == got[3] and got[2].year == 2023
+
+
+def test_the_parse_checks_name_every_typed_field_that_did_not_parse(tmp_path) -> None:
+    """Contracts' flags, timestamps and dates and companies' flags and timestamps were NULL with nothing said
+    when their text did not parse; now each table's check names them (the text stays in raw)."""
+    from pipelines.warehouse import db, quality
+
+    with db.session(tmp_path / "w.duckdb") as conn:
+        conn.execute("""INSERT INTO contracts (root_id, raw, created_at, updated_at, is_facility)
+                        VALUES ('IC1', '{"createdAt": "yesterday", "updatedAt": "2024-03-01 10:00:00",
+                                         "control": {"isFacility": "maybe"}}', NULL, TIMESTAMP '2024-03-01 10:00:00', NULL),
+                               ('IC2', '{"createdAt": "TBA", "control": {}}', NULL, NULL, NULL)""")
+        outcome = quality.unparsed_values(conn, quality.CONTRACT_VALUES)
+        assert not outcome.passed
+        assert outcome.metadata["unparsed"] == {"createdAt": {"values": 1, "examples": ["yesterday"]},
+                                                "control.isFacility": {"values": 1, "examples": ["maybe"]}}
+        conn.execute("""INSERT INTO organisations (company_id, raw, is_offline, updated_at)
+                        VALUES ('X', '{"isOffline": "sometimes", "updatedAt": 20240301}', NULL, NULL)""")
+        found = quality.unparsed_values(conn, quality.REFERENCE_VALUES).metadata["unparsed"]
+        assert set(found) == {"isOffline", "updatedAt"}
