@@ -51,15 +51,30 @@ def warehouse(request, tmp_path, monkeypatch):
         if request.param == "duckdb":
             yield Warehouse(pipeline, pipeline.warehouse)
             return
-        base = request.getfixturevalue("postgres_server")
-        name = "bad_" + request.node.name.split("[")[0].removeprefix("test_")[:40]
-        engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        engine.dispose()
-        url = base.rsplit("/", 1)[0] + "/" + name
+        url = fresh_database(request.getfixturevalue("postgres_server"),
+                             "bad_" + request.node.name.split("[")[0].removeprefix("test_")[:40])
         yield Warehouse(pipeline, config.WarehouseConfig(path=pipeline.db_path, url=url))
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """An empty database ``name`` on the module's PostgreSQL server: its URL."""
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+def sync_everything(pipeline: Pipeline, **faults) -> tuple[list[dg.ExecuteInProcessResult], dg.ExecuteInProcessResult]:
+    """With ``faults`` on: the reference data, every organisation, then the MI report; each run succeeds."""
+    pipeline.server.set_faults(**faults)
+    assert pipeline.reference().success
+    synced = [pipeline.sync(mu) for mu in SUMO_IDS]
+    assert all(r.success for r in synced)
+    mi = pipeline.mi()
+    assert mi.success
+    return synced, mi
 
 
 def check_metadata(result: dg.ExecuteInProcessResult, name: str) -> dict:
@@ -71,12 +86,7 @@ def check_metadata(result: dg.ExecuteInProcessResult, name: str) -> dict:
 
 def test_values_no_column_can_hold_are_null_beside_their_text_and_the_rest_loads(warehouse) -> None:
     pipeline = warehouse.pipeline
-    pipeline.server.set_faults(bad_values=True)
-    assert pipeline.reference().success
-    synced = [pipeline.sync(mu) for mu in SUMO_IDS]
-    assert all(r.success for r in synced)
-    mi = pipeline.mi()
-    assert mi.success
+    synced, mi = sync_everything(pipeline, bad_values=True)
 
     world = pipeline.server.world
     seen = {world.root(i).root_id for mu in SUMO_IDS
@@ -138,12 +148,7 @@ def test_documents_no_loader_can_take_are_set_aside_reported_and_the_rest_loads(
     the download), an MI row as deep stopped the MI report; a row that is not an object, has no id, or has an
     id outside the grammar was dropped without a word, or sent to the API as a URL."""
     pipeline = warehouse.pipeline
-    pipeline.server.set_faults(hostile_documents=True)
-    assert pipeline.reference().success
-    results = [pipeline.sync(mu) for mu in SUMO_IDS]
-    assert all(r.success for r in results)
-    mi = pipeline.mi()
-    assert mi.success
+    results, mi = sync_everything(pipeline, hostile_documents=True)
 
     world = pipeline.server.world
     aside = warehouse.query("SELECT user_id, endpoint, document_id, reason, position, path FROM quarantine")
@@ -253,18 +258,10 @@ def test_a_nul_character_is_set_aside_alike_on_both_engines(tmp_path, monkeypatc
             pipeline = Pipeline(server, tmp_path / engine, monkeypatch)
             settings = pipeline.warehouse
             if engine == "postgresql":
-                base = request.getfixturevalue("postgres_server")
-                engine_ = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-                with engine_.connect() as conn:
-                    conn.execute(sa.text('DROP DATABASE IF EXISTS "bad_nul"'))
-                    conn.execute(sa.text('CREATE DATABASE "bad_nul"'))
-                engine_.dispose()
-                settings = config.WarehouseConfig(path=pipeline.db_path, url=base.rsplit("/", 1)[0] + "/bad_nul")
+                url = fresh_database(request.getfixturevalue("postgres_server"), "bad_nul")
+                settings = config.WarehouseConfig(path=pipeline.db_path, url=url)
             warehouse = Warehouse(pipeline, settings)
-            server.set_faults(nul_text=True)
-            assert pipeline.reference().success
-            results = [pipeline.sync(mu) for mu in SUMO_IDS]
-            assert all(r.success for r in results) and pipeline.mi().success, engine
+            sync_everything(pipeline, nul_text=True)
             if engine == "duckdb":  # the file could have kept one; it keeps none
                 for table, column in (("risks", "insured_name"), ("contracts", "insured_name"), ("mi_report", "insured")):
                     assert pipeline.query(f"SELECT count(*) FROM {table} WHERE strpos({column}, chr(0)) > 0") == [(0,)]
