@@ -65,7 +65,8 @@ class Faults:
     hostile_documents: bool = False
     """Documents no loader can take, beside ordinary ones: every ``/api/risks`` answer's first row carries a
     field nested 3,000 levels deep and ends with ``42`` (not an object), a row without an id and one whose id
-    is ``IC../../../escaped::FO``; every ``POST /mireport/prepare`` answer's first row carries that deep field.
+    is ``IC../../../escaped::FO``; every ``POST /mireport/prepare`` answer's first row carries that deep field;
+    the contract (``GET /api/risks/{riskID}``) of every thirteenth root comes as a JSON array, not an object.
     A loader sets each aside, reports it, and loads the rest."""
     hostile_member: str = ""
     """An MU id to list, for the SUMO user, among the first company's members in ``/api/shared/corporate``

@@ -306,6 +306,8 @@ class Handler(BaseHTTPRequestHandler):
                 body["control"]["placingStatus"] = body["control"].pop("status")
             if self.sandbox.faults.faults.nul_text and root.index % 11 == 0:
                 body["control"]["insuredName"] += "\x00"
+            if self.sandbox.faults.faults.hostile_documents and root.index % 13 == 0:
+                body = [body]  # a contract that is not a JSON object
             return self.send_json(200, body)
         self.send_json(404, {"error": True, "reason": "Unknown API path"})
 

@@ -45,6 +45,11 @@ EXCERPT = 120
 _TEXT = Path("<text>")  # marker: return the body's text rather than parse or land it
 _BYTES = Path("<bytes>")  # marker: return the body as received, whatever it is (CSV)
 _ROWS_TEXT = Path("<rows>")  # marker: the text of an array of rows, one of which may nest too deep to parse here
+_DOCUMENT = {Path("<object>"): dict, Path("<array>"): list}
+"""Markers: the text of one document a loader takes whole, and the JSON type it must be (a contract and its
+defined data are objects, a root's line sets an array): one that is not, or that holds a NUL character
+(which PostgreSQL cannot store), fails that request with the reason, and the root is fetched again next run."""
+_OBJECT_TEXT, _ARRAY_TEXT = _DOCUMENT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,16 +147,16 @@ class WhitespaceClient:
         return self.download(endpoints.RISKS, dest, problem=documents.risk_list_problem)
 
     def risk_text(self, risk_id: str) -> str:
-        """``GET /api/risks/{riskID}`` as received."""
-        return self.get_text(endpoints.RISK.format(riskID=risk_id))
+        """``GET /api/risks/{riskID}`` as received (a JSON object)."""
+        return self._request(endpoints.RISK.format(riskID=risk_id), None, _OBJECT_TEXT, True)
 
     def combined_sets_text(self, root_id: str) -> str:
-        """``GET /api/lines/{rootID}/combinedSets`` as received."""
-        return self.get_text(endpoints.COMBINED_SETS.format(rootID=root_id))
+        """``GET /api/lines/{rootID}/combinedSets`` as received (a JSON array)."""
+        return self._request(endpoints.COMBINED_SETS.format(rootID=root_id), None, _ARRAY_TEXT, True)
 
     def defined_data_text(self, risk_id: str) -> str:
-        """``GET /api/v23.09/data/{riskID}`` (the contract's tagged values, default tagset) as received."""
-        return self.get_text(endpoints.DEFINED_DATA.format(riskID=risk_id))
+        """``GET /api/v23.09/data/{riskID}`` (the contract's tagged values, default tagset) as received (an object)."""
+        return self._request(endpoints.DEFINED_DATA.format(riskID=risk_id), None, _OBJECT_TEXT, True)
 
     def mi_prepare_text(self) -> str:
         """``POST $ROOT/mireport/prepare``: this organisation's MI rows changed since the last fetch, as received."""
@@ -298,7 +303,7 @@ class WhitespaceClient:
                 raise AnswerTooLarge(self.settings.max_answer_bytes, int(announced), url)
             if dest is _BYTES:
                 return self._read(response, url)
-            if dest is None or dest is _TEXT or dest is _ROWS_TEXT:
+            if dest is None or dest is _TEXT or dest is _ROWS_TEXT or dest in _DOCUMENT:
                 body = self._read(response, url)
                 try:
                     parsed = json.loads(body)
@@ -311,6 +316,13 @@ class WhitespaceClient:
                     parsed = None
                 except ValueError:
                     raise ApiError("The answer is not valid JSON", status, url, _excerpt(body), transient=True) from None
+                if dest in _DOCUMENT:
+                    if not isinstance(parsed, _DOCUMENT[dest]):
+                        kind = "object" if _DOCUMENT[dest] is dict else "array"
+                        raise ApiError(f"The answer is not a JSON {kind} (a {type(parsed).__name__}), so it is not "
+                                       "loaded", status, url, _excerpt(body))
+                    if documents.NUL_ESCAPE.encode() in body and documents.has_nul(parsed):
+                        raise ApiError(f"The answer {documents.NUL_REASON}, so it is not loaded", status, url)
                 return parsed if dest is None else body.decode("utf-8")
             return self._land(response, url, dest)
 

@@ -132,10 +132,9 @@ def _fetch(client: WhitespaceClient, raw_dir: Path, list_landed: Landed, log, fu
 
     def one(item: tuple[str, str, str]) -> tuple[str, str, str]:
         root, lead, _sig = item
-        texts = client.risk_text(lead), client.combined_sets_text(root), client.defined_data_text(lead)
-        if any(documents.text_has_nul(t) for t in texts):  # recorded as the root's failure, reported, asked again
-            raise ValueError(f"its contract, lines or defined data {documents.NUL_REASON}")
-        return texts
+        # a text that is not the JSON type it must be, or holds a NUL, fails here (the client says why): the
+        # root's failure is recorded, reported (contracts_fetched), and it is asked for again next run
+        return client.risk_text(lead), client.combined_sets_text(root), client.defined_data_text(lead)
 
     now = dt.datetime.now(dt.UTC)
     path = landing_path(raw_dir, user_id, DETAILS_FOLDER, now).with_suffix(".jsonl")
