@@ -77,7 +77,8 @@ class Faults:
     /api/risks/{riskID}``) of every eleventh root. A DuckDB file can keep it, PostgreSQL cannot."""
     corporate: str = ""
     """``/api/shared/corporate``: ``empty`` answers ``[]``; ``keyless`` adds a company without ``companyId``,
-    a team without ``channel`` and a member without ``uniqueID`` to the first company, beside its own."""
+    a team without ``channel`` and a member without ``uniqueID`` to the first company, beside its own, and
+    sends the second company (with its members) twice."""
     corporate_padding_mb: int = 0
     """``/api/shared/corporate`` ends with one more company whose ``notes`` are this many MB of text, streamed:
     an answer as large as a client must land without holding it."""

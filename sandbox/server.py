@@ -231,6 +231,7 @@ class Handler(BaseHTTPRequestHandler):
                 body.append({"name": "Nameless Holdings", "role": "broker", "members": [], "teams": []})
                 body[0]["teams"].append({"teamId": "LOST", "name": "Lost team", "isInactive": False})
                 body[0]["members"].append({"name": "No Id", "currentState": "Live", "teams": []})
+                body.append({**body[1], "name": body[1]["name"] + " (again)"})  # a company, and its members, twice
             if self.sandbox.faults.faults.hostile_member:
                 body[0]["members"].append({"name": USERS[0].name, "uniqueID": self.sandbox.faults.faults.hostile_member,
                                            "currentState": "Live", "teams": []})

@@ -101,6 +101,9 @@ MI_REPORT = (
           "every limit, premium, currency, brokerage, period and line % the platform sent parsed exactly "
           "(else NULL, the text kept beside it)",
           lambda conn, **_: quality.unparsed_values(conn), warn_only=True),
+    Check("mi_report_key_once_in_answer", "mi_report",
+          "no placement's row came twice in one MI answer (the last one is kept: a guess when they disagree)",
+          lambda conn, arrived_twice=0, **_: quality.arrived_once("rootID", arrived_twice), warn_only=True),
     Check("mi_report_quarantine", "mi_report",
           "every MI report row landed was loaded: none set aside (no rootID or one outside the platform's grammar, "
           "not an object, nested too deep, too large; kept in the landing, listed in quarantine)",
@@ -117,6 +120,14 @@ REFERENCE = (
           "no uniqueID or one outside the platform's grammar; kept in the landing, listed in quarantine)",
           lambda conn, **_: quality.quarantined(conn, endpoints.CORPORATE), warn_only=True),
     has_parent("teams", "organisations", "company_id", "every team belongs to a known organisation"),
+    Check("organisations_key_once_in_answer", "organisations",
+          "no companyId came twice in the corporate list (the last one is kept: a guess when they disagree)",
+          lambda conn, counts=None, **_: quality.arrived_once(
+              "companyId", (counts or {}).get("organisations_arrived_twice", 0)), warn_only=True),
+    Check("users_key_once_in_answer", "users",
+          "no member's uniqueID came twice in the corporate list (the last one is kept: a guess when they disagree)",
+          lambda conn, counts=None, **_: quality.arrived_once(
+              "uniqueID", (counts or {}).get("users_arrived_twice", 0)), warn_only=True),
     Check("organisations_values_parse", "organisations",
           "every flag and timestamp of the companies parsed (else NULL, the text kept in raw)",
           lambda conn, **_: quality.unparsed_values(conn, quality.REFERENCE_VALUES), warn_only=True),

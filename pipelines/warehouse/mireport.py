@@ -121,6 +121,8 @@ class MiLoad:
     counts: dict[str, int]
     set_aside: list = dataclasses.field(default_factory=list)
     """Rows set aside (``quarantine``), not loaded."""
+    arrived_twice: int = 0
+    """Placements whose row came more than once in one answer (the last one is loaded)."""
 
 
 def pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path) -> list[Path]:
@@ -143,7 +145,7 @@ def scope(raw_dir: Path) -> Scope:
 def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetime | None = None) -> MiLoad:
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     files = pending(conn, raw_dir)
-    rows = older = 0
+    rows = older = arrived_twice = 0
     set_aside: list[SetAside] = []
     if files:  # read before the transaction: a read retried with a larger limit must not abort it
         read_objects(conn, STAGE[0], [[str(f) for f in files]], files)
@@ -151,6 +153,8 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetim
         if files:
             per_file = dict(conn.execute(PER_FILE).fetchall())
             set_aside = _set_aside(conn, raw_dir, now)
+            arrived_twice = conn.execute("SELECT count(*) FROM (SELECT filename, json->>'rootID' FROM stage_mi_all "
+                                         "GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
             conn.execute(STAGE[1])
             older = conn.execute(OLDER_THAN_STORED).fetchone()[0]
             rows = conn.execute("SELECT count(*) FROM stage_mi").fetchone()[0]
@@ -165,7 +169,7 @@ def load_pending(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetim
             conn.execute("DROP TABLE stage_mi")
             conn.execute("DROP TABLE stage_mi_all")
     counts = {t: db.row_count(conn, t) for t in MI_TABLES}
-    return MiLoad(len(files), rows, older, counts, set_aside)
+    return MiLoad(len(files), rows, older, counts, set_aside, arrived_twice)
 
 
 def _set_aside(conn: duckdb.DuckDBPyConnection, raw_dir: Path, now: dt.datetime) -> list[SetAside]:

@@ -28,6 +28,12 @@ def unique_key(conn, table: str, key: str) -> Outcome:
     return Outcome(passed=dupes == 0, metadata={"duplicate_keys": dupes, "key": key})
 
 
+def arrived_once(key: str, arrived_twice: int) -> Outcome:
+    """No key came twice in the answer just loaded (the loader keeps the last of each, a guess when two
+    records disagree): the table's own unique-key check cannot see that, since it runs after."""
+    return Outcome(passed=arrived_twice == 0, metadata={"keys_more_than_once_in_answer": arrived_twice, "key": key})
+
+
 def has_parent(conn, child: str, parent: str, column: str) -> Outcome:
     """Rows of ``child`` whose ``column`` (one column, or several as ``(a, b)``) matches no row of ``parent``.
     A row with a NULL in its key matches nothing, so it counts; a NULL key in ``parent`` hides no orphan

@@ -107,7 +107,12 @@ def load_corporate(conn: duckdb.DuckDBPyConnection, landed: Landed, raw_rel_path
         raise SuspiciousCorporateAnswer(before, after, landed.items, max_shrink)
     aside = [*landed.set_aside, *(SetAside.of(ord_, why, text, key) for ord_, text, key, why in
                                   conn.execute(SET_ASIDE, {"mu_id": documents.MU_ID.pattern}).fetchall())]
-    counts: dict[str, int] = {}
+    counts: dict[str, int] = dict(zip(("organisations_arrived_twice", "users_arrived_twice"), conn.execute(
+        """SELECT (SELECT count(*) FROM (SELECT raw->>'companyId' FROM stage_corporate WHERE raw->>'companyId' <> ''
+                                         GROUP BY ALL HAVING count(*) > 1)),
+                  (SELECT count(*) FROM (SELECT m->>'uniqueID' FROM (
+                     SELECT unnest(coalesce(TRY_CAST(raw->'members' AS JSON[]), [])) AS m FROM stage_corporate)
+                   WHERE m->>'uniqueID' <> '' GROUP BY ALL HAVING count(*) > 1))""").fetchone(), strict=True))
     fetched = landed.fetched_at.astimezone(dt.UTC).replace(tzinfo=None)
     with db.transaction(conn):
         counts["set_aside"] = quarantine.record(conn, "", endpoints.CORPORATE, raw_rel_path, aside, now, whole=True)

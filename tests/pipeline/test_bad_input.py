@@ -239,6 +239,8 @@ def test_reference_rows_without_their_key_are_counted_and_an_empty_answer_wipes_
     pipeline.server.set_faults(corporate="keyless")
     keyless = pipeline.reference()
     assert keyless.success and check_results(keyless)["organisations_quarantine"] is False
+    assert check_results(keyless)["organisations_key_once_in_answer"] is False, "a company that came twice is named"
+    assert check_results(keyless)["users_key_once_in_answer"] is False
     reasons = sorted(r for (r,) in warehouse.query("SELECT reason FROM quarantine WHERE endpoint = '/shared/corporate'"))
     assert [r.split(" (")[0] for r in reasons] == ["company without companyId", "member without uniqueID",
                                                    "team without channel"]
@@ -256,6 +258,7 @@ def test_reference_rows_without_their_key_are_counted_and_an_empty_answer_wipes_
     pipeline.server.set_faults(corporate="")
     fixed = pipeline.reference()
     assert fixed.success and check_results(fixed)["organisations_quarantine"], "the fixed answer clears the record"
+    assert check_results(fixed)["organisations_key_once_in_answer"] and check_results(fixed)["users_key_once_in_answer"]
 
 
 def test_a_nul_character_is_set_aside_alike_on_both_engines(tmp_path, monkeypatch, request) -> None:

@@ -235,3 +235,20 @@ def test_an_element_larger_than_duckdb_reads_by_default_is_set_aside_and_the_res
     assert quality.api_distinct_ids(conn, str(landed.path), landed.items, [2], landed.read_option) == 2
     assert set(details.roots_in_list(landed.path)) == {"IC0BADBAD0-1", "IC0BADBAD0-2", "IC0BADBAD0-3"}
     assert feed.newest_change(landed.path) == "2026-01-01 10:00:00"
+
+
+def test_a_placement_twice_in_one_mi_answer_is_named(conn, tmp_path) -> None:
+    """The unique-key check runs after the loader kept the last row of each placement: a placement sent twice
+    with different money was never counted. The load says how many came twice, and a check names it."""
+    from pipelines.warehouse import quality
+
+    raw_dir, user = tmp_path / "raw", "MUTWICE"
+    path = raw.mi_dir(raw_dir, user) / "20260101T000000000000Z.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps([{"rootID": "IC0TWICE0-1", "premium": "100"}, {"rootID": "IC0TWICE0-1", "premium": "200"},
+                                {"rootID": "IC0TWICE0-2", "premium": "300"}]))
+    loaded = mireport.load_pending(conn, raw_dir)
+    assert loaded.arrived_twice == 1
+    assert not quality.arrived_once("rootID", loaded.arrived_twice).passed
+    assert conn.execute("SELECT premium_raw FROM mi_report WHERE user_id = ? AND root_id = 'IC0TWICE0-1'",
+                        [user]).fetchall() == [("200",)]

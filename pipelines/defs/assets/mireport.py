@@ -43,7 +43,7 @@ def mi_report_tables(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     typed exactly, and each carrier's written and signed line with its milestones."""
     with warehouse.session(scope=mi_loader.scope(warehouse.raw_path())) as conn:
         result = mi_loader.load_pending(conn, warehouse.raw_path())
-        results = checks.evaluate(checks.MI_REPORT, conn)
+        results = checks.evaluate(checks.MI_REPORT, conn, arrived_twice=result.arrived_twice)
     context.log.info("MI report: %d rows from %d files", result.rows, result.files)
     if result.set_aside:
         context.log.warning("%d MI report row(s) set aside, not loaded (in quarantine): %s", len(result.set_aside),

@@ -45,7 +45,7 @@ def reference_tables(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     with warehouse.session(scope=reference_loader.SCOPE) as conn:
         counts = reference_loader.load_corporate(conn, landed, landed.relative_to(raw_dir),
                                                  max_shrink=1.0 if accepted else warehouse.settings().max_shrink)
-        results = checks.evaluate(checks.REFERENCE, conn)
+        results = checks.evaluate(checks.REFERENCE, conn, counts=counts)
     if counts["set_aside"]:
         context.log.warning("%d compan(ies), team(s) or member(s) of the corporate list set aside, not loaded "
                             "(in quarantine)", counts["set_aside"])
