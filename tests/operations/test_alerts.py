@@ -146,18 +146,29 @@ def test_a_check_over_several_organisations_alerts_for_each_one_that_starts_fail
     assert len(new_messages(receivers, 0)) == 3
 
 
-def test_no_secret_reaches_the_output_of_a_verbose_command(tmp_path) -> None:
+def test_no_secret_reaches_the_output_of_a_verbose_command_or_any_file_it_writes(tmp_path) -> None:
     """``whitespace-etl -v alert-test`` printed the webhook URL (httpx's INFO line): the redaction knew tokens,
-    Bearer values and JWTs only. Every secret set, each command at -v: none in what it prints."""
+    Bearer values and JWTs only. Every secret set, each command at -v: none in what it prints, nor in any file
+    it writes (the warehouse, the landing, the marts' export, Dagster's run records)."""
+    from sandbox import BUCKET, SandboxServer
     from tests.pipeline.test_cli import run
 
-    with Receivers() as rx:
-        env = {**rx.env, "WHITESPACE_REFRESH_TOKEN": SUMO_REFRESH_TOKEN,
-               "WHITESPACE_WAREHOUSE": str(tmp_path / "data" / "warehouse.duckdb")}
-        said = run(["-v", "alert-test"], tmp_path, env)
-        assert said.returncode == 0, said.stdout + said.stderr
+    secrets = (WEBHOOK_PATH.rsplit("/", 1)[1], SMTP_PASSWORD, SUMO_REFRESH_TOKEN)
+    outputs = []
+    with Receivers() as rx, SandboxServer(seed=4, scale=0.1) as server:
+        env = {**rx.env, "WHITESPACE_SYNC_URL": server.sync_url, "WHITESPACE_BUCKET": BUCKET,
+               "WHITESPACE_API_URL": server.api_url, "WHITESPACE_REFRESH_TOKEN": SUMO_REFRESH_TOKEN,
+               "WHITESPACE_USER_NAME": "Sam Sumo", "WHITESPACE_WAREHOUSE": str(tmp_path / "data" / "warehouse.duckdb")}
+        for command in (["alert-test"], ["sync"], ["sync", "--all"], ["sql", "SELECT count(*) FROM risks"],
+                        ["export", "--to", str(tmp_path / "exported")], ["rebuild"], ["prune", "--dry-run"]):
+            said = run(["-v", *command], tmp_path, env)
+            assert said.returncode == 0, (command, said.stdout + said.stderr)
+            outputs.append(said.stdout + said.stderr)
         assert rx.webhook.posts, "the test message went out"
-    output = said.stdout + said.stderr
-    assert "HTTP Request" in output, "the verbose log of the request is there, the secret masked"
-    for secret in (WEBHOOK_PATH.rsplit("/", 1)[1], SMTP_PASSWORD, SUMO_REFRESH_TOKEN):
-        assert secret not in output, secret
+    assert any("HTTP Request" in out for out in outputs), "the verbose log of the requests is there, masked"
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".duckdb" for p in written) and any(p.name.endswith(".db") for p in written)
+    for secret in secrets:
+        assert not any(secret in out for out in outputs), secret
+        leaked = [p for p in written if secret.encode() in p.read_bytes()]
+        assert not leaked, (secret, leaked)
