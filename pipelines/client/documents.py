@@ -74,26 +74,65 @@ def check_user_id(value: object) -> str:
     raise InvalidId("MU id", value)
 
 
-_TOKEN = re.compile(r'(?P<string>"(?:[^"\\]|\\.)*")|(?P<cut>"(?:[^"\\]|\\.)*\\?\Z)|(?P<bracket>[\[\]{}])', re.S)
+_OUTSIDE = re.compile(r'["\[\]{}]')
+_INSIDE = re.compile(r'["\\]')
+_SCALAR_END = re.compile(r"[,\]\s]")
+
+
+class Scanner:
+    """Finds where one JSON value ends, and how deep it nests, in text that may arrive piece by piece:
+    brackets are counted, strings and their escapes passed over, nothing is parsed or kept."""
+
+    def __init__(self) -> None:
+        self.level = self.deepest = 0
+        self.in_string = self.escaped = self.started = self.scalar = False
+
+    def feed(self, text: str, i: int = 0, end: int | None = None) -> int:
+        """Where the value ends in ``text[:end]`` (reading from ``i``), or -1 when it goes on past it."""
+        n = len(text) if end is None else end
+        if not self.started and i < n:
+            self.started, self.scalar = True, text[i] not in '"[{'
+        if self.scalar:  # a number or a literal: it ends where the array goes on
+            m = _SCALAR_END.search(text, i, n)
+            return m.start() if m else -1
+        while i < n:
+            if self.escaped:
+                i, self.escaped = i + 1, False
+                continue
+            if self.in_string:
+                m = _INSIDE.search(text, i, n)
+                if m is None:
+                    return -1
+                i = m.end()
+                if m.group() == "\\":
+                    self.escaped = True
+                    continue
+                self.in_string = False
+                if self.level == 0:
+                    return i
+                continue
+            m = _OUTSIDE.search(text, i, n)
+            if m is None:
+                return -1
+            i, token = m.end(), m.group()
+            if token == '"':
+                self.in_string = True
+            elif token in "[{":
+                self.level += 1
+                self.deepest = max(self.deepest, self.level)
+            else:
+                self.level -= 1
+                if self.level == 0:
+                    return i
+        return -1
 
 
 def depth(text: str, start: int = 0, end: int | None = None) -> tuple[int, int]:
-    """(the deepest nesting, where the array or object that opens at ``start`` ends) in JSON text,
-    without parsing it: strings are skipped whole, brackets counted. The end is -1 when the text stops
-    first."""
-    level = deepest = 0
-    for m in _TOKEN.finditer(text, start, len(text) if end is None else end):
-        if m.lastgroup == "cut":
-            break
-        if m.lastgroup == "bracket":
-            if m.group() in "[{":
-                level += 1
-                deepest = max(deepest, level)
-            else:
-                level -= 1
-                if level == 0:
-                    return deepest, m.end()
-    return deepest, -1
+    """(the deepest nesting, where the value that opens at ``start`` ends, -1 if the text stops first) in
+    JSON text, without parsing it."""
+    scanner = Scanner()
+    stop = scanner.feed(text, start, end)
+    return scanner.deepest, stop
 
 
 def too_deep(text: str, start: int = 0, end: int | None = None, limit: int = MAX_DEPTH) -> bool:

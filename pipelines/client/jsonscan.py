@@ -55,8 +55,6 @@ class _Reader:
 _LEADING_ID = re.compile(r'\{\s*"[iI][dD]"\s*:\s*("(?:[^"\\]|\\.)*")')
 TOO_DEEP = object()
 """What ``iter_json_array`` yields for an element nested too deep for Python's parser to build."""
-_OUTSIDE = re.compile(r'["\[\]{}]')
-_INSIDE = re.compile(r'["\\]')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,55 +69,9 @@ class TooLarge:
     """Its first 4,096 characters (where its id is, when it comes first)."""
 
 
-class _Skipper:
-    """Finds where one JSON value ends in text that arrives piece by piece: brackets counted, strings and
-    their escapes passed over; what it has seen is not kept."""
-
-    def __init__(self) -> None:
-        self.level, self.in_string, self.escaped, self.started, self.scalar = 0, False, False, False, False
-
-    def feed(self, text: str, i: int) -> int:
-        """Where the value ends in ``text`` (reading from ``i``), or -1 when it goes on in the next piece."""
-        n = len(text)
-        if not self.started and i < n:
-            self.started, self.scalar = True, text[i] not in '"[{'
-        if self.scalar:  # a number or a literal: it ends where the array goes on
-            m = re.compile(r"[,\]\s]").search(text, i)
-            return m.start() if m else -1
-        while i < n:
-            if self.escaped:
-                i, self.escaped = i + 1, False
-                continue
-            if self.in_string:
-                m = _INSIDE.search(text, i)
-                if m is None:
-                    return -1
-                i = m.end()
-                if m.group() == "\\":
-                    self.escaped = True
-                    continue
-                self.in_string = False
-                if self.level == 0:
-                    return i
-                continue
-            m = _OUTSIDE.search(text, i)
-            if m is None:
-                return -1
-            i, token = m.end(), m.group()
-            if token == '"':
-                self.in_string = True
-            elif token in "[{":
-                self.level += 1
-            else:
-                self.level -= 1
-                if self.level == 0:
-                    return i
-        return -1
-
-
 def _pass_over(r: _Reader) -> TooLarge:
     """Reads past the element at ``r.pos``, a piece at a time, and leaves ``r.pos`` just after it."""
-    head, digest, chars, skipper, pos = r.buf[r.pos : r.pos + 4096], hashlib.md5(), 0, _Skipper(), r.pos  # noqa: S324
+    head, digest, chars, skipper, pos = r.buf[r.pos : r.pos + 4096], hashlib.md5(), 0, documents.Scanner(), r.pos  # noqa: S324
     while True:
         end = skipper.feed(r.buf, pos)
         piece = r.buf[pos : end if end >= 0 else len(r.buf)]
