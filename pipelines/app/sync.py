@@ -388,7 +388,7 @@ def run_plan(instance: dg.DagsterInstance, defs: dg.Definitions, plan: SyncPlan,
 BRIDGE_RISKS = 20_000
 """Unchanged organisations between two changed ones join the changed ones' run (their loaded answer is
 loaded again: the same rows) while their lists hold fewer risks than this together: at the loader's pace
-(README, Performance: 26,000 to 55,000 risks a second) that costs well under the second or two of a run of
+(docs/performance.md: 26,000 to 55,000 risks a second) that costs well under the second or two of a run of
 its own in Dagster. A larger book between them keeps the runs apart."""
 
 
